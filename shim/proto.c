@@ -1,0 +1,280 @@
+/* Framing and fd passing of the baton protocol. Owns no socket and no fd beyond
+ * the ones a received message holds until the caller takes or releases them. */
+#include "proto.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+struct type_rule {
+	uint16_t min_fds;
+	uint16_t max_fds;
+	uint32_t min_payload;
+};
+
+static const struct type_rule type_rules[MSG_TYPE_MAX] = {
+	[MSG_HELLO] = {0, 0, 0},
+	[MSG_ERROR] = {0, 0, 4},
+	[MSG_CTL_STATUS] = {0, 0, 0},
+	[MSG_CTL_UPGRADE] = {0, 0, 0},
+	[MSG_CTL_STOP] = {0, 0, 0},
+	[MSG_CTL_REPLY] = {0, 0, 4},
+	[MSG_LISTENER_GET] = {0, 0, 1},
+	[MSG_LISTENER] = {1, 1, 1},
+	[MSG_DRAIN] = {0, 0, 0},
+	[MSG_CONN] = {1, PROTO_MAX_FDS, 8},
+	[MSG_CONN_DONE] = {0, 0, 4},
+	[MSG_PARK] = {1, 1, 8},
+};
+
+#define BIT(t) (1u << (t))
+static const uint32_t role_accepts[] = {
+	[ROLE_CONTROL_SERVER] = BIT(MSG_HELLO) | BIT(MSG_CTL_STATUS) | BIT(MSG_CTL_UPGRADE) |
+				BIT(MSG_CTL_STOP),
+	[ROLE_CONTROL_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_CTL_REPLY) | BIT(MSG_ERROR),
+	[ROLE_WORKER_SERVER] = BIT(MSG_HELLO) | BIT(MSG_LISTENER_GET) | BIT(MSG_CONN_DONE) |
+			       BIT(MSG_PARK),
+	[ROLE_WORKER_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_ERROR) | BIT(MSG_LISTENER) |
+			       BIT(MSG_DRAIN) | BIT(MSG_CONN),
+};
+
+static int type_check(uint8_t type, size_t payload_bytes, size_t nfds)
+{
+	if (type == 0 || type >= MSG_TYPE_MAX)
+		return -EPROTO;
+	const struct type_rule *r = &type_rules[type];
+	if (nfds < r->min_fds || nfds > r->max_fds || payload_bytes < r->min_payload)
+		return -EBADMSG;
+	return 0;
+}
+
+/* Control buffer for the largest fd array, aligned for struct cmsghdr. */
+union proto_cmsg {
+	struct cmsghdr align;
+	char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
+};
+
+int proto_send(int sock, uint8_t type, uint16_t flags, uint32_t request_id, const void *payload,
+	       size_t payload_bytes, const int *fds, size_t nfds)
+{
+	if (payload_bytes > PROTO_MAX_PAYLOAD || nfds > PROTO_MAX_FDS)
+		return -EMSGSIZE;
+	int r = type_check(type, payload_bytes, nfds);
+	if (r < 0)
+		return -EINVAL;
+
+	struct proto_hdr hdr = {
+		.version = PROTO_VERSION,
+		.type = type,
+		.flags = flags,
+		.payload_bytes = (uint32_t)payload_bytes,
+		.request_id = request_id,
+		.nfds = (uint16_t)nfds,
+	};
+	struct iovec iov[2] = {
+		{.iov_base = &hdr, .iov_len = sizeof(hdr)},
+		{.iov_base = (void *)payload, .iov_len = payload_bytes},
+	};
+	union proto_cmsg control;
+	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = payload_bytes > 0 ? 2 : 1};
+	if (nfds > 0) {
+		memset(&control, 0, sizeof(control));
+		mh.msg_control = control.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	ssize_t n;
+	do
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	/* SOCK_SEQPACKET sends all or nothing; anything else is a broken socket. */
+	if ((size_t)n != sizeof(hdr) + payload_bytes)
+		return -EIO;
+	return 0;
+}
+
+static void close_fds(int *fds, size_t nfds)
+{
+	for (size_t i = 0; i < nfds; i++)
+		if (fds[i] >= 0) {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+}
+
+/* Collects every SCM_RIGHTS fd of @mh into msg->fds; any other control message
+ * (credentials we did not ask for) is ignored, its data carries no fds. More fds
+ * than fit cannot happen: the buffer is sized for SCM_MAX_FD and MSG_CTRUNC is
+ * checked by the caller after this has closed what did arrive. */
+static void collect_fds(struct msghdr *mh, struct proto_msg *msg)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		const unsigned char *data = CMSG_DATA(cm);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, data + i * sizeof(int), sizeof(int));
+			if (msg->nfds < PROTO_MAX_FDS)
+				msg->fds[msg->nfds++] = fd;
+			else
+				close(fd);
+		}
+	}
+}
+
+int proto_recv(int sock, enum proto_role role, struct proto_msg *msg)
+{
+	union proto_cmsg control;
+	struct iovec iov[2] = {
+		{.iov_base = &msg->hdr, .iov_len = sizeof(msg->hdr)},
+		{.iov_base = msg->payload, .iov_len = PROTO_MAX_PAYLOAD},
+	};
+	struct msghdr mh = {
+		.msg_iov = iov,
+		.msg_iovlen = 2,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	msg->nfds = 0;
+	ssize_t n;
+	do
+		n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	collect_fds(&mh, msg);
+
+	int r;
+	if (n == 0 && msg->nfds == 0)
+		return 0; /* orderly shutdown: SEQPACKET has no empty messages of ours */
+	if (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC))
+		r = -EMSGSIZE;
+	else if ((size_t)n < sizeof(msg->hdr) || msg->hdr.version != PROTO_VERSION ||
+		 msg->hdr.reserved != 0)
+		r = -EPROTO;
+	else if (msg->hdr.payload_bytes != (size_t)n - sizeof(msg->hdr) ||
+		 msg->hdr.nfds != msg->nfds)
+		r = -EBADMSG;
+	else if ((r = type_check(msg->hdr.type, msg->hdr.payload_bytes, msg->nfds)) < 0)
+		;
+	else if (!(role_accepts[role] & BIT(msg->hdr.type)))
+		r = -EPROTO;
+	else {
+		msg->payload[msg->hdr.payload_bytes] = 0;
+		return 1;
+	}
+	close_fds(msg->fds, msg->nfds);
+	msg->nfds = 0;
+	return r;
+}
+
+int proto_msg_take_fd(struct proto_msg *msg, size_t i)
+{
+	if (i >= msg->nfds || msg->fds[i] < 0)
+		return -EBADF;
+	int fd = msg->fds[i];
+	msg->fds[i] = -1;
+	return fd;
+}
+
+void proto_msg_release(struct proto_msg *msg)
+{
+	close_fds(msg->fds, msg->nfds);
+	msg->nfds = 0;
+}
+
+int proto_send_status(int sock, uint8_t type, uint32_t request_id, int32_t code, const char *text)
+{
+	uint8_t buf[4 + PROTO_MAX_PAYLOAD];
+	size_t len = text ? strlen(text) : 0;
+	if (len > PROTO_MAX_PAYLOAD - 4)
+		len = PROTO_MAX_PAYLOAD - 4; /* a reply is text for a human: cut, never fail */
+	memcpy(buf, &code, 4);
+	if (len)
+		memcpy(buf + 4, text, len);
+	return proto_send(sock, type, 0, request_id, buf, 4 + len, NULL, 0);
+}
+
+int proto_parse_status(const struct proto_msg *msg, int32_t *ret_code, const char **ret_text)
+{
+	if (msg->hdr.payload_bytes < 4)
+		return -EBADMSG;
+	memcpy(ret_code, msg->payload, 4);
+	*ret_text = (const char *)msg->payload + 4;
+	return 0;
+}
+
+#define CONN_FIXED 8
+
+static size_t pad4(size_t n)
+{
+	return (n + 3) & ~(size_t)3;
+}
+
+int proto_conn_put(uint8_t *buf, size_t cap, size_t *offset, const struct proto_conn *c)
+{
+	size_t len = CONN_FIXED + c->name_len + c->tag_len + c->addr_len + c->state_len;
+	size_t start = *offset;
+	if (start > cap || pad4(len) > cap - start)
+		return -EMSGSIZE;
+	uint8_t *p = buf + start;
+	memcpy(p, &c->flags, 2);
+	p[2] = c->name_len;
+	p[3] = c->tag_len;
+	memcpy(p + 4, &c->addr_len, 2);
+	memcpy(p + 6, &c->state_len, 2);
+	p += CONN_FIXED;
+	if (c->name_len)
+		memcpy(p, c->name, c->name_len);
+	p += c->name_len;
+	if (c->tag_len)
+		memcpy(p, c->tag, c->tag_len);
+	p += c->tag_len;
+	if (c->addr_len)
+		memcpy(p, c->addr, c->addr_len);
+	p += c->addr_len;
+	if (c->state_len)
+		memcpy(p, c->state, c->state_len);
+	memset(buf + start + len, 0, pad4(len) - len);
+	*offset = start + pad4(len);
+	return 0;
+}
+
+int proto_conn_get(const uint8_t *buf, size_t len, size_t *offset, struct proto_conn *ret)
+{
+	size_t start = *offset;
+	if (start > len || len - start < CONN_FIXED)
+		return -EBADMSG;
+	const uint8_t *p = buf + start;
+	struct proto_conn c = {0};
+	memcpy(&c.flags, p, 2);
+	c.name_len = p[2];
+	c.tag_len = p[3];
+	memcpy(&c.addr_len, p + 4, 2);
+	memcpy(&c.state_len, p + 6, 2);
+	size_t rec = CONN_FIXED + (size_t)c.name_len + c.tag_len + c.addr_len + c.state_len;
+	if (rec > len - start || c.name_len > PROTO_NAME_MAX || c.tag_len > PROTO_TAG_MAX ||
+	    c.addr_len > sizeof(struct sockaddr_storage))
+		return -EBADMSG;
+	p += CONN_FIXED;
+	c.name = (const char *)p;
+	p += c.name_len;
+	c.tag = (const char *)p;
+	p += c.tag_len;
+	c.addr = c.addr_len ? p : NULL;
+	p += c.addr_len;
+	c.state = c.state_len ? p : NULL;
+	*ret = c;
+	size_t next = start + pad4(rec);
+	*offset = next < len ? next : len;
+	return 0;
+}

@@ -1,0 +1,106 @@
+/* The baton wire protocol: framing of one message over AF_UNIX SOCK_SEQPACKET with
+ * its fds. Written once, linked into libbaton, batond and batonctl. It never logs
+ * and never allocates; it owns no socket. docs/protocol.md describes it for others. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define PROTO_VERSION       1
+#define PROTO_MAX_PAYLOAD   (64 * 1024)
+#define PROTO_MAX_FDS       253 /* SCM_MAX_FD */
+#define PROTO_NAME_MAX      64  /* listener and app names, without NUL */
+#define PROTO_TAG_MAX       64
+
+/* Fixed header, host byte order (both ends are on one host), 16 bytes. */
+struct proto_hdr {
+	uint8_t version;
+	uint8_t type;
+	uint16_t flags;
+	uint32_t payload_bytes;
+	uint32_t request_id;
+	uint16_t nfds;
+	uint16_t reserved; /* 0 on send, checked on receive */
+};
+_Static_assert(sizeof(struct proto_hdr) == 16, "wire header is 16 bytes");
+
+enum proto_type {
+	MSG_HELLO = 1,    /* both ways, first message on a channel; payload: text identity */
+	MSG_ERROR,        /* reply: int32 errno, then text */
+	MSG_CTL_STATUS,   /* batonctl -> batond; flags: CTL_JSON */
+	MSG_CTL_UPGRADE,  /* payload: app name, empty for every app */
+	MSG_CTL_STOP,     /* stop batond: drain everything and exit */
+	MSG_CTL_REPLY,    /* batond -> batonctl: int32 status (0 ok), then text */
+	MSG_LISTENER_GET, /* worker -> batond: listener name */
+	MSG_LISTENER,     /* batond -> worker: listener name, 1 fd */
+	MSG_DRAIN,        /* batond -> worker: stop taking new work */
+	MSG_CONN,         /* batond -> worker: 1..253 connections, records in payload */
+	MSG_CONN_DONE,    /* worker -> batond: uint32 count of finished connections */
+	MSG_PARK,         /* worker -> batond: 1 live connection and its state record */
+	MSG_TYPE_MAX,
+};
+
+#define CTL_JSON      0x0001 /* MSG_CTL_STATUS: answer in JSON */
+#define CONN_ADOPTED  0x0001 /* conn record: parked by a previous generation */
+
+/* Which types a receiver accepts: a channel's fd policy. */
+enum proto_role {
+	ROLE_CONTROL_SERVER, /* batond's control socket: requests, never fds */
+	ROLE_CONTROL_CLIENT, /* batonctl: replies, never fds */
+	ROLE_WORKER_SERVER,  /* batond's end of a worker channel */
+	ROLE_WORKER_CLIENT,  /* the worker's end (libbaton) */
+};
+
+/* A received message. fds[] slots that were taken are -1; proto_msg_release()
+ * closes every fd nobody took. */
+struct proto_msg {
+	struct proto_hdr hdr;
+	uint8_t payload[PROTO_MAX_PAYLOAD + 1]; /* +1: room for a terminating NUL */
+	int fds[PROTO_MAX_FDS];
+	size_t nfds;
+};
+
+/* Sends one message; borrows fds (the caller closes them after success if it
+ * keeps none). Returns 0, -EAGAIN when the socket is full, -EMSGSIZE, -EINVAL
+ * for a type/fd-count mismatch, or another negative errno. Retries EINTR. */
+int proto_send(int sock, uint8_t type, uint16_t flags, uint32_t request_id, const void *payload,
+	       size_t payload_bytes, const int *fds, size_t nfds);
+
+/* Receives and validates one message for @role. Returns 1 with *msg filled, 0 on
+ * orderly EOF, -EAGAIN, or a negative errno with every received fd closed:
+ * -EPROTO bad header/version/unknown or unexpected type, -EBADMSG length or fd
+ * count mismatch, -EMSGSIZE datagram or control data truncated. Retries EINTR.
+ * The payload is NUL-terminated at payload_bytes for convenience. */
+int proto_recv(int sock, enum proto_role role, struct proto_msg *msg);
+
+/* Takes fd @i out of @msg (slot becomes -1). Returns the fd or -EBADF. */
+int proto_msg_take_fd(struct proto_msg *msg, size_t i);
+/* Closes every fd not taken. Safe to call twice. */
+void proto_msg_release(struct proto_msg *msg);
+
+/* Payload helpers for MSG_ERROR / MSG_CTL_REPLY: int32 code + text. */
+int proto_send_status(int sock, uint8_t type, uint32_t request_id, int32_t code, const char *text);
+/* Parses such a payload: *ret_code and a pointer into msg->payload (NUL-terminated). */
+int proto_parse_status(const struct proto_msg *msg, int32_t *ret_code, const char **ret_text);
+
+/* One record per fd of MSG_CONN (and the one record of MSG_PARK), packed back to
+ * back in the payload, each starting at a 4-byte boundary:
+ *   uint16 flags, uint8 name_len, uint8 tag_len, uint16 addr_len, uint16 state_len,
+ *   name, tag, sockaddr (addr_len bytes), state (state_len bytes), pad to 4. */
+struct proto_conn {
+	uint16_t flags;
+	const char *name; /* not NUL-terminated on decode: use name_len */
+	uint8_t name_len;
+	const char *tag;
+	uint8_t tag_len;
+	const void *addr; /* may be unaligned: memcpy into a sockaddr_storage */
+	uint16_t addr_len;
+	const void *state;
+	uint16_t state_len;
+};
+/* Appends one record at *offset into buf (capacity cap). Returns 0 or -EMSGSIZE. */
+int proto_conn_put(uint8_t *buf, size_t cap, size_t *offset, const struct proto_conn *conn);
+/* Reads the record at *offset of a payload of @len bytes; pointers point into buf.
+ * Returns 0 or -EBADMSG. */
+int proto_conn_get(const uint8_t *buf, size_t len, size_t *offset, struct proto_conn *ret);

@@ -1,0 +1,63 @@
+/* batond.conf, parsed with libconfuse into plain structs. Owns the parsed
+ * configuration; opens no socket and starts nothing. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "listener.h"
+
+enum ready_mode { READY_NOTIFY, READY_IMMEDIATE };
+enum serve_mode { SERVE_INHERIT, SERVE_DISPATCH };
+enum dispatch_policy { POLICY_LEAST_LOADED, POLICY_ROUND_ROBIN, POLICY_STICKY };
+
+struct listener_cfg {
+	char *name;
+	int line;          /* line of the `listener NAME {` section */
+	char *address;     /* as written, for messages and status */
+	struct listen_addr addr;
+	int backlog;       /* default 4096, capped by net.core.somaxconn at bind */
+	bool reuseport;
+	mode_t mode;       /* unix paths; 0 = leave as umask made it */
+	char *owner;       /* unix paths: "user" or "user:group", NULL = unchanged */
+	char *tag;         /* dispatch mode: sent along with each connection, may be NULL */
+};
+
+struct app_cfg {
+	char *name;
+	int line;
+	char **argv;       /* NULL-terminated, argv[0] is the path executed */
+	size_t *listener_idx; /* indexes into config.listeners, in LISTEN_FDS order */
+	size_t n_listeners;
+	unsigned workers;  /* >= 1 */
+	enum ready_mode ready;
+	uint64_t ready_timeout_usec;
+	uint64_t drain_timeout_usec;
+	int stop_signal;
+	char **environment; /* NULL-terminated "K=V" */
+	enum serve_mode mode;
+	enum dispatch_policy policy;
+	unsigned hold_max;
+	uint64_t hold_timeout_usec;
+};
+
+struct config {
+	char *path;
+	char *control_socket; /* default /run/baton/batond.sock */
+	mode_t control_mode;  /* default 0600 */
+	char *control_group;  /* may be NULL; members may use the control socket */
+	struct listener_cfg *listeners;
+	size_t n_listeners;
+	struct app_cfg *apps;
+	size_t n_apps;
+};
+
+/* Parses and validates @path. On failure writes every error to @errors, one
+ * "FILE:LINE: message" line each, and returns -EINVAL (or -errno if the file
+ * cannot be read, also reported on @errors); *ret is untouched. */
+int config_load(const char *path, FILE *errors, struct config **ret);
+void config_free(struct config *cfg);
+
+const struct app_cfg *config_find_app(const struct config *cfg, const char *name);
