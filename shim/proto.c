@@ -49,10 +49,12 @@ static int type_check(uint8_t type, size_t payload_bytes, size_t nfds)
 	return 0;
 }
 
-/* Control buffer for the largest fd array, aligned for struct cmsghdr. */
+/* Control buffer for the largest fd array, aligned for struct cmsghdr, with room
+ * for the SCM_CREDENTIALS message the kernel adds when the socket has SO_PASSCRED:
+ * without it a full MSG_CONN on such a socket would come back MSG_CTRUNC. */
 union proto_cmsg {
 	struct cmsghdr align;
-	char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
+	char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
 };
 
 int proto_send(int sock, uint8_t type, uint16_t flags, uint32_t request_id, const void *payload,
@@ -133,7 +135,14 @@ static void collect_fds(struct msghdr *mh, struct proto_msg *msg)
 
 int proto_recv(int sock, enum proto_role role, struct proto_msg *msg)
 {
+	return proto_recv_buf(sock, role, msg, sizeof(union proto_cmsg));
+}
+
+int proto_recv_buf(int sock, enum proto_role role, struct proto_msg *msg, size_t control_bytes)
+{
 	union proto_cmsg control;
+	if ((unsigned)role > ROLE_WORKER_CLIENT || control_bytes > sizeof(control.buf))
+		return -EINVAL;
 	struct iovec iov[2] = {
 		{.iov_base = &msg->hdr, .iov_len = sizeof(msg->hdr)},
 		{.iov_base = msg->payload, .iov_len = PROTO_MAX_PAYLOAD},
@@ -141,8 +150,8 @@ int proto_recv(int sock, enum proto_role role, struct proto_msg *msg)
 	struct msghdr mh = {
 		.msg_iov = iov,
 		.msg_iovlen = 2,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
+		.msg_control = control_bytes > 0 ? control.buf : NULL,
+		.msg_controllen = control_bytes,
 	};
 	msg->nfds = 0;
 	ssize_t n;
@@ -222,6 +231,10 @@ static size_t pad4(size_t n)
 
 int proto_conn_put(uint8_t *buf, size_t cap, size_t *offset, const struct proto_conn *c)
 {
+	/* Never write what proto_conn_get would refuse. */
+	if (c->name_len > PROTO_NAME_MAX || c->tag_len > PROTO_TAG_MAX ||
+	    c->addr_len > sizeof(struct sockaddr_storage))
+		return -EINVAL;
 	size_t len = CONN_FIXED + c->name_len + c->tag_len + c->addr_len + c->state_len;
 	size_t start = *offset;
 	if (start > cap || pad4(len) > cap - start)

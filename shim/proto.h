@@ -73,6 +73,10 @@ int proto_send(int sock, uint8_t type, uint16_t flags, uint32_t request_id, cons
  * count mismatch, -EMSGSIZE datagram or control data truncated. Retries EINTR.
  * The payload is NUL-terminated at payload_bytes for convenience. */
 int proto_recv(int sock, enum proto_role role, struct proto_msg *msg);
+/* proto_recv with a control buffer of @control_bytes (at most the full size): lets
+ * tests provoke MSG_CTRUNC. Everyone else calls proto_recv. -EINVAL for a bad
+ * role or size. */
+int proto_recv_buf(int sock, enum proto_role role, struct proto_msg *msg, size_t control_bytes);
 
 /* Takes fd @i out of @msg (slot becomes -1). Returns the fd or -EBADF. */
 int proto_msg_take_fd(struct proto_msg *msg, size_t i);
@@ -99,7 +103,8 @@ struct proto_conn {
 	const void *state;
 	uint16_t state_len;
 };
-/* Appends one record at *offset into buf (capacity cap). Returns 0 or -EMSGSIZE. */
+/* Appends one record at *offset into buf (capacity cap). Returns 0, -EMSGSIZE, or
+ * -EINVAL for a name, tag or address longer than the decoder accepts. */
 int proto_conn_put(uint8_t *buf, size_t cap, size_t *offset, const struct proto_conn *conn);
 /* Reads the record at *offset of a payload of @len bytes; pointers point into buf.
  * Returns 0 or -EBADMSG. */
