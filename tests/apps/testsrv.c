@@ -832,8 +832,10 @@ int main(int argc, char **argv)
 		}
 		for (int i = 0; i < n; i++) {
 			struct handle *h = events[i].data.ptr;
+			/* Read before dispatching: a connection frees itself when it is done. */
+			enum handle_kind kind = h->kind;
 
-			switch (h->kind) {
+			switch (kind) {
 			case H_SIGNAL:
 				on_signal();
 				break;
@@ -854,7 +856,7 @@ int main(int argc, char **argv)
 			}
 			/* drain_start() may have freed listeners that later events point
 			 * to: start over with a fresh epoll_wait(). */
-			if (h->kind == H_SIGNAL)
+			if (kind == H_SIGNAL)
 				break;
 		}
 	}
