@@ -1,0 +1,598 @@
+/* config.c: every option read with its default, and every error reported as
+ * FILE:LINE: message, word for word. Files live in a mkdtemp directory that is
+ * the cwd during a test, so messages start with "batond.conf:". */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+#define CONF "batond.conf"
+
+static char tmp_dir[64];
+static char old_cwd[PATH_MAX];
+static int fds_at_start;
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static int group_setup(void **state)
+{
+	strcpy(tmp_dir, "/tmp/baton-test-config-XXXXXX");
+	if (!mkdtemp(tmp_dir) || !getcwd(old_cwd, sizeof(old_cwd)) || chdir(tmp_dir) < 0)
+		return -1;
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	unlink(CONF);
+	if (chdir(old_cwd) < 0)
+		return -1;
+	return rmdir(tmp_dir);
+}
+
+static int test_setup(void **state)
+{
+	fds_at_start = count_fds();
+	return 0;
+}
+
+static int test_teardown(void **state)
+{
+	assert_int_equal(count_fds(), fds_at_start);
+	return 0;
+}
+
+static void write_conf(const char *text)
+{
+	FILE *f = fopen(CONF, "we");
+
+	assert_non_null(f);
+	assert_int_equal(fputs(text, f) >= 0, 1);
+	assert_int_equal(fclose(f), 0);
+}
+
+/* Loads @text; returns config_load's result, the errors in *ret_errors. */
+static int load(const char *text, struct config **ret, char **ret_errors)
+{
+	size_t len = 0;
+	FILE *errors = open_memstream(ret_errors, &len);
+	int r;
+
+	assert_non_null(errors);
+	write_conf(text);
+	r = config_load(CONF, errors, ret);
+	assert_int_equal(fclose(errors), 0);
+	return r;
+}
+
+static struct config *load_ok(const char *text)
+{
+	struct config *cfg = NULL;
+	char *errors = NULL;
+
+	assert_int_equal(load(text, &cfg, &errors), 0);
+	assert_string_equal(errors, "");
+	free(errors);
+	assert_non_null(cfg);
+	return cfg;
+}
+
+static void assert_errors(const char *text, const char *expected)
+{
+	struct config *cfg = (struct config *)0x1;
+	char *errors = NULL;
+
+	assert_int_equal(load(text, &cfg, &errors), -EINVAL);
+	assert_string_equal(errors, expected);
+	assert_ptr_equal(cfg, (struct config *)0x1); /* untouched */
+	free(errors);
+}
+
+#define APP_OK	    "app a { exec = { \"/bin/true\" } listeners = { \"l\" } }\n"
+#define LISTENER_OK "listener l { address = \"tcp://127.0.0.1:8080\" }\n"
+
+/* ---- what loads ---------------------------------------------------------- */
+
+static void the_documented_example_config_loads(void **state)
+{
+	struct config *cfg = NULL;
+	char *errors = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&errors, &len);
+
+	assert_int_equal(config_load(BATON_SOURCE_DIR "/conf/batond.conf", out, &cfg), 0);
+	fclose(out);
+	assert_string_equal(errors, "");
+	free(errors);
+	assert_non_null(config_find_app(cfg, "web"));
+	config_free(cfg);
+}
+
+static void omitted_options_take_their_defaults(void **state)
+{
+	struct config *cfg = load_ok(LISTENER_OK APP_OK);
+	const struct listener_cfg *l = &cfg->listeners[0];
+	const struct app_cfg *app = &cfg->apps[0];
+
+	assert_string_equal(cfg->path, CONF);
+	assert_string_equal(cfg->control_socket, "/run/baton/batond.sock");
+	assert_int_equal(cfg->control_mode, 0600);
+	assert_null(cfg->control_group);
+
+	assert_int_equal(cfg->n_listeners, 1);
+	assert_string_equal(l->name, "l");
+	assert_int_equal(l->line, 1);
+	assert_string_equal(l->address, "tcp://127.0.0.1:8080");
+	assert_int_equal(l->addr.family, AF_INET);
+	assert_int_equal(l->backlog, 4096);
+	assert_false(l->reuseport);
+	assert_int_equal(l->mode, 0);
+	assert_null(l->owner);
+	assert_null(l->tag);
+
+	assert_int_equal(cfg->n_apps, 1);
+	assert_string_equal(app->name, "a");
+	assert_int_equal(app->line, 2);
+	assert_string_equal(app->argv[0], "/bin/true");
+	assert_null(app->argv[1]);
+	assert_int_equal(app->n_listeners, 1);
+	assert_int_equal(app->listener_idx[0], 0);
+	assert_int_equal(app->workers, 1);
+	assert_int_equal(app->ready, READY_NOTIFY);
+	assert_int_equal(app->ready_timeout_usec, 30000000);
+	assert_int_equal(app->drain_timeout_usec, 60000000);
+	assert_int_equal(app->stop_signal, SIGTERM);
+	assert_non_null(app->environment);
+	assert_null(app->environment[0]);
+	assert_int_equal(app->mode, SERVE_INHERIT);
+	assert_int_equal(app->policy, POLICY_LEAST_LOADED);
+	assert_int_equal(app->hold_max, 1024);
+	assert_int_equal(app->hold_timeout_usec, 10000000);
+	config_free(cfg);
+}
+
+static void every_option_is_read(void **state)
+{
+	struct config *cfg =
+	    load_ok("control { socket = \"/run/x/ctl.sock\" mode = 0660 group = \"baton\" }\n"
+		    "listener http { address = \"tcp://127.0.0.1:8080\" backlog = 128\n"
+		    "  reuseport = true tag = \"front\" }\n"
+		    "listener admin { address = \"unix:/run/myapp/admin.sock\" mode = 0660\n"
+		    "  owner = \"www-data:www-data\" }\n"
+		    "app web {\n"
+		    "  exec = { \"/usr/local/bin/myapp\", \"--flag\" }\n"
+		    "  listeners = { \"admin\", \"http\" }\n"
+		    "  workers = 2\n"
+		    "  ready = immediate\n"
+		    "  ready-timeout = 0.5\n"
+		    "  drain-timeout = 0\n"
+		    "  stop-signal = \"SIGQUIT\"\n"
+		    "  environment = { \"FOO=bar\", \"EMPTY=\" }\n"
+		    "  mode = dispatch\n"
+		    "  policy = sticky\n"
+		    "  hold-max = 0\n"
+		    "  hold-timeout = 2.25\n"
+		    "}\n");
+	const struct app_cfg *app = config_find_app(cfg, "web");
+
+	assert_string_equal(cfg->control_socket, "/run/x/ctl.sock");
+	assert_int_equal(cfg->control_mode, 0660);
+	assert_string_equal(cfg->control_group, "baton");
+
+	assert_int_equal(cfg->listeners[0].backlog, 128);
+	assert_true(cfg->listeners[0].reuseport);
+	assert_string_equal(cfg->listeners[0].tag, "front");
+	assert_int_equal(cfg->listeners[1].line, 4);
+	assert_int_equal(cfg->listeners[1].mode, 0660);
+	assert_string_equal(cfg->listeners[1].owner, "www-data:www-data");
+	assert_int_equal(cfg->listeners[1].addr.family, AF_UNIX);
+
+	assert_non_null(app);
+	assert_int_equal(app->line, 6);
+	assert_string_equal(app->argv[0], "/usr/local/bin/myapp");
+	assert_string_equal(app->argv[1], "--flag");
+	assert_null(app->argv[2]);
+	assert_int_equal(app->n_listeners, 2);
+	assert_int_equal(app->listener_idx[0], 1); /* LISTEN_FDS order is the app's order */
+	assert_int_equal(app->listener_idx[1], 0);
+	assert_int_equal(app->workers, 2);
+	assert_int_equal(app->ready, READY_IMMEDIATE);
+	assert_int_equal(app->ready_timeout_usec, 500000);
+	assert_int_equal(app->drain_timeout_usec, 0);
+	assert_int_equal(app->stop_signal, SIGQUIT);
+	assert_string_equal(app->environment[0], "FOO=bar");
+	assert_string_equal(app->environment[1], "EMPTY=");
+	assert_null(app->environment[2]);
+	assert_int_equal(app->mode, SERVE_DISPATCH);
+	assert_int_equal(app->policy, POLICY_STICKY);
+	assert_int_equal(app->hold_max, 0);
+	assert_int_equal(app->hold_timeout_usec, 2250000);
+	assert_null(config_find_app(cfg, "nope"));
+	config_free(cfg);
+}
+
+static void every_address_kind_is_accepted(void **state)
+{
+	struct config *cfg = load_ok("listener a { address = \"tcp://127.0.0.1:1\" }\n"
+				     "listener b { address = \"tcp://[::1]:2\" }\n"
+				     "listener c { address = \"tcp6://*:3\" }\n"
+				     "listener d { address = \"udp://*:4\" }\n"
+				     "listener e { address = \"udp6://[::]:5\" }\n"
+				     "listener f { address = \"tcp://localhost:6\" }\n"
+				     "listener g { address = \"unix:/run/g.sock\" }\n"
+				     "listener h { address = \"unix:@baton-h\" }\n");
+	const int families[] = {AF_INET,  AF_INET6, AF_INET6, AF_INET,
+				AF_INET6, AF_INET,  AF_UNIX,  AF_UNIX};
+
+	assert_int_equal(cfg->n_listeners, 8);
+	for (size_t i = 0; i < 8; i++)
+		assert_int_equal(cfg->listeners[i].addr.family, families[i]);
+	assert_int_equal(cfg->listeners[3].addr.socktype, SOCK_DGRAM);
+	assert_true(cfg->listeners[7].addr.abstract);
+	config_free(cfg);
+}
+
+static void each_stop_signal_name_is_accepted(void **state)
+{
+	static const struct {
+		const char *name;
+		int signo;
+	} cases[] = {{"TERM", SIGTERM},	 {"INT", SIGINT},     {"QUIT", SIGQUIT},
+		     {"HUP", SIGHUP},	 {"USR1", SIGUSR1},   {"USR2", SIGUSR2},
+		     {"SIGINT", SIGINT}, {"sigusr2", SIGUSR2}};
+	char text[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *cfg;
+
+		snprintf(text, sizeof(text),
+			 LISTENER_OK "app a { exec = {\"/bin/true\"} listeners = {\"l\"} "
+				     "stop-signal = \"%s\" }\n",
+			 cases[i].name);
+		cfg = load_ok(text);
+		assert_int_equal(cfg->apps[0].stop_signal, cases[i].signo);
+		config_free(cfg);
+	}
+}
+
+static void an_empty_file_is_a_valid_config_with_no_apps(void **state)
+{
+	struct config *cfg = load_ok("");
+
+	assert_int_equal(cfg->n_listeners, 0);
+	assert_int_equal(cfg->n_apps, 0);
+	assert_string_equal(cfg->control_socket, "/run/baton/batond.sock");
+	config_free(cfg);
+}
+
+/* libconfuse 3.3 miscounts lines after comments and rejects them in lists. */
+static void comments_anywhere_keep_line_numbers_right(void **state)
+{
+	assert_errors("# one\n"
+		      "// two\n"
+		      "/* three\n"
+		      "   four */\n"
+		      "listener l { # five\n"
+		      "  address = \"tcp://127.0.0.1:8080\" // six\n"
+		      "}\n" APP_OK /* line 8 */
+		      "app b {\n"
+		      "  exec = { \"/bin/true\", # a comment in a list\n"
+		      "           \"#not-a-comment\", \"//nor-this\" }\n"
+		      "  listeners = { \"l\" } /* trailing */\n"
+		      "  workers = many\n"
+		      "}\n",
+		      "batond.conf:13: app \"b\": workers: \"many\" is not a number\n");
+}
+
+/* ---- what is refused, word for word -------------------------------------- */
+
+static void a_port_out_of_range_names_the_listener_and_address(void **state)
+{
+	assert_errors("\n\nlistener http {\n  address = \"tcp://1.2.3.4:99999\"\n}\n",
+		      "batond.conf:4: listener \"http\": address \"tcp://1.2.3.4:99999\": port out "
+		      "of range\n");
+}
+
+static void a_bad_address_is_explained(void **state)
+{
+	assert_errors(
+	    "listener a { address = \"tcp://example.com:80\" }\n"
+	    "listener b { address = \"tcp://::1:80\" }\n"
+	    "listener c { address = \"http://127.0.0.1:80\" }\n"
+	    "listener d { address = \"unix:run/d.sock\" }\n"
+	    "listener e { address = \"tcp://127.0.0.1\" }\n",
+	    "batond.conf:1: listener \"a\": address \"tcp://example.com:80\": \"example.com\" is "
+	    "not a numeric IPv4 address (names are not resolved)\n"
+	    "batond.conf:2: listener \"b\": address \"tcp://::1:80\": IPv6 address must be in "
+	    "brackets, as [::1]:PORT\n"
+	    "batond.conf:3: listener \"c\": address \"http://127.0.0.1:80\": unknown scheme "
+	    "(expected tcp://, tcp6://, udp://, udp6:// or unix:)\n"
+	    "batond.conf:4: listener \"d\": address \"unix:run/d.sock\": unix socket path must "
+	    "be absolute\n"
+	    "batond.conf:5: listener \"e\": address \"tcp://127.0.0.1\": missing port\n");
+}
+
+static void an_unknown_listener_in_an_app_is_reported_on_its_line(void **state)
+{
+	assert_errors(LISTENER_OK "app web {\n"
+				  "  exec = { \"/bin/true\" }\n"
+				  "  listeners = { \"l\",\n"
+				  "    \"htp\" }\n"
+				  "}\n",
+		      "batond.conf:5: app \"web\": unknown listener \"htp\"\n");
+}
+
+static void a_duplicate_listener_names_where_it_was_first_defined(void **state)
+{
+	assert_errors("\nlistener http { address = \"tcp://127.0.0.1:1\" }\n\n\n"
+		      "listener http { address = \"tcp://127.0.0.1:2\" }\n",
+		      "batond.conf:5: duplicate listener \"http\" (first defined at line 2)\n");
+}
+
+static void a_duplicate_app_or_control_section_is_refused(void **state)
+{
+	assert_errors(LISTENER_OK APP_OK APP_OK "control { }\ncontrol { }\n",
+		      "batond.conf:3: duplicate app \"a\" (first defined at line 2)\n"
+		      "batond.conf:5: duplicate control section (first defined at line 4)\n");
+}
+
+static void a_relative_exec_path_is_refused(void **state)
+{
+	assert_errors(LISTENER_OK "app web {\n"
+				  "  listeners = { \"l\" }\n"
+				  "  exec = { \"bin/app\" }\n"
+				  "}\n",
+		      "batond.conf:4: app \"web\": exec: \"bin/app\" is not an absolute path\n");
+}
+
+static void an_app_needs_exec_and_a_listener(void **state)
+{
+	assert_errors("app web {\n}\napp two { exec = {} listeners = {} }\n",
+		      "batond.conf:1: app \"web\": exec is required\n"
+		      "batond.conf:1: app \"web\": listeners: at least one listener is required\n"
+		      "batond.conf:3: app \"two\": exec is required\n"
+		      "batond.conf:3: app \"two\": listeners: at least one listener is required\n");
+}
+
+static void a_listener_needs_an_address(void **state)
+{
+	assert_errors("listener l {\n  backlog = 5\n}\n",
+		      "batond.conf:1: listener \"l\": address is required\n");
+}
+
+static void a_choice_outside_its_list_names_the_valid_ones(void **state)
+{
+	assert_errors(
+	    LISTENER_OK "app web {\n"
+			"  exec = { \"/bin/true\" } listeners = { \"l\" }\n"
+			"  ready = \"maybe\"\n"
+			"  mode = fork\n"
+			"  policy = random\n"
+			"  stop-signal = KILL\n"
+			"}\n",
+	    "batond.conf:4: app \"web\": ready: \"maybe\" is not one of notify, immediate\n"
+	    "batond.conf:5: app \"web\": mode: \"fork\" is not one of inherit, dispatch\n"
+	    "batond.conf:6: app \"web\": policy: \"random\" is not one of least-loaded, "
+	    "round-robin, sticky\n"
+	    "batond.conf:7: app \"web\": stop-signal: \"KILL\" is not one of TERM, INT, "
+	    "QUIT, HUP, USR1, USR2\n");
+}
+
+static void numbers_out_of_range_or_malformed_are_refused(void **state)
+{
+	assert_errors(
+	    "listener l {\n"
+	    "  address = \"tcp://127.0.0.1:80\"\n"
+	    "  backlog = 0\n"
+	    "  reuseport = maybe\n"
+	    "}\n"
+	    "app a {\n"
+	    "  exec = { \"/bin/true\" } listeners = { \"l\" }\n"
+	    "  workers = 1025\n"
+	    "  hold-max = -1\n"
+	    "  ready-timeout = 0\n"
+	    "  drain-timeout = 1.\n"
+	    "  hold-timeout = 31536001\n"
+	    "}\n",
+	    "batond.conf:3: listener \"l\": backlog: 0 is out of range 1..2147483647\n"
+	    "batond.conf:4: listener \"l\": reuseport: \"maybe\" is not one of true, false\n"
+	    "batond.conf:8: app \"a\": workers: 1025 is out of range 1..1024\n"
+	    "batond.conf:9: app \"a\": hold-max: \"-1\" is not a number\n"
+	    "batond.conf:10: app \"a\": ready-timeout: 0 is out of range 0.000001..31536000 "
+	    "seconds\n"
+	    "batond.conf:11: app \"a\": drain-timeout: \"1.\" is not a number of seconds\n"
+	    "batond.conf:12: app \"a\": hold-timeout: 31536001 is out of range "
+	    "0.000001..31536000 seconds\n");
+}
+
+static void names_that_cannot_go_into_listen_fdnames_are_refused(void **state)
+{
+	assert_errors("listener \"a:b\" { address = \"tcp://127.0.0.1:80\" }\n"
+		      "app "
+		      "x123456789x123456789x123456789x123456789x123456789x123456789x1234 {\n"
+		      "  exec = { \"/bin/true\" } listeners = { \"a:b\" }\n"
+		      "}\n",
+		      "batond.conf:1: listener \"a:b\": name must be 1 to 64 characters of A-Z a-z "
+		      "0-9 _ . -\n"
+		      "batond.conf:2: app "
+		      "\"x123456789x123456789x123456789x123456789x123456789x123456789x1234\": name "
+		      "must be 1 to 64 characters of A-Z a-z 0-9 _ . -\n");
+}
+
+static void a_udp_listener_in_a_dispatch_app_is_refused(void **state)
+{
+	assert_errors(
+	    "listener dns { address = \"udp://127.0.0.1:53\" }\n"
+	    "app d {\n"
+	    "  exec = { \"/bin/true\" }\n"
+	    "  listeners = { \"dns\" }\n"
+	    "  mode = dispatch\n"
+	    "}\n",
+	    "batond.conf:5: app \"d\": listener \"dns\" is udp, and udp is not dispatched "
+	    "(use mode = inherit)\n");
+}
+
+static void unix_only_options_on_a_tcp_listener_are_refused(void **state)
+{
+	assert_errors("listener t {\n"
+		      "  address = \"tcp://127.0.0.1:80\"\n"
+		      "  mode = 0660\n"
+		      "  owner = \"www-data\"\n"
+		      "}\n"
+		      "listener u {\n"
+		      "  address = \"unix:@abstract\"\n"
+		      "  reuseport = true\n"
+		      "  mode = 0999\n"
+		      "  owner = \"a:b:c\"\n"
+		      "}\n",
+		      "batond.conf:3: listener \"t\": mode applies only to unix socket paths\n"
+		      "batond.conf:4: listener \"t\": owner applies only to unix socket paths\n"
+		      "batond.conf:8: listener \"u\": reuseport applies only to tcp and udp "
+		      "listeners\n"
+		      "batond.conf:9: listener \"u\": mode: \"0999\" is not an octal file mode\n"
+		      "batond.conf:9: listener \"u\": mode applies only to unix socket paths\n"
+		      "batond.conf:10: listener \"u\": owner: \"a:b:c\" is not USER, USER:GROUP or "
+		      ":GROUP\n"
+		      "batond.conf:10: listener \"u\": owner applies only to unix socket paths\n");
+}
+
+static void two_listeners_on_one_address_are_refused(void **state)
+{
+	assert_errors(
+	    "listener a { address = \"tcp://127.0.0.1:80\" }\n"
+	    "listener b { address = \"tcp://127.0.0.1:80\" }\n"
+	    "listener c { address = \"udp://127.0.0.1:80\" }\n",
+	    "batond.conf:2: listener \"b\": address \"tcp://127.0.0.1:80\" is also used by "
+	    "listener \"a\" (line 1)\n");
+}
+
+static void environment_entries_must_be_name_value_and_not_batonds(void **state)
+{
+	assert_errors(LISTENER_OK "app a {\n"
+				  "  exec = { \"/bin/true\" } listeners = { \"l\" }\n"
+				  "  environment = { \"OK=1\",\n"
+				  "    \"NOEQUALS\",\n"
+				  "    \"LISTEN_FDS=3\", \"BATON_APP=x\" }\n"
+				  "}\n",
+		      "batond.conf:5: app \"a\": environment: \"NOEQUALS\" is not NAME=VALUE\n"
+		      "batond.conf:6: app \"a\": environment: \"LISTEN_FDS\" is set by batond\n"
+		      "batond.conf:6: app \"a\": environment: \"BATON_APP\" is set by batond\n");
+}
+
+static void a_bad_control_section_is_refused(void **state)
+{
+	assert_errors(
+	    "control {\n"
+	    "  socket = \"run/batond.sock\"\n"
+	    "  mode = rw\n"
+	    "  group = \"\"\n"
+	    "}\n",
+	    "batond.conf:2: control: socket: \"run/batond.sock\" is not an absolute path\n"
+	    "batond.conf:3: control: mode: \"rw\" is not an octal file mode\n"
+	    "batond.conf:4: control: group: \"\" is not a group name\n");
+}
+
+static void an_unknown_option_is_reported_with_its_line(void **state)
+{
+	assert_errors("listener l {\n"
+		      "  address = \"tcp://127.0.0.1:80\"\n"
+		      "  backlgo = 5\n"
+		      "}\n",
+		      "batond.conf:3: listener \"l\": unknown option \"backlgo\"\n");
+	assert_errors("\nfrobnicate = 1\n", "batond.conf:2: unknown option \"frobnicate\"\n");
+}
+
+static void a_syntax_error_is_reported_with_its_line(void **state)
+{
+	assert_errors(LISTENER_OK
+		      "app a {\n  exec = { \"/bin/true\"\n  listeners = { \"l\" } }\n}\n",
+		      "batond.conf:4: app \"a\": unexpected token 'listeners'\n");
+	assert_errors(LISTENER_OK "app a {\n  exec = { \"/bin/true\" }\n  listeners = { \"l\" }\n",
+		      "batond.conf:2: app \"a\": missing '}' at the end of the section\n");
+	assert_errors("/* never closed\n\n", "batond.conf:1: unterminated comment\n");
+}
+
+static void every_error_is_reported_not_only_the_first(void **state)
+{
+	assert_errors("listener a { address = \"tcp://127.0.0.1:0\" }\n"
+		      "listener b { address = \"unix:@\" }\n"
+		      "app x { exec = { \"x\" } listeners = { \"a\", \"zz\" } workers = 0 }\n",
+		      "batond.conf:1: listener \"a\": address \"tcp://127.0.0.1:0\": port out of "
+		      "range\n"
+		      "batond.conf:2: listener \"b\": address \"unix:@\": missing socket path\n"
+		      "batond.conf:3: app \"x\": exec: \"x\" is not an absolute path\n"
+		      "batond.conf:3: app \"x\": unknown listener \"zz\"\n"
+		      "batond.conf:3: app \"x\": workers: 0 is out of range 1..1024\n");
+}
+
+static void a_missing_file_is_reported_with_its_errno(void **state)
+{
+	struct config *cfg = (struct config *)0x1;
+	char *errors = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&errors, &len);
+
+	assert_int_equal(config_load("missing.conf", out, &cfg), -ENOENT);
+	fclose(out);
+	assert_string_equal(errors, "missing.conf: No such file or directory\n");
+	assert_ptr_equal(cfg, (struct config *)0x1);
+	free(errors);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
+	const struct CMUnitTest tests[] = {
+	    T(the_documented_example_config_loads),
+	    T(omitted_options_take_their_defaults),
+	    T(every_option_is_read),
+	    T(every_address_kind_is_accepted),
+	    T(each_stop_signal_name_is_accepted),
+	    T(an_empty_file_is_a_valid_config_with_no_apps),
+	    T(comments_anywhere_keep_line_numbers_right),
+	    T(a_port_out_of_range_names_the_listener_and_address),
+	    T(a_bad_address_is_explained),
+	    T(an_unknown_listener_in_an_app_is_reported_on_its_line),
+	    T(a_duplicate_listener_names_where_it_was_first_defined),
+	    T(a_duplicate_app_or_control_section_is_refused),
+	    T(a_relative_exec_path_is_refused),
+	    T(an_app_needs_exec_and_a_listener),
+	    T(a_listener_needs_an_address),
+	    T(a_choice_outside_its_list_names_the_valid_ones),
+	    T(numbers_out_of_range_or_malformed_are_refused),
+	    T(names_that_cannot_go_into_listen_fdnames_are_refused),
+	    T(a_udp_listener_in_a_dispatch_app_is_refused),
+	    T(unix_only_options_on_a_tcp_listener_are_refused),
+	    T(two_listeners_on_one_address_are_refused),
+	    T(environment_entries_must_be_name_value_and_not_batonds),
+	    T(a_bad_control_section_is_refused),
+	    T(an_unknown_option_is_reported_with_its_line),
+	    T(a_syntax_error_is_reported_with_its_line),
+	    T(every_error_is_reported_not_only_the_first),
+	    T(a_missing_file_is_reported_with_its_errno),
+	};
+#undef T
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
