@@ -15,23 +15,23 @@ enum dispatch_policy { POLICY_LEAST_LOADED, POLICY_ROUND_ROBIN, POLICY_STICKY };
 
 struct listener_cfg {
 	char *name;
-	int line;          /* line of the `listener NAME {` section */
-	char *address;     /* as written, for messages and status */
+	int line;      /* line of the `listener NAME {` section */
+	char *address; /* as written, for messages and status */
 	struct listen_addr addr;
-	int backlog;       /* default 4096, capped by net.core.somaxconn at bind */
+	int backlog; /* default 4096, capped by net.core.somaxconn at bind */
 	bool reuseport;
-	mode_t mode;       /* unix paths; 0 = leave as umask made it */
-	char *owner;       /* unix paths: "user" or "user:group", NULL = unchanged */
-	char *tag;         /* dispatch mode: sent along with each connection, may be NULL */
+	mode_t mode; /* unix paths; 0 = leave as umask made it */
+	char *owner; /* unix paths: "user" or "user:group", NULL = unchanged */
+	char *tag;   /* dispatch mode: sent along with each connection, may be NULL */
 };
 
 struct app_cfg {
 	char *name;
 	int line;
-	char **argv;       /* NULL-terminated, argv[0] is the path executed */
+	char **argv;	      /* NULL-terminated, argv[0] is the path executed */
 	size_t *listener_idx; /* indexes into config.listeners, in LISTEN_FDS order */
 	size_t n_listeners;
-	unsigned workers;  /* >= 1 */
+	unsigned workers; /* >= 1 */
 	enum ready_mode ready;
 	uint64_t ready_timeout_usec;
 	uint64_t drain_timeout_usec;

@@ -13,7 +13,7 @@ struct listen_addr {
 	int socktype; /* SOCK_STREAM, SOCK_DGRAM */
 	struct sockaddr_storage sa;
 	socklen_t sa_len;
-	bool abstract; /* unix:@name */
+	bool abstract;						/* unix:@name */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* unix: path or abstract name */
 };
 

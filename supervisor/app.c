@@ -1,0 +1,316 @@
+/* Apps: which generation serves, upgrades with rollback, serialisation of
+ * upgrades and the app's share of batond's stop. Generations report here;
+ * nothing here touches a process directly. */
+#include "app.h"
+#include "batond.h"
+#include "generation.h"
+#include "log.h"
+#include "notify.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define START_BACKOFF_BASE_USEC (500 * 1000ULL)
+#define START_BACKOFF_MAX_USEC	(30 * 1000000ULL)
+
+static void upgrade_begin(struct app *a);
+
+/* Records the outcome of an upgrade; returns it, for the waiters. */
+static const char *__attribute__((format(printf, 2, 3)))
+outcome(struct app *a, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(a->counters.last_outcome, sizeof(a->counters.last_outcome), fmt, ap);
+	va_end(ap);
+	return a->counters.last_outcome;
+}
+
+int app_new(struct daemon *d, const struct app_cfg *cfg, struct app **ret)
+{
+	struct app *a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->d = d;
+	a->cfg = cfg;
+	a->next_gen_id = 1;
+	a->listen_fds = calloc(cfg->n_listeners, sizeof(int));
+	size_t names_len = 1;
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		names_len += strlen(d->cfg->listeners[cfg->listener_idx[i]].name) + 1;
+	a->listen_names = calloc(1, names_len);
+	if (!a->listen_fds || !a->listen_names) {
+		app_free(a);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		size_t idx = cfg->listener_idx[i];
+		a->listen_fds[i] = d->listeners[idx].fd;
+		if (i)
+			strcat(a->listen_names, ":");
+		strcat(a->listen_names, d->cfg->listeners[idx].name);
+	}
+	*ret = a;
+	return 0;
+}
+
+static void waiters_finish(struct app_waiter **list, int code, const char *text)
+{
+	struct app_waiter *w = *list;
+	*list = NULL;
+	while (w) {
+		struct app_waiter *next = w->next;
+		w->done(w->userdata, code, text);
+		free(w);
+		w = next;
+	}
+}
+
+void app_free(struct app *a)
+{
+	if (!a)
+		return;
+	waiters_finish(&a->waiters, ESHUTDOWN, "batond is stopping");
+	waiters_finish(&a->next_waiters, ESHUTDOWN, "batond is stopping");
+	for (size_t i = 0; i < a->n_gens; i++)
+		gen_free(a->gens[i]);
+	free(a->gens);
+	sd_event_source_disable_unref(a->start_timer);
+	free(a->listen_fds);
+	free(a->listen_names);
+	free(a);
+}
+
+static void gens_remove(struct app *a, struct gen *g)
+{
+	for (size_t i = 0; i < a->n_gens; i++)
+		if (a->gens[i] == g) {
+			memmove(&a->gens[i], &a->gens[i + 1],
+				(a->n_gens - i - 1) * sizeof(*a->gens));
+			a->n_gens--;
+			return;
+		}
+}
+
+/* Starts the next generation as a->starting. Returns 0 or a negative errno. */
+static int start_generation(struct app *a)
+{
+	/* Room first: a generation that runs must always be tracked. */
+	struct gen **gens = realloc(a->gens, (a->n_gens + 1) * sizeof(*gens));
+	if (!gens)
+		return -ENOMEM;
+	a->gens = gens;
+	struct gen *g;
+	int r = gen_start(a, a->next_gen_id, &g);
+	if (r < 0)
+		return r;
+	a->next_gen_id++;
+	a->gens[a->n_gens++] = g;
+	a->starting = g;
+	return 0;
+}
+
+static int on_start_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct app *a = userdata;
+	a->start_timer = sd_event_source_disable_unref(a->start_timer);
+	app_start(a);
+	return 0;
+}
+
+static void schedule_start(struct app *a)
+{
+	uint64_t delay = START_BACKOFF_BASE_USEC << (a->start_failures < 8 ? a->start_failures : 8);
+	if (delay > START_BACKOFF_MAX_USEC)
+		delay = START_BACKOFF_MAX_USEC;
+	a->start_failures++;
+	log_info("%s: retrying start in %llu ms", a->cfg->name, (unsigned long long)delay / 1000);
+	int r = sd_event_add_time_relative(a->d->event, &a->start_timer, CLOCK_MONOTONIC, delay,
+					   1000, on_start_timer, a);
+	if (r < 0)
+		log_err("%s: cannot arm start timer: %s; app stays down until an upgrade",
+			a->cfg->name, strerror(-r));
+}
+
+void app_start(struct app *a)
+{
+	if (a->d->stopping || a->starting)
+		return;
+	int r = start_generation(a);
+	if (r < 0) {
+		log_err("%s: cannot start generation %u: %s", a->cfg->name, a->next_gen_id,
+			strerror(-r));
+		schedule_start(a);
+	}
+}
+
+void app_upgrade(struct app *a, struct app_waiter *w)
+{
+	if (a->d->stopping) {
+		if (w) {
+			w->done(w->userdata, ESHUTDOWN, "batond is stopping");
+			free(w);
+		}
+		return;
+	}
+	/* Busy (an upgrade running, or the first generation still coming up): join
+	 * the next upgrade, which starts as soon as this settles. */
+	if (a->upgrade_running || a->starting) {
+		if (w) {
+			w->next = a->next_waiters;
+			a->next_waiters = w;
+		}
+		a->upgrade_queued = true;
+		return;
+	}
+	if (w) {
+		w->next = a->waiters;
+		a->waiters = w;
+	}
+	upgrade_begin(a);
+}
+
+static void upgrade_begin(struct app *a)
+{
+	a->upgrade_running = true;
+	a->start_timer = sd_event_source_disable_unref(a->start_timer);
+	log_info("%s: upgrade: starting generation %u%s", a->cfg->name, a->next_gen_id,
+		 a->serving ? "" : " (no generation serving)");
+	int r = start_generation(a);
+	if (r < 0) {
+		const char *text = outcome(
+		    a, "%s: cannot start generation %u: %s%s", a->cfg->name, a->next_gen_id,
+		    strerror(-r), a->serving ? "; the serving generation still serves" : "");
+		log_err("%s", text);
+		a->counters.rollbacks++;
+		a->upgrade_running = false;
+		waiters_finish(&a->waiters, ECANCELED, text);
+	}
+}
+
+/* An upgrade ended (either way): run the one queued behind it, if any. */
+static void upgrade_settled(struct app *a)
+{
+	a->upgrade_running = false;
+	if (!a->upgrade_queued || a->d->stopping)
+		return;
+	a->upgrade_queued = false;
+	a->waiters = a->next_waiters;
+	a->next_waiters = NULL;
+	upgrade_begin(a);
+}
+
+void app_gen_ready(struct app *a, struct gen *g)
+{
+	a->starting = NULL;
+	a->start_failures = 0;
+	if (a->d->stopping) {
+		gen_drain(g);
+		return;
+	}
+	struct gen *old = a->serving;
+	a->serving = g;
+	if (old) {
+		/* Only now, with the successor ready, may the old generation stop. */
+		a->replacing = old;
+		gen_drain(old);
+		return;
+	}
+	if (a->upgrade_running) {
+		a->counters.upgrades++;
+		const char *text = outcome(
+		    a, "%s: generation %u ready in %llu ms (nothing to drain)", a->cfg->name, g->id,
+		    (unsigned long long)(g->ready_usec - g->started_usec) / 1000);
+		waiters_finish(&a->waiters, 0, text);
+		upgrade_settled(a);
+	} else if (a->upgrade_queued) {
+		upgrade_settled(a);
+	}
+}
+
+void app_gen_failed(struct app *a, struct gen *g)
+{
+	a->starting = NULL;
+	gen_drain(g);
+	if (a->d->stopping)
+		return;
+	if (!a->upgrade_running) {
+		/* First start (or a restart with nothing serving): retry with backoff. */
+		log_err("%s: %s", a->cfg->name, g->reason);
+		if (a->upgrade_queued)
+			upgrade_settled(a);
+		else
+			schedule_start(a);
+		return;
+	}
+	a->counters.rollbacks++;
+	char serving[64] = "no generation serving";
+	if (a->serving)
+		snprintf(serving, sizeof(serving), "generation %u still serving", a->serving->id);
+	const char *text = outcome(a, "%s: %s; %s", a->cfg->name, g->reason, serving);
+	log_err("upgrade rolled back: %s", text);
+	waiters_finish(&a->waiters, ECANCELED, text);
+	upgrade_settled(a);
+	if (!a->serving && !a->starting && !a->d->stopping)
+		schedule_start(a);
+}
+
+void app_gen_gone(struct app *a, struct gen *g)
+{
+	if (a->serving == g)
+		a->serving = NULL;
+	if (a->starting == g)
+		a->starting = NULL;
+	if (a->replacing == g) {
+		a->replacing = NULL;
+		struct gen *now = a->serving;
+		a->counters.upgrades++;
+		const char *text = outcome(
+		    a, "%s: generation %u ready in %llu ms, generation %u drained in %llu ms",
+		    a->cfg->name, now ? now->id : 0,
+		    now ? (unsigned long long)(now->ready_usec - now->started_usec) / 1000 : 0,
+		    g->id, (unsigned long long)(g->gone_usec - g->drain_started_usec) / 1000);
+		if (a->upgrade_running) {
+			waiters_finish(&a->waiters, 0, text);
+			upgrade_settled(a);
+		}
+	}
+	gens_remove(a, g);
+	gen_free(g);
+	if (a->d->stopping && a->n_gens == 0)
+		daemon_app_stopped(a->d);
+}
+
+void app_worker_restarted(struct app *a)
+{
+	a->counters.restarts++;
+}
+
+void app_stop(struct app *a)
+{
+	a->start_timer = sd_event_source_disable_unref(a->start_timer);
+	waiters_finish(&a->waiters, ESHUTDOWN, "batond is stopping");
+	waiters_finish(&a->next_waiters, ESHUTDOWN, "batond is stopping");
+	a->upgrade_queued = false;
+	a->upgrade_running = false;
+	for (size_t i = 0; i < a->n_gens; i++)
+		gen_drain(a->gens[i]);
+	if (a->n_gens == 0)
+		daemon_app_stopped(a->d);
+}
+
+bool app_is_stopped(const struct app *a)
+{
+	return a->n_gens == 0;
+}
+
+bool app_notify(struct app *a, pid_t pid, bool ready, bool stopping, const char *status)
+{
+	for (size_t i = 0; i < a->n_gens; i++)
+		if (gen_notify(a->gens[i], pid, ready, stopping, status))
+			return true;
+	return false;
+}

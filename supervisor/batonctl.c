@@ -1,0 +1,183 @@
+/* batonctl: asks a running batond over its control socket and prints the
+ * answer. Blocking is fine here: this is a one-shot client. */
+#include "proto.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+enum {
+	EXIT_OK = 0,
+	EXIT_FAILED = 1, /* the operation failed, e.g. upgrade rolled back */
+	EXIT_USAGE = 2,
+	EXIT_NO_BATOND = 3, /* nothing listening on the control socket */
+	EXIT_DENIED = 4,    /* the control socket refused us */
+	EXIT_UNKNOWN_APP = 5,
+};
+
+static const char *socket_path = "/run/baton/batond.sock";
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: batonctl [-s SOCKET] COMMAND\n"
+		   "  status [--json]   apps, generations, workers, listeners\n"
+		   "  upgrade [APP]     start a new generation of APP (default: every app),\n"
+		   "                    wait until it is ready and the old one drained\n"
+		   "  stop              drain every app and stop batond\n"
+		   "SOCKET defaults to $BATON_SOCKET or /run/baton/batond.sock.\n"
+		   "Exit status: 0 ok, 1 failed (e.g. rolled back), 2 usage, 3 no batond,\n"
+		   "4 permission denied, 5 unknown app.\n");
+}
+
+static int connect_batond(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(socket_path) >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "batonctl: socket path too long: %s\n", socket_path);
+		exit(EXIT_USAGE);
+	}
+	strcpy(sa.sun_path, socket_path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		fprintf(stderr, "batonctl: socket: %s\n", strerror(errno));
+		exit(EXIT_FAILED);
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		if (e == EACCES || e == EPERM) {
+			fprintf(stderr, "batonctl: permission denied on %s\n", socket_path);
+			exit(EXIT_DENIED);
+		}
+		if (e == ENOENT || e == ECONNREFUSED) {
+			fprintf(stderr, "batonctl: no batond running at %s (%s)\n", socket_path,
+				strerror(e));
+			exit(EXIT_NO_BATOND);
+		}
+		fprintf(stderr, "batonctl: connect %s: %s\n", socket_path, strerror(e));
+		exit(EXIT_FAILED);
+	}
+	return fd;
+}
+
+/* Waits for and returns the next message, exiting with a message on failure. */
+static void receive(int fd, struct proto_msg *m)
+{
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+			fprintf(stderr, "batonctl: poll: %s\n", strerror(errno));
+			exit(EXIT_FAILED);
+		}
+		int r = proto_recv(fd, ROLE_CONTROL_CLIENT, m);
+		if (r == -EAGAIN)
+			continue;
+		if (r == 0 || r == -ECONNRESET) {
+			fprintf(stderr,
+				"batonctl: batond closed the connection without an answer\n");
+			exit(EXIT_FAILED);
+		}
+		if (r < 0) {
+			fprintf(stderr, "batonctl: bad answer from batond: %s\n", strerror(-r));
+			exit(EXIT_FAILED);
+		}
+		if (m->hdr.type != MSG_ERROR)
+			return;
+		int32_t code;
+		const char *text;
+		proto_parse_status(m, &code, &text);
+		fprintf(stderr, "batonctl: %s\n", text);
+		exit(code == EACCES ? EXIT_DENIED : EXIT_FAILED);
+	}
+}
+
+static void send_or_die(int fd, uint8_t type, uint16_t flags, const char *payload)
+{
+	int r = proto_send(fd, type, flags, 1, payload, payload ? strlen(payload) : 0, NULL, 0);
+	if (r < 0) {
+		fprintf(stderr, "batonctl: send: %s\n", strerror(-r));
+		exit(EXIT_FAILED);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *env = getenv("BATON_SOCKET");
+	if (env && *env)
+		socket_path = env;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
+			socket_path = argv[++i];
+		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("batonctl %s\n", BATON_VERSION);
+			return EXIT_OK;
+		} else {
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[i++];
+	uint8_t type;
+	uint16_t flags = 0;
+	const char *payload = NULL;
+	if (strcmp(cmd, "status") == 0 && i == argc) {
+		type = MSG_CTL_STATUS;
+	} else if (strcmp(cmd, "status") == 0 && i + 1 == argc && !strcmp(argv[i], "--json")) {
+		type = MSG_CTL_STATUS;
+		flags = CTL_JSON;
+	} else if (strcmp(cmd, "upgrade") == 0 && i + 1 >= argc) {
+		type = MSG_CTL_UPGRADE;
+		payload = i < argc ? argv[i] : "";
+	} else if (strcmp(cmd, "stop") == 0 && i == argc) {
+		type = MSG_CTL_STOP;
+	} else {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	int fd = connect_batond();
+	struct proto_msg *m = malloc(sizeof(*m));
+	if (!m) {
+		fprintf(stderr, "batonctl: out of memory\n");
+		return EXIT_FAILED;
+	}
+	char hello[64];
+	snprintf(hello, sizeof(hello), "batonctl %s pid %d", BATON_VERSION, (int)getpid());
+	send_or_die(fd, MSG_HELLO, 0, hello);
+	receive(fd, m);
+	if (m->hdr.type != MSG_HELLO) {
+		fprintf(stderr, "batonctl: batond did not answer HELLO\n");
+		return EXIT_FAILED;
+	}
+	send_or_die(fd, type, flags, payload);
+	receive(fd, m);
+	int32_t code;
+	const char *text;
+	if (m->hdr.type != MSG_CTL_REPLY || proto_parse_status(m, &code, &text) < 0) {
+		fprintf(stderr, "batonctl: unexpected answer from batond\n");
+		return EXIT_FAILED;
+	}
+	size_t len = strlen(text);
+	fprintf(code ? stderr : stdout, "%s%s", text, len && text[len - 1] == '\n' ? "" : "\n");
+	close(fd);
+	free(m);
+	if (code == 0)
+		return EXIT_OK;
+	if (code == ENOENT)
+		return EXIT_UNKNOWN_APP;
+	if (code == EACCES)
+		return EXIT_DENIED;
+	return EXIT_FAILED;
+}

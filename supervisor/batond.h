@@ -1,0 +1,38 @@
+/* The state batond's modules share: the loop, the configuration, the listeners
+ * batond holds for the whole of its life, and the apps. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+
+struct app;
+struct notify;
+struct control;
+
+struct listener_rt {
+	const struct listener_cfg *cfg;
+	int fd;	      /* batond's own reference: never closed while an app may need it */
+	bool adopted; /* came from systemd (LISTEN_FDS), not bound by us */
+};
+
+struct daemon {
+	sd_event *event;
+	struct config *cfg;
+	struct listener_rt *listeners; /* parallel to cfg->listeners */
+	struct app **apps;	       /* parallel to cfg->apps */
+	size_t n_apps;
+	struct notify *notify;
+	struct control *control;
+	bool stopping;
+	uint64_t started_usec;
+};
+
+/* Drains every app, then leaves the loop. Idempotent. */
+void daemon_stop(struct daemon *d);
+/* Called by app.c when an app has no process left after a stop. */
+void daemon_app_stopped(struct daemon *d);
+/* Monotonic now, in µs, from the loop's cached time. */
+uint64_t daemon_now_usec(const struct daemon *d);

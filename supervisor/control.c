@@ -1,0 +1,428 @@
+/* Control socket. A request may be answered later (upgrade, stop): the answer
+ * is tracked by a ctl_req that outlives its connection if the client goes
+ * away, in which case the answer is simply not sent. */
+#include "control.h"
+#include "app.h"
+#include "batond.h"
+#include "listener.h"
+#include "log.h"
+#include "proto.h"
+#include "status.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct ctl_conn;
+
+struct ctl_req {
+	struct ctl_conn *conn; /* NULL once the client is gone */
+	uint32_t id;
+	unsigned pending; /* app outcomes still to come */
+	int code;
+	char *text; /* accumulated lines */
+	size_t text_len;
+	bool stop;	      /* answered when batond has stopped */
+	struct ctl_req *next; /* in conn->reqs */
+};
+
+struct ctl_conn {
+	struct control *ctl;
+	int fd;
+	sd_event_source *src;
+	bool hello;
+	unsigned errors;
+	struct ctl_req *reqs;
+	struct ctl_conn *prev, *next;
+};
+
+struct control {
+	struct daemon *d;
+	int fd;
+	sd_event_source *src;
+	char *path;
+	gid_t group;
+	bool has_group;
+	struct ctl_conn *conns;
+};
+
+static void conn_close(struct ctl_conn *c)
+{
+	for (struct ctl_req *r = c->reqs, *next; r; r = next) {
+		next = r->next;
+		r->conn = NULL;
+		if (r->stop) /* nobody else holds a stop request */
+			free(r);
+	}
+	sd_event_source_disable_unref(c->src);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->ctl->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c);
+}
+
+static void conn_reply(struct ctl_conn *c, uint32_t id, int code, const char *text)
+{
+	int r = proto_send_status(c->fd, MSG_CTL_REPLY, id, code, text);
+	if (r < 0)
+		log_warn("control: cannot answer request %u: %s", id, strerror(-r));
+}
+
+static void req_unlink(struct ctl_req *req)
+{
+	if (!req->conn)
+		return;
+	for (struct ctl_req **p = &req->conn->reqs; *p; p = &(*p)->next)
+		if (*p == req) {
+			*p = req->next;
+			break;
+		}
+}
+
+static void req_finish(struct ctl_req *req)
+{
+	if (req->conn)
+		conn_reply(req->conn, req->id, req->code, req->text ? req->text : "");
+	req_unlink(req);
+	free(req->text);
+	free(req);
+}
+
+static struct ctl_req *req_new(struct ctl_conn *c, uint32_t id, unsigned pending)
+{
+	struct ctl_req *req = calloc(1, sizeof(*req));
+	if (!req)
+		return NULL;
+	req->conn = c;
+	req->id = id;
+	req->pending = pending;
+	req->next = c->reqs;
+	c->reqs = req;
+	return req;
+}
+
+/* One app's upgrade outcome. Lines accumulate; the first failure's code wins. */
+static void on_upgrade_done(void *userdata, int code, const char *text)
+{
+	struct ctl_req *req = userdata;
+	size_t add = strlen(text) + 1;
+	char *t = realloc(req->text, req->text_len + add + 1);
+	if (t) {
+		req->text = t;
+		if (req->text_len)
+			req->text[req->text_len - 1] = '\n';
+		memcpy(req->text + req->text_len, text, add);
+		req->text_len += add;
+	}
+	if (code && !req->code)
+		req->code = code;
+	if (--req->pending == 0)
+		req_finish(req);
+}
+
+static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
+{
+	struct daemon *d = c->ctl->d;
+	const char *name = (const char *)m->payload;
+	struct app *only = NULL;
+	if (name[0]) {
+		for (size_t i = 0; i < d->n_apps; i++)
+			if (strcmp(d->apps[i]->cfg->name, name) == 0)
+				only = d->apps[i];
+		if (!only) {
+			char text[128];
+			snprintf(text, sizeof(text), "unknown app \"%.64s\"", name);
+			conn_reply(c, m->hdr.request_id, ENOENT, text);
+			return;
+		}
+	}
+	if (d->stopping) {
+		conn_reply(c, m->hdr.request_id, ESHUTDOWN, "batond is stopping");
+		return;
+	}
+	unsigned n = only ? 1 : (unsigned)d->n_apps;
+	struct ctl_req *req = req_new(c, m->hdr.request_id, n);
+	if (!req) {
+		conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
+		return;
+	}
+	/* Waiters first, then upgrades: an outcome can only arrive from the loop. */
+	struct app_waiter *ws[n];
+	for (unsigned i = 0; i < n; i++) {
+		ws[i] = calloc(1, sizeof(**ws));
+		if (!ws[i]) {
+			for (unsigned k = 0; k < i; k++)
+				free(ws[k]);
+			req_unlink(req);
+			free(req);
+			conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
+			return;
+		}
+		ws[i]->done = on_upgrade_done;
+		ws[i]->userdata = req;
+	}
+	for (unsigned i = 0; i < n; i++)
+		app_upgrade(only ? only : d->apps[i], ws[i]);
+}
+
+static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
+{
+	struct daemon *d = c->ctl->d;
+	if (m->hdr.type == MSG_HELLO) {
+		char hello[64];
+		snprintf(hello, sizeof(hello), "batond %s pid %d", BATON_VERSION, (int)getpid());
+		proto_send(c->fd, MSG_HELLO, 0, m->hdr.request_id, hello, strlen(hello), NULL, 0);
+		c->hello = true;
+		return;
+	}
+	if (!c->hello) {
+		conn_reply(c, m->hdr.request_id, EPROTO, "the first message must be HELLO");
+		return;
+	}
+	switch (m->hdr.type) {
+	case MSG_CTL_STATUS: {
+		char *text = status_render(d, m->hdr.flags & CTL_JSON);
+		conn_reply(c, m->hdr.request_id, text ? 0 : ENOMEM, text ? text : "out of memory");
+		free(text);
+		break;
+	}
+	case MSG_CTL_UPGRADE:
+		handle_upgrade(c, m);
+		break;
+	case MSG_CTL_STOP: {
+		struct ctl_req *req = req_new(c, m->hdr.request_id, 1);
+		if (!req) {
+			conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
+			break;
+		}
+		req->stop = true;
+		log_info("control: stop requested");
+		daemon_stop(d);
+		break;
+	}
+	}
+}
+
+static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct ctl_conn *c = userdata;
+	static struct proto_msg *m;
+	if (!m && !(m = malloc(sizeof(*m))))
+		return 0;
+	for (int budget = 16; budget > 0; budget--) {
+		int r = proto_recv(fd, ROLE_CONTROL_SERVER, m);
+		if (r == -EAGAIN)
+			return 0;
+		if (r == 0 || r == -ECONNRESET) {
+			conn_close(c);
+			return 0;
+		}
+		if (r < 0) {
+			log_warn("control: bad request: %s", strerror(-r));
+			conn_reply(c, 0, -r, "bad request");
+			if (++c->errors >= 3) {
+				conn_close(c);
+				return 0;
+			}
+			continue;
+		}
+		handle_message(c, m);
+		proto_msg_release(m);
+	}
+	return 0;
+}
+
+static bool peer_in_group(pid_t pid, gid_t gid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	char line[4096];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "Gid:", 4) != 0 && strncmp(line, "Groups:", 7) != 0)
+			continue;
+		char *p = strchr(line, ':') + 1, *end;
+		for (unsigned long v; (v = strtoul(p, &end, 10)), end != p; p = end)
+			if (v == gid) {
+				found = true;
+				break;
+			}
+	}
+	fclose(f);
+	return found;
+}
+
+static bool peer_allowed(struct control *ctl, int fd, struct ucred *cred)
+{
+	socklen_t len = sizeof(*cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
+		return false;
+	if (cred->uid == 0 || cred->uid == geteuid())
+		return true;
+	return ctl->has_group && (cred->gid == ctl->group || peer_in_group(cred->pid, ctl->group));
+}
+
+static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
+{
+	struct control *ctl = userdata;
+	for (int budget = 16; budget > 0; budget--) {
+		int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (cfd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("control: accept: %s", strerror(errno));
+			return 0;
+		}
+		struct ucred cred = {0};
+		if (!peer_allowed(ctl, cfd, &cred)) {
+			char text[128];
+			snprintf(text, sizeof(text),
+				 "permission denied: uid %u is not root, batond's uid%s", cred.uid,
+				 ctl->has_group ? " or in the control group" : "");
+			log_warn("control: refused pid %d: %s", (int)cred.pid, text);
+			proto_send_status(cfd, MSG_ERROR, 0, EACCES, text);
+			close(cfd);
+			continue;
+		}
+		struct ctl_conn *c = calloc(1, sizeof(*c));
+		if (!c || sd_event_add_io(ctl->d->event, &c->src, cfd, EPOLLIN, on_conn, c) < 0) {
+			log_warn("control: cannot take a connection: out of resources");
+			free(c);
+			close(cfd);
+			continue;
+		}
+		c->ctl = ctl;
+		c->fd = cfd;
+		c->next = ctl->conns;
+		if (ctl->conns)
+			ctl->conns->prev = c;
+		ctl->conns = c;
+	}
+	return 0;
+}
+
+static int make_parent_dir(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return -ENOMEM;
+	const char *dir = dirname(copy);
+	int r = 0;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		r = -errno;
+	free(copy);
+	return r;
+}
+
+int control_open(struct daemon *d, struct control **ret)
+{
+	const struct config *cfg = d->cfg;
+	struct control *ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	ctl->d = d;
+	ctl->fd = -1;
+	int r;
+	if (cfg->control_group) {
+		struct group *gr = getgrnam(cfg->control_group);
+		if (!gr) {
+			log_err("%s: control: group \"%s\" not found", cfg->path,
+				cfg->control_group);
+			r = -ENOENT;
+			goto fail;
+		}
+		ctl->group = gr->gr_gid;
+		ctl->has_group = true;
+	}
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(cfg->control_socket) >= sizeof(sa.sun_path)) {
+		log_err("control socket %s: path too long", cfg->control_socket);
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
+	strcpy(sa.sun_path, cfg->control_socket);
+	r = make_parent_dir(cfg->control_socket);
+	if (r < 0) {
+		log_err("control socket %s: cannot create its directory: %s", cfg->control_socket,
+			strerror(-r));
+		goto fail;
+	}
+	r = unix_path_claim(cfg->control_socket);
+	if (r == -EADDRINUSE) {
+		log_err("control socket %s is in use by a running batond; not starting a second "
+			"one",
+			cfg->control_socket);
+		goto fail;
+	}
+	if (r < 0) {
+		log_err("control socket %s: %s", cfg->control_socket, strerror(-r));
+		goto fail;
+	}
+	ctl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (ctl->fd < 0) {
+		r = -errno;
+		log_err("control socket: socket: %s", strerror(errno));
+		goto fail;
+	}
+	/* Bind with a restrictive umask so there is no window with looser rights. */
+	mode_t old = umask(0177);
+	r = bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0) {
+		r = -errno;
+		log_err("control socket %s: bind: %s", cfg->control_socket, strerror(errno));
+		goto fail;
+	}
+	ctl->path = strdup(cfg->control_socket);
+	if (!ctl->path || chmod(ctl->path, cfg->control_mode) < 0 ||
+	    (ctl->has_group && chown(ctl->path, (uid_t)-1, ctl->group) < 0)) {
+		r = ctl->path ? -errno : -ENOMEM;
+		log_err("control socket %s: %s", cfg->control_socket, strerror(-r));
+		goto fail;
+	}
+	if (listen(ctl->fd, 64) < 0 ||
+	    (r = sd_event_add_io(d->event, &ctl->src, ctl->fd, EPOLLIN, on_accept, ctl)) < 0) {
+		r = r < 0 ? r : -errno;
+		log_err("control socket %s: %s", cfg->control_socket, strerror(-r));
+		goto fail;
+	}
+	*ret = ctl;
+	return 0;
+fail:
+	if (ctl->path)
+		unlink(ctl->path);
+	if (ctl->fd >= 0)
+		close(ctl->fd);
+	free(ctl->path);
+	free(ctl);
+	return r;
+}
+
+void control_close(struct control *ctl)
+{
+	if (!ctl)
+		return;
+	for (struct ctl_conn *c = ctl->conns; c; c = c->next)
+		for (struct ctl_req *req = c->reqs; req; req = req->next)
+			if (req->stop)
+				conn_reply(c, req->id, 0, "batond stopped");
+	while (ctl->conns)
+		conn_close(ctl->conns);
+	sd_event_source_disable_unref(ctl->src);
+	close(ctl->fd);
+	unlink(ctl->path);
+	free(ctl->path);
+	free(ctl);
+}

@@ -1,0 +1,296 @@
+/* batond: command line, start-up (config, listeners, sockets), the event loop
+ * and the stop sequence. What runs inside the loop lives in app.c and below. */
+#include "app.h"
+#include "batond.h"
+#include "config.h"
+#include "control.h"
+#include "listener.h"
+#include "log.h"
+#include "notify.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <systemd/sd-daemon.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: batond -c FILE        run the apps of FILE\n"
+		   "       batond --check -c FILE validate FILE and exit\n"
+		   "       batond --version\n");
+}
+
+uint64_t daemon_now_usec(const struct daemon *d)
+{
+	uint64_t now;
+	if (sd_event_now(d->event, CLOCK_MONOTONIC, &now) < 0)
+		return 0;
+	return now;
+}
+
+static bool all_stopped(const struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_apps; i++)
+		if (d->apps[i] && !app_is_stopped(d->apps[i]))
+			return false;
+	return true;
+}
+
+void daemon_app_stopped(struct daemon *d)
+{
+	if (d->stopping && all_stopped(d))
+		sd_event_exit(d->event, 0);
+}
+
+void daemon_stop(struct daemon *d)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_info("stopping: draining every app");
+	sd_notify(0, "STOPPING=1");
+	for (size_t i = 0; i < d->n_apps; i++)
+		app_stop(d->apps[i]);
+	daemon_app_stopped(d);
+}
+
+static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	log_info("received SIG%s", sigabbrev_np((int)si->ssi_signo));
+	daemon_stop(userdata);
+	return 0;
+}
+
+static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	struct daemon *d = userdata;
+	log_info("received SIGHUP: upgrading every app");
+	for (size_t i = 0; i < d->n_apps; i++)
+		app_upgrade(d->apps[i], NULL);
+	return 0;
+}
+
+static bool on_notify(void *userdata, pid_t pid, const struct notify_state *st)
+{
+	struct daemon *d = userdata;
+	for (size_t i = 0; i < d->n_apps; i++)
+		if (app_notify(d->apps[i], pid, st->ready, st->stopping, st->status))
+			return true;
+	return false;
+}
+
+/* fds in flight over SCM_RIGHTS count against RLIMIT_NOFILE too. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise RLIMIT_NOFILE: %s", strerror(errno));
+	}
+}
+
+/* Adopts the listeners systemd passed (by FileDescriptorName=) and binds the
+ * rest. Every error is reported as FILE:LINE. Returns 0 or -1. */
+static int open_listeners(struct daemon *d)
+{
+	const struct config *cfg = d->cfg;
+	d->listeners = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(*d->listeners));
+	if (!d->listeners)
+		return -1;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		d->listeners[i].cfg = &cfg->listeners[i];
+		d->listeners[i].fd = -1;
+	}
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names);
+	if (n < 0)
+		log_warn("ignoring LISTEN_FDS: %s", strerror(-n));
+	int failed = 0;
+	for (int k = 0; k < n; k++) {
+		int fd = SD_LISTEN_FDS_START + k;
+		const char *name = names && names[k] ? names[k] : "unknown";
+		size_t i;
+		for (i = 0; i < cfg->n_listeners; i++)
+			if (strcmp(cfg->listeners[i].name, name) == 0 && d->listeners[i].fd < 0)
+				break;
+		if (i == cfg->n_listeners) {
+			log_warn("closing fd %d from systemd: no listener named \"%s\" in %s", fd,
+				 name, cfg->path);
+			close(fd);
+			continue;
+		}
+		const struct listener_cfg *lc = &cfg->listeners[i];
+		char err[256];
+		if (listener_check_inherited(fd, &lc->addr, err, sizeof(err)) < 0) {
+			log_err("%s:%d: listener \"%s\": address \"%s\": the socket systemd passed "
+				"does not match: %s",
+				cfg->path, lc->line, lc->name, lc->address, err);
+			close(fd);
+			failed = 1;
+			continue;
+		}
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		d->listeners[i].fd = fd;
+		d->listeners[i].adopted = true;
+		log_info("listener %s: %s, fd %d from systemd", lc->name, lc->address, fd);
+	}
+	if (names) {
+		for (int k = 0; k < n; k++)
+			free(names[k]);
+		free(names);
+	}
+	for (size_t i = 0; i < cfg->n_listeners && !failed; i++) {
+		if (d->listeners[i].fd >= 0)
+			continue;
+		const struct listener_cfg *lc = &cfg->listeners[i];
+		char err[256];
+		int r = listener_open(lc, &d->listeners[i].fd, err, sizeof(err));
+		if (r < 0) {
+			log_err("%s:%d: listener \"%s\": address \"%s\": %s", cfg->path, lc->line,
+				lc->name, lc->address, err);
+			failed = 1;
+			break;
+		}
+		log_info("listener %s: %s, fd %d", lc->name, lc->address, d->listeners[i].fd);
+	}
+	return failed ? -1 : 0;
+}
+
+static void close_listeners(struct daemon *d)
+{
+	if (!d->listeners)
+		return;
+	for (size_t i = 0; i < d->cfg->n_listeners; i++) {
+		struct listener_rt *l = &d->listeners[i];
+		if (l->fd < 0)
+			continue;
+		close(l->fd);
+		/* A path we bound is ours to remove; systemd's are systemd's. */
+		if (!l->adopted && l->cfg->addr.family == AF_UNIX && !l->cfg->addr.abstract)
+			unlink(l->cfg->addr.path);
+	}
+	free(d->listeners);
+}
+
+static int run(struct daemon *d)
+{
+	int r = sd_event_default(&d->event);
+	if (r < 0) {
+		log_err("sd_event_default: %s", strerror(-r));
+		return 1;
+	}
+	d->started_usec = daemon_now_usec(d);
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = sd_event_add_signal(d->event, NULL, SIGTERM, on_stop_signal, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, NULL, SIGINT, on_stop_signal, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, d)) < 0) {
+		log_err("signals: %s", strerror(-r));
+		return 1;
+	}
+	if (open_listeners(d) < 0)
+		return 1;
+	if ((r = notify_open(d->event, on_notify, d, &d->notify)) < 0) {
+		log_err("notify socket: %s", strerror(-r));
+		return 1;
+	}
+	if (control_open(d, &d->control) < 0)
+		return 1;
+	d->apps = calloc(d->cfg->n_apps ? d->cfg->n_apps : 1, sizeof(*d->apps));
+	if (!d->apps)
+		return 1;
+	for (size_t i = 0; i < d->cfg->n_apps; i++) {
+		if (app_new(d, &d->cfg->apps[i], &d->apps[i]) < 0) {
+			log_err("out of memory");
+			return 1;
+		}
+		d->n_apps++;
+	}
+	for (size_t i = 0; i < d->n_apps; i++)
+		app_start(d->apps[i]);
+	log_info("batond %s running %zu app%s, control socket %s", BATON_VERSION, d->n_apps,
+		 d->n_apps == 1 ? "" : "s", d->cfg->control_socket);
+	r = sd_event_loop(d->event);
+	if (r < 0) {
+		log_err("event loop: %s", strerror(-r));
+		return 1;
+	}
+	log_info("stopped");
+	return 0;
+}
+
+static void cleanup(struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_apps; i++)
+		app_free(d->apps[i]);
+	free(d->apps);
+	control_close(d->control);
+	notify_close(d->notify);
+	close_listeners(d);
+	sd_event_unref(d->event);
+	config_free(d->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check", no_argument, NULL, 'C'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	const char *path = NULL;
+	bool check = false;
+	for (int c; (c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1;) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'C':
+			check = true;
+			break;
+		case 'V':
+			printf("batond %s\n", BATON_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("batond");
+	struct daemon d = {0};
+	if (config_load(path, stderr, &d.cfg) < 0)
+		return 1;
+	if (check) {
+		printf("%s: ok (%zu listener%s, %zu app%s)\n", path, d.cfg->n_listeners,
+		       d.cfg->n_listeners == 1 ? "" : "s", d.cfg->n_apps,
+		       d.cfg->n_apps == 1 ? "" : "s");
+		config_free(d.cfg);
+		return 0;
+	}
+	raise_nofile();
+	int rc = run(&d);
+	cleanup(&d);
+	return rc;
+}

@@ -1,0 +1,182 @@
+/* Worker spawn. Everything the child needs is prepared before fork(), so the
+ * child only moves fds, formats its own pid and calls execve: it allocates
+ * nothing and never returns into batond's code. */
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <linux/close_range.h>
+
+extern char **environ;
+
+/* Variables of batond's own environment that describe batond, not the worker. */
+static int env_is_ours(const char *kv)
+{
+	static const char *const prefixes[] = {
+	    "LISTEN_PID=",   "LISTEN_FDS=",    "LISTEN_FDNAMES=", "NOTIFY_SOCKET=",
+	    "WATCHDOG_PID=", "WATCHDOG_USEC=", "BATON_"};
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(kv, prefixes[i], strlen(prefixes[i])) == 0)
+			return 1;
+	return 0;
+}
+
+struct child_env {
+	char **envp;
+	char *strings;	  /* one block holding the variables we add */
+	char *listen_pid; /* "LISTEN_PID=" followed by room for the pid, set in the child */
+};
+
+static void child_env_free(struct child_env *ce)
+{
+	free(ce->envp);
+	free(ce->strings);
+}
+
+static int child_env_build(const struct spawn_req *req, int channel_fd, struct child_env *ret)
+{
+	size_t n_inherit = 0, n_app = 0;
+	for (char **e = environ; *e; e++)
+		n_inherit++;
+	for (char *const *e = req->app_env; e && *e; e++)
+		n_app++;
+	const size_t n_ours = 9;
+	char **envp = calloc(n_inherit + n_app + n_ours + 1, sizeof(char *));
+	char *strings = malloc(4096 + strlen(req->listen_names) + strlen(req->notify_socket) +
+			       strlen(req->app));
+	if (!envp || !strings) {
+		free(envp);
+		free(strings);
+		return -ENOMEM;
+	}
+	size_t k = 0;
+	for (char **e = environ; *e; e++)
+		if (!env_is_ours(*e))
+			envp[k++] = *e;
+	for (char *const *e = req->app_env; e && *e; e++)
+		envp[k++] = *e;
+
+	char *p = strings;
+#define ADD(...)                                                                                   \
+	do {                                                                                       \
+		envp[k++] = p;                                                                     \
+		p += sprintf(p, __VA_ARGS__) + 1;                                                  \
+	} while (0)
+	ADD("LISTEN_FDS=%zu", req->n_listen_fds);
+	ADD("LISTEN_FDNAMES=%s", req->listen_names);
+	ADD("NOTIFY_SOCKET=%s", req->notify_socket);
+	ADD("BATON_FD=%d", channel_fd);
+	ADD("BATON_APP=%s", req->app);
+	ADD("BATON_GENERATION=%u", req->generation);
+	ADD("BATON_WORKER=%u", req->worker);
+#undef ADD
+	ret->listen_pid = p;
+	envp[k++] = p;
+	strcpy(p, "LISTEN_PID=");
+	envp[k] = NULL;
+	ret->envp = envp;
+	ret->strings = strings;
+	return 0;
+}
+
+/* Runs in the child. Only async-signal-safe calls from here on. */
+static void __attribute__((noreturn))
+child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, int exec_fd)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	for (int sig = 1; sig < _NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Own process group: a terminal's ^C reaches batond, which drains workers in order. */
+	setpgid(0, 0);
+
+	size_t n = req->n_listen_fds;
+	int high[n + 1];
+	int err = 0;
+	/* First lift every source above the target range, then place them, so that a
+	 * source sitting at a target number is never overwritten before it is copied. */
+	int floor = 3 + (int)n + 1;
+	for (size_t i = 0; i <= n && !err; i++) {
+		int src = i < n ? req->listen_fds[i] : channel_fd;
+		high[i] = fcntl(src, F_DUPFD_CLOEXEC, floor);
+		if (high[i] < 0)
+			err = errno;
+	}
+	int exec_hi = err ? exec_fd : fcntl(exec_fd, F_DUPFD_CLOEXEC, floor);
+	if (exec_hi < 0) {
+		err = errno;
+		exec_hi = exec_fd;
+	}
+	for (size_t i = 0; i <= n && !err; i++)
+		if (dup2(high[i], 3 + (int)i) < 0) /* dup2 clears FD_CLOEXEC on the copy */
+			err = errno;
+	if (!err) {
+		/* Everything above our range closes at exec; the exec pipe stays usable
+		 * until then. This also covers fds batond inherited without CLOEXEC. */
+		close_range(3 + (unsigned)n + 1, ~0U, CLOSE_RANGE_CLOEXEC);
+		char *pid = ce->listen_pid + strlen("LISTEN_PID=");
+		/* Format getpid() without stdio. */
+		char digits[16];
+		int d = 0;
+		for (pid_t v = getpid(); v > 0; v /= 10)
+			digits[d++] = (char)('0' + v % 10);
+		while (d > 0)
+			*pid++ = digits[--d];
+		*pid = 0;
+		execve(req->argv[0], req->argv, ce->envp);
+		err = errno;
+	}
+	ssize_t w = write(exec_hi, &err, sizeof(err));
+	(void)w;
+	_exit(127);
+}
+
+int spawn_worker(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel, int *ret_exec_fd)
+{
+	int pair[2], exec_pipe[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0)
+		return -errno;
+	if (pipe2(exec_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		int r = -errno;
+		close(pair[0]);
+		close(pair[1]);
+		return r;
+	}
+	struct child_env ce;
+	int channel_child_fd = 3 + (int)req->n_listen_fds;
+	int r = child_env_build(req, channel_child_fd, &ce);
+	if (r < 0)
+		goto fail;
+
+	pid_t pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		child_env_free(&ce);
+		goto fail;
+	}
+	if (pid == 0) {
+		close(exec_pipe[0]);
+		close(pair[0]);
+		child_exec(req, &ce, pair[1], exec_pipe[1]);
+	}
+	child_env_free(&ce);
+	close(pair[1]);
+	close(exec_pipe[1]);
+	*ret_pid = pid;
+	*ret_channel = pair[0];
+	*ret_exec_fd = exec_pipe[0];
+	return 0;
+fail:
+	close(pair[0]);
+	close(pair[1]);
+	close(exec_pipe[0]);
+	close(exec_pipe[1]);
+	return r;
+}

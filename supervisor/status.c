@@ -1,0 +1,139 @@
+/* Status rendering. Reads batond's state; changes nothing. */
+#include "status.h"
+#include "app.h"
+#include "batond.h"
+#include "generation.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static void json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static double seconds_since(const struct daemon *d, uint64_t usec)
+{
+	return usec ? (double)(daemon_now_usec(d) - usec) / 1e6 : 0;
+}
+
+static void render_json(const struct daemon *d, FILE *f)
+{
+	fprintf(f, "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%.3f,\"listeners\":[",
+		BATON_VERSION, (int)getpid(), seconds_since(d, d->started_usec));
+	for (size_t i = 0; i < d->cfg->n_listeners; i++) {
+		const struct listener_rt *l = &d->listeners[i];
+		fprintf(f, "%s{\"name\":", i ? "," : "");
+		json_string(f, l->cfg->name);
+		fprintf(f, ",\"address\":");
+		json_string(f, l->cfg->address);
+		fprintf(f, ",\"fd\":%d,\"from_systemd\":%s}", l->fd, l->adopted ? "true" : "false");
+	}
+	fprintf(f, "],\"apps\":[");
+	for (size_t i = 0; i < d->n_apps; i++) {
+		const struct app *a = d->apps[i];
+		fprintf(f, "%s{\"name\":", i ? "," : "");
+		json_string(f, a->cfg->name);
+		fprintf(f,
+			",\"serving\":%u,\"upgrades\":%u,\"rollbacks\":%u,\"restarts\":%u,"
+			"\"upgrade_running\":%s,\"last_outcome\":",
+			a->serving ? a->serving->id : 0, a->counters.upgrades,
+			a->counters.rollbacks, a->counters.restarts,
+			a->upgrade_running ? "true" : "false");
+		json_string(f, a->counters.last_outcome);
+		fprintf(f, ",\"generations\":[");
+		for (size_t k = 0; k < a->n_gens; k++) {
+			const struct gen *g = a->gens[k];
+			fprintf(f, "%s{\"id\":%u,\"state\":\"%s\",\"uptime_s\":%.3f,\"workers\":[",
+				k ? "," : "", g->id, gen_state_name(g->state),
+				seconds_since(d, g->started_usec));
+			for (unsigned w = 0; w < g->n_workers; w++) {
+				const struct worker *wk = &g->workers[w];
+				fprintf(f,
+					"%s{\"index\":%u,\"pid\":%d,\"state\":\"%s\","
+					"\"uptime_s\":%.3f,\"restarts\":%u,\"status\":",
+					w ? "," : "", wk->index, (int)wk->pid,
+					worker_state_name(wk->state),
+					wk->pid ? seconds_since(d, wk->started_usec) : 0,
+					wk->restarts);
+				json_string(f, wk->status);
+				fputc('}', f);
+			}
+			fprintf(f, "]}");
+		}
+		fprintf(f, "]}");
+	}
+	fprintf(f, "]}\n");
+}
+
+static void render_text(const struct daemon *d, FILE *f)
+{
+	fprintf(f, "batond %s, pid %d, up %.1f s\n", BATON_VERSION, (int)getpid(),
+		seconds_since(d, d->started_usec));
+	for (size_t i = 0; i < d->cfg->n_listeners; i++) {
+		const struct listener_rt *l = &d->listeners[i];
+		fprintf(f, "listener %s: %s, fd %d%s\n", l->cfg->name, l->cfg->address, l->fd,
+			l->adopted ? ", from systemd" : "");
+	}
+	for (size_t i = 0; i < d->n_apps; i++) {
+		const struct app *a = d->apps[i];
+		fprintf(f, "app %s: ", a->cfg->name);
+		if (a->serving)
+			fprintf(f, "generation %u serving", a->serving->id);
+		else
+			fprintf(f, "no generation serving");
+		fprintf(f, "; %u upgrade%s, %u rolled back, %u restart%s%s\n", a->counters.upgrades,
+			a->counters.upgrades == 1 ? "" : "s", a->counters.rollbacks,
+			a->counters.restarts, a->counters.restarts == 1 ? "" : "s",
+			a->upgrade_running ? "; upgrade in progress" : "");
+		if (a->counters.last_outcome[0])
+			fprintf(f, "  last upgrade: %s\n", a->counters.last_outcome);
+		for (size_t k = 0; k < a->n_gens; k++) {
+			const struct gen *g = a->gens[k];
+			fprintf(f, "  generation %u: %s, up %.1f s\n", g->id,
+				gen_state_name(g->state), seconds_since(d, g->started_usec));
+			for (unsigned w = 0; w < g->n_workers; w++) {
+				const struct worker *wk = &g->workers[w];
+				fprintf(f, "    worker %u: pid %d, %s", wk->index, (int)wk->pid,
+					worker_state_name(wk->state));
+				if (wk->pid)
+					fprintf(f, ", up %.1f s",
+						seconds_since(d, wk->started_usec));
+				if (wk->restarts)
+					fprintf(f, ", %u restarts", wk->restarts);
+				if (wk->status[0])
+					fprintf(f, ", status: %s", wk->status);
+				fputc('\n', f);
+			}
+		}
+	}
+}
+
+char *status_render(const struct daemon *d, bool json)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return NULL;
+	if (json)
+		render_json(d, f);
+	else
+		render_text(d, f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}

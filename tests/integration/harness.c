@@ -1,0 +1,360 @@
+/* Integration test harness; see harness.h. Waits are polls bounded in time,
+ * never fixed sleeps standing in for an event. */
+#include "harness.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+	nanosleep(&ts, NULL);
+}
+
+int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+void batond_prepare(struct batond *b)
+{
+	memset(b, 0, sizeof(*b));
+	snprintf(b->dir, sizeof(b->dir), "/tmp/baton-test.XXXXXX");
+	assert_non_null(mkdtemp(b->dir));
+	snprintf(b->conf, sizeof(b->conf), "%s/batond.conf", b->dir);
+	snprintf(b->sock, sizeof(b->sock), "%s/batond.sock", b->dir);
+	snprintf(b->log, sizeof(b->log), "%s/batond.log", b->dir);
+	b->port = free_port();
+}
+
+static void fput_replaced(FILE *f, const char *body, const struct batond *b)
+{
+	for (const char *p = body; *p;) {
+		if (strncmp(p, "@PORT@", 6) == 0) {
+			fprintf(f, "%d", b->port);
+			p += 6;
+		} else if (strncmp(p, "@DIR@", 5) == 0) {
+			fputs(b->dir, f);
+			p += 5;
+		} else if (strncmp(p, "@TESTSRV@", 9) == 0) {
+			fputs(TESTSRV_PATH, f);
+			p += 9;
+		} else {
+			fputc(*p++, f);
+		}
+	}
+}
+
+void batond_write_config(struct batond *b, const char *body)
+{
+	FILE *f = fopen(b->conf, "we");
+	assert_non_null(f);
+	fprintf(f, "control { socket = \"%s\" }\n", b->sock);
+	fput_replaced(f, body, b);
+	fclose(f);
+}
+
+static bool control_answers(const struct batond *b)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	assert_true(strlen(b->sock) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, b->sock, strlen(b->sock) + 1);
+	bool ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+void batond_start(struct batond *b)
+{
+	b->pid = fork();
+	assert_true(b->pid >= 0);
+	if (b->pid == 0) {
+		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		dup2(fd, 2);
+		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+		dup2(null, 0);
+		dup2(null, 1);
+		execl(BATOND_PATH, "batond", "-c", b->conf, (char *)NULL);
+		_exit(127);
+	}
+	long long deadline = now_ms() + 10000;
+	while (!control_answers(b)) {
+		int status;
+		if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
+			b->pid = 0;
+			batond_dump_log(b);
+			fail_msg("batond exited during start-up");
+		}
+		if (now_ms() > deadline) {
+			batond_dump_log(b);
+			fail_msg("batond's control socket did not answer within 10 s");
+		}
+		pause_ms(10);
+	}
+}
+
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char path[600];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+int batond_stop(struct batond *b)
+{
+	int rc = -1;
+	if (b->pid > 0) {
+		char out[256];
+		batonctl(b, out, sizeof(out), "stop", NULL);
+		long long deadline = now_ms() + 15000;
+		int status;
+		pid_t r;
+		while ((r = waitpid(b->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
+			pause_ms(10);
+		if (r == b->pid) {
+			rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+		} else {
+			kill(b->pid, SIGKILL);
+			waitpid(b->pid, &status, 0);
+		}
+		b->pid = 0;
+	}
+	if (getenv("BATON_TEST_KEEP"))
+		fprintf(stderr, "keeping %s\n", b->dir);
+	else
+		remove_dir(b->dir);
+	return rc;
+}
+
+void batond_dump_log(const struct batond *b)
+{
+	FILE *f = fopen(b->log, "re");
+	if (!f)
+		return;
+	char line[1024];
+	fprintf(stderr, "---- batond log %s ----\n", b->log);
+	while (fgets(line, sizeof(line), f))
+		fputs(line, stderr);
+	fprintf(stderr, "---- end of log ----\n");
+	fclose(f);
+}
+
+bool batond_log_contains(const struct batond *b, const char *needle)
+{
+	FILE *f = fopen(b->log, "re");
+	if (!f)
+		return false;
+	char line[2048];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+bool batond_wait_log(const struct batond *b, const char *needle, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	while (!batond_log_contains(b, needle)) {
+		if (now_ms() > deadline)
+			return false;
+		pause_ms(10);
+	}
+	return true;
+}
+
+int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1, ...)
+{
+	const char *argv[16] = {"batonctl", "-s", b->sock};
+	int n = 3;
+	va_list ap;
+	va_start(ap, arg1);
+	for (const char *a = arg1; a && n < 15; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	int pipefd[2];
+	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(pipefd[1], 1);
+		dup2(pipefd[1], 2);
+		execv(BATONCTL_PATH, (char **)argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	size_t used = 0;
+	ssize_t r;
+	char sink[256];
+	while ((r = read(pipefd[0], used + 1 < out_len ? out + used : sink,
+			 used + 1 < out_len ? out_len - used - 1 : sizeof(sink))) > 0)
+		if (used + 1 < out_len)
+			used += (size_t)r;
+	out[used] = 0;
+	close(pipefd[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int http_get(int port, char *body, size_t body_len)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	if (write(fd, req, sizeof(req) - 1) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	char buf[8192];
+	size_t used = 0;
+	ssize_t r;
+	while (used < sizeof(buf) - 1 && (r = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0)
+		used += (size_t)r;
+	int e = r < 0 ? -errno : 0;
+	close(fd);
+	buf[used] = 0;
+	if (e)
+		return e;
+	int status = 0;
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+		return -EBADMSG;
+	const char *p = strstr(buf, "\r\n\r\n");
+	snprintf(body, body_len, "%s", p ? p + 4 : "");
+	return status;
+}
+
+int count_fds(pid_t pid)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - (pid == getpid()); /* our own opendir fd */
+}
+
+int worker_pids(const struct batond *b, const char *state, pid_t *pids, int max)
+{
+	char out[16384];
+	if (batonctl(b, out, sizeof(out), "status", NULL) != 0)
+		return 0;
+	int n = 0;
+	char want[64];
+	snprintf(want, sizeof(want), ", %s", state);
+	for (char *line = strtok(out, "\n"); line && n < max; line = strtok(NULL, "\n")) {
+		int pid;
+		char *p = strstr(line, "worker ");
+		if (!p || !(p = strstr(p, ": pid ")) || sscanf(p, ": pid %d", &pid) != 1)
+			continue;
+		if (pid > 0 && strstr(p, want))
+			pids[n++] = pid;
+	}
+	return n;
+}
+
+bool wait_workers(const struct batond *b, const char *state, int n, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	pid_t pids[64];
+	while (worker_pids(b, state, pids, 64) != n) {
+		if (now_ms() > deadline)
+			return false;
+		pause_ms(20);
+	}
+	return true;
+}
+
+pid_t loadgen_start(const struct batond *b, int conns, int duration_ms, const char *out_path)
+{
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		char port[16], c[16], d[16];
+		snprintf(port, sizeof(port), "%d", b->port);
+		snprintf(c, sizeof(c), "%d", conns);
+		snprintf(d, sizeof(d), "%d", duration_ms);
+		execl(LOADGEN_PATH, "loadgen", "--port", port, "--connections", c, "--duration-ms",
+		      d, (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed)
+{
+	int status;
+	waitpid(pid, &status, 0);
+	*ok = *failed = -1;
+	FILE *f = fopen(out_path, "re");
+	if (f) {
+		char line[2048];
+		while (fgets(line, sizeof(line), f)) {
+			fputs(line, stderr);
+			if (strncmp(line, "loadgen: ", 9) == 0)
+				sscanf(line, "loadgen: ok=%ld failed=%ld", ok, failed);
+		}
+		fclose(f);
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

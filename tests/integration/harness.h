@@ -1,0 +1,64 @@
+/* Helpers for integration tests: a temp dir, a config, a real batond process,
+ * batonctl runs, HTTP requests on 127.0.0.1 and fd counts. Every process a test
+ * starts is stopped by pid before the test ends. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct batond {
+	char dir[256]; /* temp dir, removed by batond_stop */
+	char conf[300];
+	char sock[300]; /* control socket */
+	char log[300];	/* batond's stderr */
+	pid_t pid;
+	int port; /* first free port found for the test */
+};
+
+/* A free TCP port on 127.0.0.1 (bound and released; tests use it at once). */
+int free_port(void);
+
+/* Creates the temp dir and fills paths and port; does not start anything. */
+void batond_prepare(struct batond *b);
+/* Writes b->conf: "control { socket = ... }" followed by @body, where every
+ * "@PORT@" is replaced by b->port, "@DIR@" by b->dir, "@TESTSRV@" by the test
+ * server's path. */
+void batond_write_config(struct batond *b, const char *body);
+/* Starts batond -c b->conf and waits (bounded) until its control socket answers. */
+void batond_start(struct batond *b);
+/* Stops with `batonctl stop`, waits for the pid (bounded, then SIGKILL), and
+ * removes the temp dir. Returns batond's exit status (or -1 if it was killed). */
+int batond_stop(struct batond *b);
+/* Prints batond's log to stderr (for failures). */
+void batond_dump_log(const struct batond *b);
+/* True if the log contains @needle. */
+bool batond_log_contains(const struct batond *b, const char *needle);
+/* Waits (bounded by @timeout_ms) until the log contains @needle. */
+bool batond_wait_log(const struct batond *b, const char *needle, int timeout_ms);
+
+/* Runs batonctl -s b->sock ARGS...; captures stdout+stderr into @out. Returns
+ * its exit status. */
+int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1, ...)
+    __attribute__((sentinel));
+
+/* GET / on 127.0.0.1:port; returns the HTTP status (200) with the body in
+ * @body, or a negative errno (-ECONNREFUSED...). */
+int http_get(int port, char *body, size_t body_len);
+
+/* Open fds of a process (counts /proc/PID/fd). */
+int count_fds(pid_t pid);
+/* Pids of workers in state @state ("ready", "starting"...) from batonctl
+ * status, up to @max; returns the number found. */
+int worker_pids(const struct batond *b, const char *state, pid_t *pids, int max);
+/* Waits until batonctl status shows @n workers in @state (bounded). */
+bool wait_workers(const struct batond *b, const char *state, int n, int timeout_ms);
+
+/* Runs the load generator against b->port for @duration_ms with @conns
+ * connections in the background; loadgen_wait returns its "loadgen: " line. */
+pid_t loadgen_start(const struct batond *b, int conns, int duration_ms, const char *out_path);
+/* Waits for it; returns its exit status and parses ok/failed. */
+int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed);
+
+/* Monotonic ms. */
+long long now_ms(void);

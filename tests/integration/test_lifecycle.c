@@ -1,0 +1,232 @@
+/* batond end to end: a real batond, real workers (tests/apps/testsrv, a plain
+ * systemd program), real sockets on 127.0.0.1, the real batonctl. */
+#include "harness.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* The app's exec is DIR/app, a script that runs testsrv with @args: tests swap
+ * it between generations to make the next one fail in a chosen way. */
+static void write_app(const struct batond *b, const char *args)
+{
+	char tmp[400], path[400];
+	snprintf(tmp, sizeof(tmp), "%s/app.tmp", b->dir);
+	snprintf(path, sizeof(path), "%s/app", b->dir);
+	FILE *f = fopen(tmp, "we");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\nexec %s %s\n", TESTSRV_PATH, args);
+	fclose(f);
+	assert_int_equal(chmod(tmp, 0755), 0);
+	assert_int_equal(rename(tmp, path), 0);
+}
+
+static void start_app(struct batond *b, const char *app_options, const char *args)
+{
+	batond_prepare(b);
+	write_app(b, args);
+	char conf[2048];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"@DIR@/app\" }\n  listeners = { \"http\" }\n%s}\n",
+		 app_options);
+	batond_write_config(b, conf);
+	batond_start(b);
+}
+
+static void assert_serves_generation(const struct batond *b, int gen)
+{
+	char body[256], want[32];
+	int status = http_get(b->port, body, sizeof(body));
+	snprintf(want, sizeof(want), "gen=%d ", gen);
+	if (status != 200 || !strstr(body, want)) {
+		batond_dump_log(b);
+		fail_msg("expected 200 from generation %d, got %d: %s", gen, status, body);
+	}
+}
+
+static void assert_output(const char *out, const char *needle)
+{
+	if (!strstr(out, needle))
+		fail_msg("expected \"%s\" in output:\n%s", needle, out);
+}
+
+static void wait_ready(struct batond *b, int n)
+{
+	if (!wait_workers(b, "ready", n, 10000)) {
+		batond_dump_log(b);
+		fail_msg("%d workers not ready within 10 s", n);
+	}
+}
+
+static void serves_requests_from_an_unmodified_systemd_program(void **state)
+{
+	struct batond b;
+	start_app(&b, "  workers = 2\n", "");
+	wait_ready(&b, 2);
+	for (int i = 0; i < 20; i++)
+		assert_serves_generation(&b, 1);
+	char out[4096];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_output(out, "app web: generation 1 serving");
+	assert_output(out, "listener http: tcp://127.0.0.1:");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--json", NULL), 0);
+	assert_output(out, "\"name\":\"web\",\"serving\":1");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void upgrade_reports_ready_and_drained_timings(void **state)
+{
+	struct batond b;
+	start_app(&b, "", "--ready-delay-ms 50");
+	wait_ready(&b, 1);
+	char out[1024];
+	int rc = batonctl(&b, out, sizeof(out), "upgrade", "web", NULL);
+	assert_int_equal(rc, 0);
+	assert_output(out, "web: generation 2 ready in ");
+	assert_output(out, " ms, generation 1 drained in ");
+	assert_serves_generation(&b, 2);
+	/* Without an app name every app is upgraded. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", NULL), 0);
+	assert_output(out, "web: generation 3 ready in ");
+	assert_serves_generation(&b, 3);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void upgrade_rolls_back_when_new_binary_is_missing(void **state)
+{
+	struct batond b;
+	start_app(&b, "", "");
+	wait_ready(&b, 1);
+	char app[400], out[1024];
+	snprintf(app, sizeof(app), "%s/app", b.dir);
+	assert_int_equal(unlink(app), 0);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 1);
+	char want[600];
+	snprintf(want, sizeof(want),
+		 "web: generation 2 exited with status 127 before READY=1 (exec %s: No such "
+		 "file or directory); generation 1 still serving",
+		 app);
+	assert_output(out, want);
+	assert_serves_generation(&b, 1);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_output(out, "1 rolled back");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* While generation 2 starts and fails, generation 1 answers every request. */
+static void check_rollback_keeps_serving(const char *args, const char *app_options,
+					 const char *want)
+{
+	struct batond b;
+	start_app(&b, app_options, "");
+	wait_ready(&b, 1);
+	write_app(&b, args);
+	char lg_out[400], out[1024];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	pid_t lg = loadgen_start(&b, 4, 1500, lg_out);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 1);
+	assert_output(out, want);
+	long ok, failed;
+	assert_int_equal(loadgen_wait(lg, lg_out, &ok, &failed), 0);
+	assert_int_equal(failed, 0);
+	assert_true(ok > 0);
+	assert_serves_generation(&b, 1);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void upgrade_rolls_back_when_new_generation_exits_before_ready(void **state)
+{
+	check_rollback_keeps_serving(
+	    "--exit-before-ready 3", "",
+	    "web: generation 2 exited with status 3 before READY=1; generation 1 still serving");
+}
+
+static void upgrade_rolls_back_when_new_generation_is_never_ready(void **state)
+{
+	check_rollback_keeps_serving(
+	    "--never-ready", "  ready-timeout = 1\n",
+	    "web: generation 2 not ready within 1 s (ready-timeout); generation 1 still serving");
+}
+
+static void ready_immediate_needs_no_notification(void **state)
+{
+	struct batond b;
+	start_app(&b, "  ready = immediate\n", "--no-notify");
+	wait_ready(&b, 1);
+	assert_serves_generation(&b, 1);
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_serves_generation(&b, 2);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void drain_kills_a_worker_that_ignores_the_stop_signal(void **state)
+{
+	struct batond b;
+	start_app(&b, "  drain-timeout = 1\n", "--ignore-term");
+	wait_ready(&b, 1);
+	pid_t old;
+	assert_int_equal(worker_pids(&b, "ready", &old, 1), 1);
+	char out[1024];
+	long long t0 = now_ms();
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_true(now_ms() - t0 >= 900); /* it waited for drain-timeout */
+	assert_output(out, "generation 1 drained in ");
+	assert_true(batond_log_contains(&b, "still running after drain-timeout, sending SIGKILL"));
+	assert_int_equal(kill(old, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	assert_int_equal(batond_stop(&b), 0); /* SIGKILL after drain-timeout again */
+}
+
+static void crashed_worker_is_restarted_and_the_listener_stays_open(void **state)
+{
+	struct batond b;
+	start_app(&b, "", "");
+	wait_ready(&b, 1);
+	for (int round = 0; round < 3; round++) {
+		pid_t pid;
+		assert_int_equal(worker_pids(&b, "ready", &pid, 1), 1);
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		/* Clients wait in the kernel backlog while the worker is restarted:
+		 * the request succeeds, it is never refused. */
+		assert_serves_generation(&b, 1);
+		pid_t now;
+		assert_int_equal(worker_pids(&b, "ready", &now, 1), 1);
+		assert_int_not_equal(now, pid);
+	}
+	char out[2048];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_output(out, "3 restarts");
+	/* Backoff grows with consecutive crashes. */
+	assert_true(batond_log_contains(&b, "restarting in 100 ms"));
+	assert_true(batond_log_contains(&b, "restarting in 200 ms"));
+	assert_true(batond_log_contains(&b, "restarting in 400 ms"));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(serves_requests_from_an_unmodified_systemd_program),
+	    cmocka_unit_test(upgrade_reports_ready_and_drained_timings),
+	    cmocka_unit_test(upgrade_rolls_back_when_new_binary_is_missing),
+	    cmocka_unit_test(upgrade_rolls_back_when_new_generation_exits_before_ready),
+	    cmocka_unit_test(upgrade_rolls_back_when_new_generation_is_never_ready),
+	    cmocka_unit_test(ready_immediate_needs_no_notification),
+	    cmocka_unit_test(drain_kills_a_worker_that_ignores_the_stop_signal),
+	    cmocka_unit_test(crashed_worker_is_restarted_and_the_listener_stays_open),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
