@@ -171,6 +171,7 @@ void app_upgrade(struct app *a, struct app_waiter *w)
 		a->waiters = w;
 	}
 	upgrade_begin(a);
+	daemon_state_changed(a->d);
 }
 
 static void upgrade_begin(struct app *a)

@@ -18,6 +18,13 @@ struct listener_rt {
 	bool adopted; /* came from systemd (LISTEN_FDS), not bound by us */
 };
 
+/* What batond last told its service manager. */
+struct service_state {
+	bool ready_sent;
+	bool reloading;
+	char status[512];
+};
+
 struct daemon {
 	sd_event *event;
 	struct config *cfg;
@@ -28,11 +35,15 @@ struct daemon {
 	struct control *control;
 	bool stopping;
 	uint64_t started_usec;
+	struct service_state service;
 };
 
 /* Drains every app, then leaves the loop. Idempotent. */
 void daemon_stop(struct daemon *d);
 /* Called by app.c when an app has no process left after a stop. */
 void daemon_app_stopped(struct daemon *d);
+/* Called after any change of an app's generations or upgrades: lets batond
+ * tell its service manager (READY, RELOADING, STATUS). Cheap when nothing changed. */
+void daemon_state_changed(struct daemon *d);
 /* Monotonic now, in µs, from the loop's cached time. */
 uint64_t daemon_now_usec(const struct daemon *d);

@@ -84,7 +84,9 @@ static void gen_became_gone(struct gen *g)
 	g->timer = NULL;
 	log_info("%s: generation %u gone, drained in %llu ms", app_name(g), g->id,
 		 (unsigned long long)(g->gone_usec - g->drain_started_usec) / 1000);
-	app_gen_gone(g->app, g);
+	struct daemon *d = gen_daemon(g);
+	app_gen_gone(g->app, g); /* frees g */
+	daemon_state_changed(d);
 }
 
 static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -99,6 +101,7 @@ static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		}
 		log_err("%s: %s", app_name(g), g->reason);
 		app_gen_failed(g->app, g);
+		daemon_state_changed(gen_daemon(g));
 	} else if (g->state == GEN_DRAINING) {
 		if (gen_live_workers(g) == 0) {
 			gen_became_gone(g);
@@ -139,6 +142,7 @@ static void worker_ready(struct worker *w)
 	log_info("%s: generation %u ready in %llu ms", app_name(g), g->id,
 		 (unsigned long long)(g->ready_usec - g->started_usec) / 1000);
 	app_gen_ready(g->app, g);
+	daemon_state_changed(gen_daemon(g));
 }
 
 static void worker_close_exec(struct worker *w)
@@ -244,6 +248,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 			log_err("%s: worker %u (pid %d): %s", app_name(g), w->index, (int)pid,
 				g->reason);
 			app_gen_failed(g->app, g);
+			daemon_state_changed(gen_daemon(g));
 		}
 		break;
 	case GEN_READY:

@@ -7,6 +7,7 @@
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
+#include "service.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,11 @@ static bool all_stopped(const struct daemon *d)
 		if (d->apps[i] && !app_is_stopped(d->apps[i]))
 			return false;
 	return true;
+}
+
+void daemon_state_changed(struct daemon *d)
+{
+	service_update(d);
 }
 
 void daemon_app_stopped(struct daemon *d)
