@@ -3,11 +3,13 @@
  * nothing here touches a process directly. */
 #include "app.h"
 #include "batond.h"
+#include "dispatch.h"
 #include "generation.h"
 #include "log.h"
 #include "notify.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,22 @@ outcome(struct app *a, const char *fmt, ...)
 	vsnprintf(a->counters.last_outcome, sizeof(a->counters.last_outcome), fmt, ap);
 	va_end(ap);
 	return a->counters.last_outcome;
+}
+
+/* batond accepts on dispatch listeners, so they must not block. Listeners it
+ * bound for inherit apps are handed out blocking, as systemd does by default
+ * (NonBlocking=no), for programs that accept in blocking mode; what systemd
+ * passed stays as the socket unit configured it. The flag lives in the shared
+ * open file description: a worker that changes it changes it for every holder. */
+static void set_blocking_mode(const struct listener_rt *l, enum serve_mode mode)
+{
+	int fl = fcntl(l->fd, F_GETFL);
+	if (fl < 0)
+		return;
+	if (mode == SERVE_DISPATCH)
+		fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
+	else if (!l->adopted)
+		fcntl(l->fd, F_SETFL, fl & ~O_NONBLOCK);
 }
 
 int app_new(struct daemon *d, const struct app_cfg *cfg, struct app **ret)
@@ -52,6 +70,12 @@ int app_new(struct daemon *d, const struct app_cfg *cfg, struct app **ret)
 		if (i)
 			strcat(a->listen_names, ":");
 		strcat(a->listen_names, d->cfg->listeners[idx].name);
+		set_blocking_mode(&d->listeners[idx], cfg->mode);
+	}
+	int r = dispatch_new(a, &a->dispatch);
+	if (r < 0) {
+		app_free(a);
+		return r;
 	}
 	*ret = a;
 	return 0;
@@ -79,6 +103,7 @@ void app_free(struct app *a)
 		gen_free(a->gens[i]);
 	free(a->gens);
 	sd_event_source_disable_unref(a->start_timer);
+	dispatch_free(a->dispatch);
 	free(a->listen_fds);
 	free(a->listen_names);
 	free(a);
@@ -214,6 +239,7 @@ void app_gen_ready(struct app *a, struct gen *g)
 	}
 	struct gen *old = a->serving;
 	a->serving = g;
+	dispatch_kick(a->dispatch); /* new connections go to the new generation from now */
 	if (old) {
 		/* Only now, with the successor ready, may the old generation stop. */
 		a->replacing = old;
@@ -297,6 +323,7 @@ void app_stop(struct app *a)
 	waiters_finish(&a->next_waiters, ESHUTDOWN, "batond is stopping");
 	a->upgrade_queued = false;
 	a->upgrade_running = false;
+	dispatch_stop(a->dispatch);
 	for (size_t i = 0; i < a->n_gens; i++)
 		gen_drain(a->gens[i]);
 	if (a->n_gens == 0)

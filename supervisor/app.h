@@ -9,6 +9,7 @@
 #include "config.h"
 
 struct daemon;
+struct dispatch;
 struct gen;
 
 /* Someone waiting for an upgrade's outcome: code 0 (done) or ECANCELED (rolled
@@ -46,6 +47,7 @@ struct app {
 	bool upgrade_queued;
 	unsigned start_failures; /* consecutive failed first starts, for backoff */
 	struct sd_event_source *start_timer;
+	struct dispatch *dispatch; /* accepts for dispatch apps; relays parked connections */
 	struct app_counters counters;
 };
 

@@ -4,6 +4,7 @@
 #include "channel.h"
 #include "app.h"
 #include "batond.h"
+#include "dispatch.h"
 #include "generation.h"
 #include "log.h"
 #include "proto.h"
@@ -19,7 +20,10 @@ static void reply_listener(struct worker *w, const struct proto_msg *m)
 {
 	struct app *a = w->gen->app;
 	const char *name = (const char *)m->payload;
-	for (size_t i = 0; i < a->cfg->n_listeners; i++) {
+	/* In dispatch mode batond accepts: a worker gets connections, not listeners. */
+	for (size_t i = 0; a->cfg->mode == SERVE_INHERIT && i < a->cfg->n_listeners; i++) {
+		if (strlen(name) != m->hdr.payload_bytes)
+			break; /* an embedded NUL: no listener has that name */
 		if (strcmp(a->d->cfg->listeners[a->cfg->listener_idx[i]].name, name) != 0)
 			continue;
 		/* batond keeps its reference: the kernel duplicates the fd in flight. */
@@ -30,16 +34,40 @@ static void reply_listener(struct worker *w, const struct proto_msg *m)
 				 a->cfg->name, w->index, (int)w->pid, name, strerror(-r));
 		return;
 	}
-	char text[160];
-	snprintf(text, sizeof(text), "listener \"%.64s\" is not a listener of app \"%s\"", name,
-		 a->cfg->name);
+	char text[200];
+	if (a->cfg->mode == SERVE_DISPATCH)
+		snprintf(text, sizeof(text),
+			 "app \"%s\" is in dispatch mode: connections arrive on the channel",
+			 a->cfg->name);
+	else
+		snprintf(text, sizeof(text), "listener \"%.64s\" is not a listener of app \"%s\"",
+			 name, a->cfg->name);
 	log_warn("%s: worker %u (pid %d) asked for %s", a->cfg->name, w->index, (int)w->pid, text);
 	proto_send_status(w->channel_fd, MSG_ERROR, m->hdr.request_id, ENOENT, text);
+}
+
+static void handle_park(struct worker *w, struct proto_msg *m)
+{
+	struct proto_conn rec;
+	size_t off = 0;
+	if (proto_conn_get(m->payload, m->hdr.payload_bytes, &off, &rec) < 0) {
+		log_warn("%s: worker %u (pid %d): bad PARK record; connection closed",
+			 w->gen->app->cfg->name, w->index, (int)w->pid);
+		return; /* proto_msg_release closes the fd */
+	}
+	dispatch_park(w, proto_msg_take_fd(m, 0), &rec);
 }
 
 static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct worker *w = userdata;
+	if (revents & EPOLLOUT) {
+		w->channel_full = false;
+		sd_event_source_set_io_events(s, EPOLLIN);
+		dispatch_kick(w->gen->app->dispatch);
+	}
+	if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return 0;
 	/* Heap, not stack: a message with its payload is 64 KiB. */
 	static struct proto_msg *m;
 	if (!m && !(m = malloc(sizeof(*m)))) {
@@ -71,8 +99,14 @@ static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userda
 		case MSG_LISTENER_GET:
 			reply_listener(w, m);
 			break;
-		default:
-			/* CONN_DONE and PARK belong to dispatch mode and handoff. */
+		case MSG_CONN_DONE: {
+			uint32_t n;
+			memcpy(&n, m->payload, sizeof(n));
+			dispatch_conn_done(w, n);
+			break;
+		}
+		case MSG_PARK:
+			handle_park(w, m);
 			break;
 		}
 		proto_msg_release(m);
@@ -98,6 +132,12 @@ void channel_detach(struct worker *w)
 	if (w->channel_fd >= 0)
 		close(w->channel_fd);
 	w->channel_fd = -1;
+}
+
+void channel_watch_writable(struct worker *w)
+{
+	if (w->channel_src)
+		sd_event_source_set_io_events(w->channel_src, EPOLLIN | EPOLLOUT);
 }
 
 void channel_send_drain(struct worker *w)

@@ -10,3 +10,5 @@ void channel_attach(struct worker *w);
 /* Closes the channel and its event source. Idempotent. */
 void channel_detach(struct worker *w);
 void channel_send_drain(struct worker *w);
+/* Watch for the channel to become writable again (dispatch backpressure). */
+void channel_watch_writable(struct worker *w);

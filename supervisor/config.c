@@ -682,8 +682,8 @@ static void load_listener(struct loader *ld, cfg_t *sec, struct config *c, struc
 		report(ld, value_line(ld, sec, "owner", 0),
 		       "%s: owner: \"%s\" is not USER, USER:GROUP or :GROUP", what, owner);
 	l->owner = dup_or_oom(ld, owner);
-	if (tag && (!*tag || strlen(tag) > 255))
-		report(ld, value_line(ld, sec, "tag", 0), "%s: tag: must be 1 to 255 bytes", what);
+	if (tag && (!*tag || strlen(tag) > 64)) /* PROTO_TAG_MAX: it travels in each conn record */
+		report(ld, value_line(ld, sec, "tag", 0), "%s: tag: must be 1 to 64 bytes", what);
 	l->tag = dup_or_oom(ld, tag);
 	if (!parsed)
 		return;
@@ -819,6 +819,28 @@ static void load_app(struct loader *ld, cfg_t *sec, const struct config *c, stru
 	}
 }
 
+/* batond accepts on a dispatch app's listeners itself (non-blocking); a worker
+ * of another app accepting on the same socket would race it for connections. */
+static void check_dispatch_listeners_unshared(struct loader *ld, cfg_t *root,
+					      const struct config *c)
+{
+	for (size_t a = 0; a < c->n_apps; a++) {
+		const struct app_cfg *app = &c->apps[a];
+		for (size_t i = 0; app->mode == SERVE_DISPATCH && i < app->n_listeners; i++)
+			for (size_t b = 0; b < c->n_apps; b++)
+				for (size_t k = 0; b != a && k < c->apps[b].n_listeners; k++)
+					if (c->apps[b].listener_idx[k] == app->listener_idx[i])
+						report(ld,
+						       section_line(ld, cfg_getnsec(root, "app",
+										    (unsigned)b)),
+						       "app \"%s\": listener \"%s\" belongs to "
+						       "dispatch app \"%s\" and cannot be shared",
+						       c->apps[b].name,
+						       c->listeners[app->listener_idx[i]].name,
+						       app->name);
+	}
+}
+
 static struct config *build_config(struct loader *ld, cfg_t *root)
 {
 	unsigned n_listeners = cfg_size(root, "listener"), n_apps = cfg_size(root, "app");
@@ -843,6 +865,7 @@ static struct config *build_config(struct loader *ld, cfg_t *root)
 			      &c->listeners[c->n_listeners++]);
 	for (unsigned i = 0; i < n_apps; i++)
 		load_app(ld, cfg_getnsec(root, "app", i), c, &c->apps[c->n_apps++]);
+	check_dispatch_listeners_unshared(ld, root, c);
 	return c;
 }
 

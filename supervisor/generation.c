@@ -5,6 +5,7 @@
 #include "app.h"
 #include "batond.h"
 #include "channel.h"
+#include "dispatch.h"
 #include "log.h"
 #include "notify.h"
 #include "spawn.h"
@@ -130,6 +131,7 @@ static void worker_ready(struct worker *w)
 	log_info("%s: generation %u worker %u (pid %d) ready in %llu ms", app_name(g), g->id,
 		 w->index, (int)w->pid,
 		 (unsigned long long)(w->ready_usec - w->started_usec) / 1000);
+	dispatch_kick(g->app->dispatch);
 	if (g->state != GEN_STARTING || g->failed)
 		return;
 	for (unsigned i = 0; i < g->n_workers; i++)
@@ -231,6 +233,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	w->pid = 0;
 	enum worker_state was = w->state;
 	w->state = WORKER_EXITED;
+	dispatch_kick(g->app->dispatch); /* it may have been the last one taking connections */
 
 	switch (g->state) {
 	case GEN_STARTING:
@@ -274,8 +277,9 @@ static void worker_spawn(struct worker *w)
 	    .argv = a->cfg->argv,
 	    .app_env = a->cfg->environment,
 	    .listen_fds = a->listen_fds,
-	    .n_listen_fds = a->cfg->n_listeners,
-	    .listen_names = a->listen_names,
+	    /* Dispatch workers get connections over the channel, never listeners. */
+	    .n_listen_fds = a->cfg->mode == SERVE_DISPATCH ? 0 : a->cfg->n_listeners,
+	    .listen_names = a->cfg->mode == SERVE_DISPATCH ? "" : a->listen_names,
 	    .notify_socket = notify_address(d->notify),
 	    .app = a->cfg->name,
 	    .generation = g->id,
@@ -284,6 +288,8 @@ static void worker_spawn(struct worker *w)
 	pid_t pid;
 	int channel_fd, exec_fd;
 	w->state = WORKER_STARTING;
+	w->delivered = w->done = 0;
+	w->channel_full = false;
 	w->exec_errno = 0;
 	w->ready_usec = 0;
 	w->started_usec = now_usec(g);

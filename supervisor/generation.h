@@ -36,6 +36,9 @@ struct worker {
 	sd_event_source *restart_timer;
 	uint64_t started_usec;
 	uint64_t ready_usec;
+	uint64_t delivered; /* dispatch: connections sent to this process */
+	uint64_t done;      /* dispatch: connections it reported finished */
+	bool channel_full;  /* dispatch: last send hit EAGAIN, wait for EPOLLOUT */
 	unsigned crashes; /* consecutive short-lived exits, for backoff */
 	unsigned restarts;
 	char status[128]; /* last STATUS= */

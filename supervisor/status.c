@@ -2,6 +2,7 @@
 #include "status.h"
 #include "app.h"
 #include "batond.h"
+#include "dispatch.h"
 #include "generation.h"
 
 #include <stdio.h>
@@ -23,6 +24,25 @@ static void json_string(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* The dispatch counters of listener @i, if a dispatch app accepts on it. */
+static bool dispatch_stats(const struct daemon *d, size_t i, struct dispatch_listener_stats *ret)
+{
+	for (size_t k = 0; k < d->n_apps; k++) {
+		const struct app *a = d->apps[k];
+		for (size_t j = 0; a->cfg->mode == SERVE_DISPATCH && j < a->cfg->n_listeners; j++)
+			if (a->cfg->listener_idx[j] == i) {
+				dispatch_listener_stats(a->dispatch, j, ret);
+				return true;
+			}
+	}
+	return false;
+}
+
+static uint64_t worker_load(const struct worker *w)
+{
+	return w->delivered > w->done ? w->delivered - w->done : 0;
+}
+
 static double seconds_since(const struct daemon *d, uint64_t usec)
 {
 	return usec ? (double)(daemon_now_usec(d) - usec) / 1e6 : 0;
@@ -38,7 +58,13 @@ static void render_json(const struct daemon *d, FILE *f)
 		json_string(f, l->cfg->name);
 		fprintf(f, ",\"address\":");
 		json_string(f, l->cfg->address);
-		fprintf(f, ",\"fd\":%d,\"from_systemd\":%s}", l->fd, l->adopted ? "true" : "false");
+		fprintf(f, ",\"fd\":%d,\"from_systemd\":%s", l->fd, l->adopted ? "true" : "false");
+		struct dispatch_listener_stats st;
+		if (dispatch_stats(d, i, &st))
+			fprintf(f, ",\"accepted\":%llu,\"held\":%u,\"timed_out\":%llu",
+				(unsigned long long)st.accepted, st.held,
+				(unsigned long long)st.timed_out);
+		fputc('}', f);
 	}
 	fprintf(f, "],\"apps\":[");
 	for (size_t i = 0; i < d->n_apps; i++) {
@@ -68,6 +94,9 @@ static void render_json(const struct daemon *d, FILE *f)
 					wk->pid ? seconds_since(d, wk->started_usec) : 0,
 					wk->restarts);
 				json_string(f, wk->status);
+				fprintf(f, ",\"delivered\":%llu,\"load\":%llu",
+					(unsigned long long)wk->delivered,
+					(unsigned long long)worker_load(wk));
 				fputc('}', f);
 			}
 			fprintf(f, "]}");
@@ -83,8 +112,16 @@ static void render_text(const struct daemon *d, FILE *f)
 		seconds_since(d, d->started_usec));
 	for (size_t i = 0; i < d->cfg->n_listeners; i++) {
 		const struct listener_rt *l = &d->listeners[i];
-		fprintf(f, "listener %s: %s, fd %d%s\n", l->cfg->name, l->cfg->address, l->fd,
-			l->adopted ? ", from systemd" : "");
+		struct dispatch_listener_stats st;
+		if (dispatch_stats(d, i, &st))
+			fprintf(
+			    f, "listener %s: %s, fd %d%s, accepted %llu, held %u, timed out %llu\n",
+			    l->cfg->name, l->cfg->address, l->fd,
+			    l->adopted ? ", from systemd" : "", (unsigned long long)st.accepted,
+			    st.held, (unsigned long long)st.timed_out);
+		else
+			fprintf(f, "listener %s: %s, fd %d%s\n", l->cfg->name, l->cfg->address,
+				l->fd, l->adopted ? ", from systemd" : "");
 	}
 	for (size_t i = 0; i < d->n_apps; i++) {
 		const struct app *a = d->apps[i];
@@ -112,6 +149,10 @@ static void render_text(const struct daemon *d, FILE *f)
 						seconds_since(d, wk->started_usec));
 				if (wk->restarts)
 					fprintf(f, ", %u restarts", wk->restarts);
+				if (a->cfg->mode == SERVE_DISPATCH)
+					fprintf(f, ", delivered %llu, load %llu",
+						(unsigned long long)wk->delivered,
+						(unsigned long long)worker_load(wk));
 				if (wk->status[0])
 					fprintf(f, ", status: %s", wk->status);
 				fputc('\n', f);
