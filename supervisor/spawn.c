@@ -143,6 +143,17 @@ int spawn_worker(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel, 
 	int pair[2], exec_pipe[2];
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, pair) < 0)
 		return -errno;
+	/* The channel's send buffer bounds what a worker that dies takes with it in
+	 * dispatch mode: the connections sent but not yet read. 16 KiB (the kernel
+	 * doubles the 8 KiB asked) holds at most 4 messages of 64 connections, or 22
+	 * of one (measured on Linux 6.x; docs/dispatch.md). */
+	int sndbuf = 8192;
+	if (setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) < 0) {
+		int r = -errno;
+		close(pair[0]);
+		close(pair[1]);
+		return r;
+	}
 	if (pipe2(exec_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		int r = -errno;
 		close(pair[0]);

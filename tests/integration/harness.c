@@ -70,6 +70,9 @@ static void fput_replaced(FILE *f, const char *body, const struct batond *b)
 		} else if (strncmp(p, "@TESTSRV@", 9) == 0) {
 			fputs(TESTSRV_PATH, f);
 			p += 9;
+		} else if (strncmp(p, "@HELLO@", 7) == 0) {
+			fputs(HELLO_PATH, f);
+			p += 7;
 		} else {
 			fputc(*p++, f);
 		}
@@ -345,6 +348,12 @@ int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed)
 {
 	int status;
 	waitpid(pid, &status, 0);
+	loadgen_report(out_path, ok, failed);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void loadgen_report(const char *out_path, long *ok, long *failed)
+{
 	*ok = *failed = -1;
 	FILE *f = fopen(out_path, "re");
 	if (f) {
@@ -356,5 +365,4 @@ int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed)
 		}
 		fclose(f);
 	}
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }

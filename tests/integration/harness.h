@@ -23,7 +23,7 @@ int free_port(void);
 void batond_prepare(struct batond *b);
 /* Writes b->conf: "control { socket = ... }" followed by @body, where every
  * "@PORT@" is replaced by b->port, "@DIR@" by b->dir, "@TESTSRV@" by the test
- * server's path. */
+ * server's path, "@HELLO@" by examples/hello's (a libbaton app). */
 void batond_write_config(struct batond *b, const char *body);
 /* Starts batond -c b->conf and waits (bounded) until its control socket answers. */
 void batond_start(struct batond *b);
@@ -59,6 +59,8 @@ bool wait_workers(const struct batond *b, const char *state, int n, int timeout_
 pid_t loadgen_start(const struct batond *b, int conns, int duration_ms, const char *out_path);
 /* Waits for it; returns its exit status and parses ok/failed. */
 int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed);
+/* Parses the output of a loadgen that was already reaped. */
+void loadgen_report(const char *out_path, long *ok, long *failed);
 
 /* Monotonic ms. */
 long long now_ms(void);

@@ -1,0 +1,291 @@
+/* Dispatch mode end to end: batond accepts, workers (examples/hello, a libbaton
+ * app) receive the connections over their channel. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+static void start_dispatch(struct batond *b, const char *exec, const char *app_options)
+{
+	batond_prepare(b);
+	char conf[2048];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\"  tag = \"h1\" }\n"
+		 "app web {\n  exec = { \"%s\" }\n  listeners = { \"http\" }\n"
+		 "  mode = dispatch\n%s}\n",
+		 exec, app_options);
+	batond_write_config(b, conf);
+	batond_start(b);
+}
+
+/* Sums "NAME N" over the lines of batonctl status. */
+static long long status_sum(const struct batond *b, const char *name)
+{
+	char out[16384];
+	assert_int_equal(batonctl(b, out, sizeof(out), "status", NULL), 0);
+	long long sum = 0;
+	size_t len = strlen(name);
+	for (char *p = out; (p = strstr(p, name)); p += len)
+		sum += strtoll(p + len + 1, NULL, 10);
+	return sum;
+}
+
+static bool wait_status_sum(const struct batond *b, const char *name, long long want,
+			    int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	while (status_sum(b, name) != want)
+		if (now_ms() > deadline)
+			return false;
+	return true;
+}
+
+/* The value of KEY=N in loadgen's summary line. */
+static long loadgen_field(const char *out_path, const char *key)
+{
+	FILE *f = fopen(out_path, "re");
+	assert_non_null(f);
+	char line[4096], pattern[64];
+	long v = -1;
+	snprintf(pattern, sizeof(pattern), " %s=", key);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "loadgen: ", 9) == 0 && strstr(line, pattern))
+			v = strtol(strstr(line, pattern) + strlen(pattern), NULL, 10);
+	fclose(f);
+	return v;
+}
+
+static void run_load(struct batond *b, int ms, long *ok)
+{
+	char out[400];
+	snprintf(out, sizeof(out), "%s/loadgen.out", b->dir);
+	long failed;
+	pid_t lg = loadgen_start(b, 4, ms, out);
+	assert_int_equal(loadgen_wait(lg, out, ok, &failed), 0);
+	assert_int_equal(failed, 0);
+	assert_true(*ok > 0);
+}
+
+static void dispatch_delivers_every_connection_exactly_once_without_leaking_fds(void **state)
+{
+	struct batond b;
+	start_dispatch(&b, HELLO_PATH, "  workers = 2\n");
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	pid_t workers[2];
+	assert_int_equal(worker_pids(&b, "ready", workers, 2), 2);
+	int batond_fds = count_fds(b.pid);
+	int worker_fds[2] = {count_fds(workers[0]), count_fds(workers[1])};
+
+	long ok;
+	run_load(&b, 1500, &ok);
+	/* One loadgen request is one connection: accepted once, delivered once. */
+	assert_int_equal(status_sum(&b, "accepted"), ok);
+	assert_int_equal(status_sum(&b, "delivered"), ok);
+	assert_true(wait_status_sum(&b, "load", 0, 5000)); /* every one reported done */
+	assert_int_equal(status_sum(&b, "held"), 0);
+	assert_int_equal(count_fds(b.pid), batond_fds);
+	assert_int_equal(count_fds(workers[0]), worker_fds[0]);
+	assert_int_equal(count_fds(workers[1]), worker_fds[1]);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void dispatch_survives_twenty_upgrades_under_load(void **state)
+{
+	struct batond b;
+	start_dispatch(&b, HELLO_PATH, "  workers = 2\n");
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	char lg_out[400], out[1024];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	/* Upgrade back to back for as long as the load runs: at least 20 times. */
+	pid_t lg = loadgen_start(&b, 4, 4000, lg_out);
+	int upgrades = 0, status;
+	while (waitpid(lg, &status, WNOHANG) == 0) {
+		int rc = batonctl(&b, out, sizeof(out), "upgrade", "web", NULL);
+		if (rc != 0)
+			fail_msg("upgrade %d: %s", upgrades + 1, out);
+		upgrades++;
+	}
+	long ok, failed;
+	loadgen_report(lg_out, &ok, &failed);
+	assert_int_equal(failed, 0);
+	assert_true(ok > 0);
+	assert_true(upgrades >= 20);
+	char want[32];
+	snprintf(want, sizeof(want), "generation %d ", upgrades + 1);
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_non_null(strstr(body, want));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void dispatch_holds_connections_while_every_worker_restarts(void **state)
+{
+	struct batond b;
+	start_dispatch(&b, HELLO_PATH, "  workers = 2\n");
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	char lg_out[400];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	pid_t lg = loadgen_start(&b, 4, 3000, lg_out);
+	long long until = now_ms() + 1500;
+	int rounds = 0;
+	while (now_ms() < until) {
+		pid_t pids[2];
+		if (worker_pids(&b, "ready", pids, 2) != 2)
+			continue;
+		kill(pids[0], SIGKILL);
+		kill(pids[1], SIGKILL);
+		rounds++;
+		assert_true(wait_workers(&b, "ready", 2, 10000));
+	}
+	long ok, failed;
+	loadgen_wait(lg, lg_out, &ok, &failed);
+	assert_true(rounds >= 1);
+	/* Never refused: the listener stays open and batond holds what arrives
+	 * while no worker is ready. The only losses are requests the killed workers
+	 * had already received, at most one per client connection per round. */
+	assert_int_equal(loadgen_field(lg_out, "refused"), 0);
+	assert_true(failed <= 4L * rounds);
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* GET / from source address @src; returns the serving worker's pid or -1. */
+static int pid_serving(const char *src, int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in from = {.sin_family = AF_INET};
+	inet_pton(AF_INET, src, &from.sin_addr);
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	int pid = -1;
+	const char req[] = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	char buf[2048];
+	size_t used = 0;
+	ssize_t n;
+	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) == 0 &&
+	    connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0 &&
+	    write(fd, req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1) {
+		while (used < sizeof(buf) - 1 && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0)
+			used += (size_t)n;
+		buf[used] = 0;
+		const char *p = strstr(buf, " pid ");
+		if (p)
+			pid = atoi(p + 5);
+	}
+	close(fd);
+	return pid;
+}
+
+static void sticky_policy_sends_a_peer_to_the_same_worker(void **state)
+{
+	struct batond b;
+	start_dispatch(&b, HELLO_PATH, "  workers = 3\n  policy = sticky\n");
+	assert_true(wait_workers(&b, "ready", 3, 10000));
+	const char *peers[] = {"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"};
+	int distinct[5], n_distinct = 0;
+	for (int p = 0; p < 5; p++) {
+		int first = pid_serving(peers[p], b.port);
+		assert_true(first > 0);
+		for (int i = 0; i < 10; i++)
+			assert_int_equal(pid_serving(peers[p], b.port), first);
+		bool seen = false;
+		for (int k = 0; k < n_distinct; k++)
+			seen |= distinct[k] == first;
+		if (!seen)
+			distinct[n_distinct++] = first;
+	}
+	assert_true(n_distinct >= 2); /* five peers do not all hash to one of three workers */
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void write_script(const struct batond *b, const char *name, const char *body)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/%s", b->dir, name);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n%s\n", body);
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+}
+
+static void held_connections_are_served_once_a_worker_is_ready(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char body_script[600];
+	snprintf(body_script, sizeof(body_script), "sleep 0.5\nexec %s", HELLO_PATH);
+	write_script(&b, "slow", body_script);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@DIR@/slow\" }\n  listeners = { \"http\" }\n"
+				"  mode = dispatch\n}\n");
+	batond_start(&b);
+	/* No worker is ready yet: batond holds the connection, then delivers it. */
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_non_null(strstr(body, "generation 1 "));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void hold_max_and_hold_timeout_bound_what_batond_holds(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	write_script(&b, "never", "exec sleep 30");
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@DIR@/never\" }\n  listeners = { \"http\" }\n"
+				"  mode = dispatch\n  hold-max = 3\n  hold-timeout = 1\n}\n");
+	batond_start(&b);
+	int fds[6];
+	for (int i = 0; i < 6; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_in to = {.sin_family = AF_INET,
+					 .sin_port = htons((uint16_t)b.port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		/* The kernel backlog takes what batond does not accept. */
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&to, sizeof(to)), 0);
+	}
+	assert_true(wait_status_sum(&b, "held", 3, 5000));
+	assert_int_equal(status_sum(&b, "accepted"), 3); /* never more than hold-max */
+	/* After hold-timeout the three are closed and the next three accepted. */
+	assert_true(wait_status_sum(&b, "timed out", 3, 5000));
+	assert_true(wait_status_sum(&b, "accepted", 6, 5000));
+	assert_true(wait_status_sum(&b, "timed out", 6, 5000));
+	char c;
+	for (int i = 0; i < 6; i++) {
+		assert_true(read(fds[i], &c, 1) <= 0); /* closed by batond, not answered */
+		close(fds[i]);
+	}
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(dispatch_delivers_every_connection_exactly_once_without_leaking_fds),
+		cmocka_unit_test(dispatch_survives_twenty_upgrades_under_load),
+		cmocka_unit_test(dispatch_holds_connections_while_every_worker_restarts),
+		cmocka_unit_test(sticky_policy_sends_a_peer_to_the_same_worker),
+		cmocka_unit_test(held_connections_are_served_once_a_worker_is_ready),
+		cmocka_unit_test(hold_max_and_hold_timeout_bound_what_batond_holds),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
