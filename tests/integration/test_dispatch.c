@@ -183,7 +183,8 @@ static int pid_serving(const char *src, int port)
 	if (bind(fd, (struct sockaddr *)&from, sizeof(from)) == 0 &&
 	    connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0 &&
 	    write(fd, req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1) {
-		while (used < sizeof(buf) - 1 && (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0)
+		while (used < sizeof(buf) - 1 &&
+		       (n = read(fd, buf + used, sizeof(buf) - 1 - used)) > 0)
 			used += (size_t)n;
 		buf[used] = 0;
 		const char *p = strstr(buf, " pid ");
@@ -234,9 +235,10 @@ static void held_connections_are_served_once_a_worker_is_ready(void **state)
 	char body_script[600];
 	snprintf(body_script, sizeof(body_script), "sleep 0.5\nexec %s", HELLO_PATH);
 	write_script(&b, "slow", body_script);
-	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-				"app web {\n  exec = { \"@DIR@/slow\" }\n  listeners = { \"http\" }\n"
-				"  mode = dispatch\n}\n");
+	batond_write_config(&b,
+			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			    "app web {\n  exec = { \"@DIR@/slow\" }\n  listeners = { \"http\" }\n"
+			    "  mode = dispatch\n}\n");
 	batond_start(&b);
 	/* No worker is ready yet: batond holds the connection, then delivers it. */
 	char body[256];
@@ -250,9 +252,10 @@ static void hold_max_and_hold_timeout_bound_what_batond_holds(void **state)
 	struct batond b;
 	batond_prepare(&b);
 	write_script(&b, "never", "exec sleep 30");
-	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-				"app web {\n  exec = { \"@DIR@/never\" }\n  listeners = { \"http\" }\n"
-				"  mode = dispatch\n  hold-max = 3\n  hold-timeout = 1\n}\n");
+	batond_write_config(&b,
+			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			    "app web {\n  exec = { \"@DIR@/never\" }\n  listeners = { \"http\" }\n"
+			    "  mode = dispatch\n  hold-max = 3\n  hold-timeout = 1\n}\n");
 	batond_start(&b);
 	int fds[6];
 	for (int i = 0; i < 6; i++) {
@@ -280,12 +283,12 @@ static void hold_max_and_hold_timeout_bound_what_batond_holds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(dispatch_delivers_every_connection_exactly_once_without_leaking_fds),
-		cmocka_unit_test(dispatch_survives_twenty_upgrades_under_load),
-		cmocka_unit_test(dispatch_holds_connections_while_every_worker_restarts),
-		cmocka_unit_test(sticky_policy_sends_a_peer_to_the_same_worker),
-		cmocka_unit_test(held_connections_are_served_once_a_worker_is_ready),
-		cmocka_unit_test(hold_max_and_hold_timeout_bound_what_batond_holds),
+	    cmocka_unit_test(dispatch_delivers_every_connection_exactly_once_without_leaking_fds),
+	    cmocka_unit_test(dispatch_survives_twenty_upgrades_under_load),
+	    cmocka_unit_test(dispatch_holds_connections_while_every_worker_restarts),
+	    cmocka_unit_test(sticky_policy_sends_a_peer_to_the_same_worker),
+	    cmocka_unit_test(held_connections_are_served_once_a_worker_is_ready),
+	    cmocka_unit_test(hold_max_and_hold_timeout_bound_what_batond_holds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

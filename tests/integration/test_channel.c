@@ -1,0 +1,74 @@
+/* The worker channel seen from a real libbaton worker (tests/apps/askfd). */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+static bool wait_file(const char *path, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	while (access(path, F_OK) != 0) {
+		if (now_ms() > deadline)
+			return false;
+		usleep(10000);
+	}
+	return true;
+}
+
+static void worker_gets_its_own_listeners_by_name_and_never_another_apps(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	int other_port = free_port();
+	char conf[2048];
+	snprintf(conf, sizeof(conf),
+		 "listener http  { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "listener admin { address = \"tcp://127.0.0.1:%d\" }\n"
+		 "app web {\n  exec = { \"%s\", \"@DIR@/asked\", \"http\", \"http\", \"admin\" }\n"
+		 "  listeners = { \"http\" }\n}\n"
+		 "app other {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"admin\" }\n}\n",
+		 other_port, ASKFD_PATH);
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	char asked[400];
+	snprintf(asked, sizeof(asked), "%s/asked", b.dir);
+	if (!wait_file(asked, 10000)) {
+		batond_dump_log(&b);
+		fail_msg("the worker did not report");
+	}
+	FILE *f = fopen(asked, "re");
+	assert_non_null(f);
+	char line[3][256];
+	for (int i = 0; i < 3; i++)
+		assert_non_null(fgets(line[i], sizeof(line[i]), f));
+	fclose(f);
+	char want[128];
+	/* The first comes from LISTEN_FDS, the second from batond over the channel:
+	 * another fd of the same socket. */
+	snprintf(want, sizeof(want), "http fd 3 port %d\n", b.port);
+	assert_string_equal(line[0], want);
+	int fd = -1, port = -1;
+	assert_int_equal(sscanf(line[1], "http fd %d port %d", &fd, &port), 2);
+	assert_true(fd > 3);
+	assert_int_equal(port, b.port);
+	assert_string_equal(line[2], "admin error No such file or directory\n");
+	assert_true(
+	    batond_wait_log(&b, "listener \"admin\" is not a listener of app \"web\"", 5000));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(worker_gets_its_own_listeners_by_name_and_never_another_apps),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
