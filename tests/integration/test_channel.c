@@ -1,7 +1,10 @@
 /* The worker channel seen from a real libbaton worker (tests/apps/askfd). */
 #include "harness.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -65,10 +68,62 @@ static void worker_gets_its_own_listeners_by_name_and_never_another_apps(void **
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* One line out, one line back, on an open connection. */
+static void exchange(int fd, char *reply, size_t len)
+{
+	assert_int_equal(write(fd, "x\n", 2), 2);
+	size_t used = 0;
+	while (used < len - 1) {
+		ssize_t n = read(fd, reply + used, 1);
+		assert_true(n == 1);
+		if (reply[used++] == '\n')
+			break;
+	}
+	reply[used] = 0;
+}
+
+static void parked_connection_continues_in_the_next_generation(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"%s\" }\n  listeners = { \"http\" }\n"
+		 "  mode = dispatch\n}\n",
+		 PARKSRV_PATH);
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in to = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)b.port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 5};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+	char reply[64];
+	exchange(fd, reply, sizeof(reply));
+	assert_string_equal(reply, "gen 1 count 1\n");
+	exchange(fd, reply, sizeof(reply));
+	assert_string_equal(reply, "gen 1 count 2\n");
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	/* Same TCP connection, no reconnect: generation 2 continues the count. */
+	exchange(fd, reply, sizeof(reply));
+	assert_string_equal(reply, "gen 2 count 3\n");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	exchange(fd, reply, sizeof(reply));
+	assert_string_equal(reply, "gen 3 count 4\n");
+	close(fd);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(worker_gets_its_own_listeners_by_name_and_never_another_apps),
+	    cmocka_unit_test(parked_connection_continues_in_the_next_generation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,107 @@
+/* A libbaton dispatch worker that keeps per-connection state: each line a
+ * client sends is answered "gen G count N", N counting the lines of that
+ * connection. On DRAIN (or SIGTERM) it parks every open connection with its
+ * count, so that the next generation continues the count on the same TCP
+ * connection: live handoff, end to end. */
+#include <baton.h>
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define MAX_CONNS 64
+
+static struct pollfd pfds[2 + MAX_CONNS];
+static uint32_t counts[MAX_CONNS];
+static size_t n_conns;
+
+static void drop(size_t i)
+{
+	n_conns--;
+	pfds[2 + i] = pfds[2 + n_conns];
+	counts[i] = counts[n_conns];
+}
+
+static void park_all(void)
+{
+	while (n_conns > 0) {
+		int fd = pfds[2].fd;
+		if (baton_park(fd, "http", NULL, &counts[0], sizeof(counts[0])) < 0)
+			close(fd);
+		baton_conn_done(1);
+		drop(0);
+	}
+}
+
+int main(void)
+{
+	const char *gen = getenv("BATON_GENERATION");
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	pfds[0] = (struct pollfd){.fd = signalfd(-1, &mask, SFD_CLOEXEC), .events = POLLIN};
+	pfds[1] = (struct pollfd){.fd = baton_fd(), .events = POLLIN};
+	if (pfds[1].fd < 0) {
+		fprintf(stderr, "parksrv: no channel to batond: %s\n", strerror(-pfds[1].fd));
+		return 1;
+	}
+	baton_ready();
+	for (;;) {
+		if (poll(pfds, 2 + n_conns, -1) < 0 && errno != EINTR)
+			return 1;
+		if (pfds[0].revents) {
+			park_all();
+			return 0;
+		}
+		struct baton_event ev;
+		int r;
+		while (pfds[1].revents && (r = baton_next_event(&ev)) != 0) {
+			if (r == -ECONNRESET)
+				return 1;
+			if (r < 0)
+				continue;
+			if (ev.type == BATON_EVENT_DRAIN) {
+				park_all();
+				return 0;
+			}
+			if (n_conns == MAX_CONNS) {
+				close(ev.fd);
+				baton_conn_done(1);
+				continue;
+			}
+			uint32_t count = 0;
+			if ((ev.flags & BATON_CONN_ADOPTED) && ev.state_len == sizeof(count))
+				memcpy(&count, ev.state, sizeof(count));
+			pfds[2 + n_conns] = (struct pollfd){.fd = ev.fd, .events = POLLIN};
+			counts[n_conns++] = count;
+		}
+		for (size_t i = n_conns; i-- > 0;) {
+			if (!pfds[2 + i].revents)
+				continue;
+			char buf[512];
+			ssize_t n = read(pfds[2 + i].fd, buf, sizeof(buf));
+			if (n <= 0) {
+				close(pfds[2 + i].fd);
+				baton_conn_done(1);
+				drop(i);
+				continue;
+			}
+			for (ssize_t k = 0; k < n; k++) {
+				if (buf[k] != '\n')
+					continue;
+				char reply[64];
+				int len = snprintf(reply, sizeof(reply), "gen %s count %u\n",
+						   gen ? gen : "?", ++counts[i]);
+				if (write(pfds[2 + i].fd, reply, (size_t)len) != len)
+					break;
+			}
+		}
+	}
+}
