@@ -27,6 +27,16 @@ static int env_is_ours(const char *kv)
 	return 0;
 }
 
+/* True if @kv's name is assigned in @env: the config's value wins over batond's. */
+static int env_is_set_by(const char *kv, char *const *env)
+{
+	size_t name_len = strcspn(kv, "=");
+	for (; env && *env; env++)
+		if (strncmp(*env, kv, name_len) == 0 && (*env)[name_len] == '=')
+			return 1;
+	return 0;
+}
+
 struct child_env {
 	char **envp;
 	char *strings;	  /* one block holding the variables we add */
@@ -57,7 +67,7 @@ static int child_env_build(const struct spawn_req *req, int channel_fd, struct c
 	}
 	size_t k = 0;
 	for (char **e = environ; *e; e++)
-		if (!env_is_ours(*e))
+		if (!env_is_ours(*e) && !env_is_set_by(*e, req->app_env))
 			envp[k++] = *e;
 	for (char *const *e = req->app_env; e && *e; e++)
 		envp[k++] = *e;

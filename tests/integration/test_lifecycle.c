@@ -216,6 +216,37 @@ static void crashed_worker_is_restarted_and_the_listener_stays_open(void **state
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+static void environment_of_the_config_wins_over_batonds_own(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char path[400];
+	snprintf(path, sizeof(path), "%s/app", b.dir);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\necho \"$APP_FOO|$APP_BAR\" > %s/env.out\nexec %s\n", b.dir,
+		TESTSRV_PATH);
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@DIR@/app\" }\n  listeners = { \"http\" }\n"
+				"  environment = { \"APP_FOO=from config\" }\n}\n");
+	setenv("APP_FOO", "from batond", 1);
+	setenv("APP_BAR", "from batond", 1);
+	batond_start(&b);
+	unsetenv("APP_FOO");
+	unsetenv("APP_BAR");
+	wait_ready(&b, 1);
+	char line[256] = "";
+	snprintf(path, sizeof(path), "%s/env.out", b.dir);
+	f = fopen(path, "re");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	assert_string_equal(line, "from config|from batond\n");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -227,6 +258,7 @@ int main(void)
 	    cmocka_unit_test(ready_immediate_needs_no_notification),
 	    cmocka_unit_test(drain_kills_a_worker_that_ignores_the_stop_signal),
 	    cmocka_unit_test(crashed_worker_is_restarted_and_the_listener_stays_open),
+	    cmocka_unit_test(environment_of_the_config_wins_over_batonds_own),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
