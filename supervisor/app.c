@@ -265,8 +265,8 @@ void app_gen_failed(struct app *a, struct gen *g)
 	if (a->d->stopping)
 		return;
 	if (!a->upgrade_running) {
-		/* First start (or a restart with nothing serving): retry with backoff. */
-		log_err("%s: %s", a->cfg->name, g->reason);
+		/* First start (or a restart with nothing serving): retry with backoff.
+		 * generation.c logged the reason. */
 		if (a->upgrade_queued)
 			upgrade_settled(a);
 		else
