@@ -19,9 +19,75 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/prctl.h>
+
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+/* Copies, not pointers: a failed test has left the frame its batond lived in. */
+static struct batond running[8];
+
+/* Orphaned workers of a batond that had to be killed come to us, not to init. */
+__attribute__((constructor)) static void become_subreaper(void)
+{
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+static void track(const struct batond *b, bool on)
+{
+	for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++) {
+		struct batond *slot = &running[i];
+		if (on && slot->dir[0] == 0) {
+			*slot = *b;
+			return;
+		}
+		if (!on && slot->dir[0] && strcmp(slot->dir, b->dir) == 0) {
+			memset(slot, 0, sizeof(*slot));
+			return;
+		}
+	}
+}
+
+/* Kills every remaining child of this process by pid and reaps it. */
+static void kill_children(void)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		char path[300], line[512];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;
+		int pid = 0, ppid = 0;
+		if (fgets(line, sizeof(line), f)) {
+			const char *p = strrchr(line, ')');
+			pid = atoi(line);
+			if (p)
+				sscanf(p + 1, " %*c %d", &ppid);
+		}
+		fclose(f);
+		if (ppid == getpid() && pid > 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+		}
+	}
+	closedir(d);
+}
+
+int harness_teardown(void **state)
+{
+	for (size_t i = 0; i < sizeof(running) / sizeof(running[0]); i++)
+		if (running[i].dir[0]) {
+			struct batond b = running[i];
+			batond_dump_log(&b);
+			batond_stop(&b);
+		}
+	kill_children();
+	return 0;
+}
 
 long long now_ms(void)
 {
@@ -112,11 +178,13 @@ void batond_start(struct batond *b)
 		execl(BATOND_PATH, "batond", "-c", b->conf, (char *)NULL);
 		_exit(127);
 	}
+	track(b, true);
 	long long deadline = now_ms() + 10000;
 	while (!control_answers(b)) {
 		int status;
 		if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
 			b->pid = 0;
+			track(b, false);
 			batond_dump_log(b);
 			fail_msg("batond exited during start-up");
 		}
@@ -163,6 +231,7 @@ int batond_stop(struct batond *b)
 		}
 		b->pid = 0;
 	}
+	track(b, false);
 	if (getenv("BATON_TEST_KEEP"))
 		fprintf(stderr, "keeping %s\n", b->dir);
 	else

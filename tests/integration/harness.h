@@ -62,5 +62,12 @@ int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed);
 /* Parses the output of a loadgen that was already reaped. */
 void loadgen_report(const char *out_path, long *ok, long *failed);
 
+/* cmocka teardown for every test: stops a batond the test left running (a
+ * failed assertion jumps past batond_stop) and kills, by pid, any process of
+ * ours still alive, workers orphaned by a killed batond included (the test
+ * process is their subreaper). Use with cmocka_unit_test_teardown. */
+int harness_teardown(void **state);
+#define harness_test(f) cmocka_unit_test_teardown(f, harness_teardown)
+
 /* Monotonic ms. */
 long long now_ms(void);

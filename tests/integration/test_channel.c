@@ -122,8 +122,8 @@ static void parked_connection_continues_in_the_next_generation(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(worker_gets_its_own_listeners_by_name_and_never_another_apps),
-	    cmocka_unit_test(parked_connection_continues_in_the_next_generation),
+	    harness_test(worker_gets_its_own_listeners_by_name_and_never_another_apps),
+	    harness_test(parked_connection_continues_in_the_next_generation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

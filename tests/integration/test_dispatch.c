@@ -283,12 +283,12 @@ static void hold_max_and_hold_timeout_bound_what_batond_holds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(dispatch_delivers_every_connection_exactly_once_without_leaking_fds),
-	    cmocka_unit_test(dispatch_survives_twenty_upgrades_under_load),
-	    cmocka_unit_test(dispatch_holds_connections_while_every_worker_restarts),
-	    cmocka_unit_test(sticky_policy_sends_a_peer_to_the_same_worker),
-	    cmocka_unit_test(held_connections_are_served_once_a_worker_is_ready),
-	    cmocka_unit_test(hold_max_and_hold_timeout_bound_what_batond_holds),
+	    harness_test(dispatch_delivers_every_connection_exactly_once_without_leaking_fds),
+	    harness_test(dispatch_survives_twenty_upgrades_under_load),
+	    harness_test(dispatch_holds_connections_while_every_worker_restarts),
+	    harness_test(sticky_policy_sends_a_peer_to_the_same_worker),
+	    harness_test(held_connections_are_served_once_a_worker_is_ready),
+	    harness_test(hold_max_and_hold_timeout_bound_what_batond_holds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -220,9 +220,10 @@ static void environment_of_the_config_wins_over_batonds_own(void **state)
 {
 	struct batond b;
 	batond_prepare(&b);
-	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
-				"  environment = { \"APP_FOO=from config\" }\n}\n");
+	batond_write_config(&b,
+			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			    "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+			    "  environment = { \"APP_FOO=from config\" }\n}\n");
 	setenv("APP_FOO", "from batond", 1);
 	setenv("APP_BAR", "from batond", 1);
 	batond_start(&b);
@@ -257,15 +258,15 @@ static void environment_of_the_config_wins_over_batonds_own(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(serves_requests_from_an_unmodified_systemd_program),
-	    cmocka_unit_test(upgrade_reports_ready_and_drained_timings),
-	    cmocka_unit_test(upgrade_rolls_back_when_new_binary_is_missing),
-	    cmocka_unit_test(upgrade_rolls_back_when_new_generation_exits_before_ready),
-	    cmocka_unit_test(upgrade_rolls_back_when_new_generation_is_never_ready),
-	    cmocka_unit_test(ready_immediate_needs_no_notification),
-	    cmocka_unit_test(drain_kills_a_worker_that_ignores_the_stop_signal),
-	    cmocka_unit_test(crashed_worker_is_restarted_and_the_listener_stays_open),
-	    cmocka_unit_test(environment_of_the_config_wins_over_batonds_own),
+	    harness_test(serves_requests_from_an_unmodified_systemd_program),
+	    harness_test(upgrade_reports_ready_and_drained_timings),
+	    harness_test(upgrade_rolls_back_when_new_binary_is_missing),
+	    harness_test(upgrade_rolls_back_when_new_generation_exits_before_ready),
+	    harness_test(upgrade_rolls_back_when_new_generation_is_never_ready),
+	    harness_test(ready_immediate_needs_no_notification),
+	    harness_test(drain_kills_a_worker_that_ignores_the_stop_signal),
+	    harness_test(crashed_worker_is_restarted_and_the_listener_stays_open),
+	    harness_test(environment_of_the_config_wins_over_batonds_own),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
