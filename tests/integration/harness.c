@@ -1,6 +1,7 @@
 /* Integration test harness; see harness.h. Waits are polls bounded in time,
  * never fixed sleeps standing in for an event. */
 #include "harness.h"
+#include "fds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -351,16 +352,7 @@ int http_get(int port, char *body, size_t body_len)
 
 int count_fds(pid_t pid)
 {
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return -1;
-	int n = 0;
-	for (struct dirent *e; (e = readdir(d));)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - (pid == getpid()); /* our own opendir fd */
+	return count_fds_of(pid);
 }
 
 int worker_pids(const struct batond *b, const char *state, pid_t *pids, int max)

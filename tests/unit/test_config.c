@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "fds.h"
 
 #define CONF "batond.conf"
 
@@ -26,14 +27,7 @@ static int fds_at_start;
 
 static int count_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
+	return count_fds_of(0);
 }
 
 static int group_setup(void **state)

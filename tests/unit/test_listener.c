@@ -20,20 +20,14 @@
 
 #include "config.h"
 #include "listener.h"
+#include "fds.h"
 
 static char tmp_dir[64];
 static int fds_at_start;
 
 static int count_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n;
+	return count_fds_of(0);
 }
 
 static int group_setup(void **state)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "fds.h"
 
 ssize_t __real_sendmsg(int fd, const struct msghdr *mh, int flags);
 ssize_t __real_recvmsg(int fd, struct msghdr *mh, int flags);
@@ -70,13 +71,7 @@ struct fixture {
 
 static int count_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n - 3;
+	return count_fds_of(0);
 }
 
 static int setup(void **state)

@@ -24,18 +24,13 @@
 
 #include "baton.h"
 #include "proto.h"
+#include "fds.h"
 
 static struct proto_msg msg; /* the fake batond's receive buffer, main thread */
 
 static int count_fds(void)
 {
-	DIR *d = opendir("/proc/self/fd");
-	int n = 0;
-	assert_non_null(d);
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n - 3;
+	return count_fds_of(0);
 }
 
 static void clear_env(void)
