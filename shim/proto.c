@@ -14,29 +14,23 @@ struct type_rule {
 };
 
 static const struct type_rule type_rules[MSG_TYPE_MAX] = {
-	[MSG_HELLO] = {0, 0, 0},
-	[MSG_ERROR] = {0, 0, 4},
-	[MSG_CTL_STATUS] = {0, 0, 0},
-	[MSG_CTL_UPGRADE] = {0, 0, 0},
-	[MSG_CTL_STOP] = {0, 0, 0},
-	[MSG_CTL_REPLY] = {0, 0, 4},
-	[MSG_LISTENER_GET] = {0, 0, 1},
-	[MSG_LISTENER] = {1, 1, 1},
-	[MSG_DRAIN] = {0, 0, 0},
-	[MSG_CONN] = {1, PROTO_MAX_FDS, 8},
-	[MSG_CONN_DONE] = {0, 0, 4},
-	[MSG_PARK] = {1, 1, 8},
+    [MSG_HELLO] = {0, 0, 0},	    [MSG_ERROR] = {0, 0, 4},
+    [MSG_CTL_STATUS] = {0, 0, 0},   [MSG_CTL_UPGRADE] = {0, 0, 0},
+    [MSG_CTL_STOP] = {0, 0, 0},	    [MSG_CTL_REPLY] = {0, 0, 4},
+    [MSG_LISTENER_GET] = {0, 0, 1}, [MSG_LISTENER] = {1, 1, 1},
+    [MSG_DRAIN] = {0, 0, 0},	    [MSG_CONN] = {1, PROTO_MAX_FDS, 8},
+    [MSG_CONN_DONE] = {0, 0, 4},    [MSG_PARK] = {1, 1, 8},
 };
 
 #define BIT(t) (1u << (t))
 static const uint32_t role_accepts[] = {
-	[ROLE_CONTROL_SERVER] = BIT(MSG_HELLO) | BIT(MSG_CTL_STATUS) | BIT(MSG_CTL_UPGRADE) |
-				BIT(MSG_CTL_STOP),
-	[ROLE_CONTROL_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_CTL_REPLY) | BIT(MSG_ERROR),
-	[ROLE_WORKER_SERVER] = BIT(MSG_HELLO) | BIT(MSG_LISTENER_GET) | BIT(MSG_CONN_DONE) |
-			       BIT(MSG_PARK),
-	[ROLE_WORKER_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_ERROR) | BIT(MSG_LISTENER) |
-			       BIT(MSG_DRAIN) | BIT(MSG_CONN),
+    [ROLE_CONTROL_SERVER] =
+	BIT(MSG_HELLO) | BIT(MSG_CTL_STATUS) | BIT(MSG_CTL_UPGRADE) | BIT(MSG_CTL_STOP),
+    [ROLE_CONTROL_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_CTL_REPLY) | BIT(MSG_ERROR),
+    [ROLE_WORKER_SERVER] =
+	BIT(MSG_HELLO) | BIT(MSG_LISTENER_GET) | BIT(MSG_CONN_DONE) | BIT(MSG_PARK),
+    [ROLE_WORKER_CLIENT] =
+	BIT(MSG_HELLO) | BIT(MSG_ERROR) | BIT(MSG_LISTENER) | BIT(MSG_DRAIN) | BIT(MSG_CONN),
 };
 
 static int type_check(uint8_t type, size_t payload_bytes, size_t nfds)
@@ -57,31 +51,15 @@ union proto_cmsg {
 	char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
 };
 
-int proto_send(int sock, uint8_t type, uint16_t flags, uint32_t request_id, const void *payload,
-	       size_t payload_bytes, const int *fds, size_t nfds)
+ssize_t proto_send_raw(int sock, const struct iovec *iov, size_t iovcnt, const int *fds,
+		       size_t nfds)
 {
-	if (payload_bytes > PROTO_MAX_PAYLOAD || nfds > PROTO_MAX_FDS)
+	if (nfds > PROTO_MAX_FDS)
 		return -EMSGSIZE;
-	int r = type_check(type, payload_bytes, nfds);
-	if (r < 0)
-		return -EINVAL;
-
-	struct proto_hdr hdr = {
-		.version = PROTO_VERSION,
-		.type = type,
-		.flags = flags,
-		.payload_bytes = (uint32_t)payload_bytes,
-		.request_id = request_id,
-		.nfds = (uint16_t)nfds,
-	};
-	struct iovec iov[2] = {
-		{.iov_base = &hdr, .iov_len = sizeof(hdr)},
-		{.iov_base = (void *)payload, .iov_len = payload_bytes},
-	};
 	union proto_cmsg control;
-	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = payload_bytes > 0 ? 2 : 1};
+	struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = iovcnt};
 	if (nfds > 0) {
-		memset(&control, 0, sizeof(control));
+		memset(control.buf, 0, CMSG_SPACE(sizeof(int) * nfds));
 		mh.msg_control = control.buf;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
 		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
@@ -96,6 +74,33 @@ int proto_send(int sock, uint8_t type, uint16_t flags, uint32_t request_id, cons
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return n;
+}
+
+int proto_send(int sock, uint8_t type, uint16_t flags, uint32_t request_id, const void *payload,
+	       size_t payload_bytes, const int *fds, size_t nfds)
+{
+	if (payload_bytes > PROTO_MAX_PAYLOAD || nfds > PROTO_MAX_FDS)
+		return -EMSGSIZE;
+	int r = type_check(type, payload_bytes, nfds);
+	if (r < 0)
+		return -EINVAL;
+
+	struct proto_hdr hdr = {
+	    .version = PROTO_VERSION,
+	    .type = type,
+	    .flags = flags,
+	    .payload_bytes = (uint32_t)payload_bytes,
+	    .request_id = request_id,
+	    .nfds = (uint16_t)nfds,
+	};
+	struct iovec iov[2] = {
+	    {.iov_base = &hdr, .iov_len = sizeof(hdr)},
+	    {.iov_base = (void *)payload, .iov_len = payload_bytes},
+	};
+	ssize_t n = proto_send_raw(sock, iov, payload_bytes > 0 ? 2 : 1, fds, nfds);
+	if (n < 0)
+		return (int)n;
 	/* SOCK_SEQPACKET sends all or nothing; anything else is a broken socket. */
 	if ((size_t)n != sizeof(hdr) + payload_bytes)
 		return -EIO;
@@ -144,14 +149,14 @@ int proto_recv_buf(int sock, enum proto_role role, struct proto_msg *msg, size_t
 	if ((unsigned)role > ROLE_WORKER_CLIENT || control_bytes > sizeof(control.buf))
 		return -EINVAL;
 	struct iovec iov[2] = {
-		{.iov_base = &msg->hdr, .iov_len = sizeof(msg->hdr)},
-		{.iov_base = msg->payload, .iov_len = PROTO_MAX_PAYLOAD},
+	    {.iov_base = &msg->hdr, .iov_len = sizeof(msg->hdr)},
+	    {.iov_base = msg->payload, .iov_len = PROTO_MAX_PAYLOAD},
 	};
 	struct msghdr mh = {
-		.msg_iov = iov,
-		.msg_iovlen = 2,
-		.msg_control = control_bytes > 0 ? control.buf : NULL,
-		.msg_controllen = control_bytes,
+	    .msg_iov = iov,
+	    .msg_iovlen = 2,
+	    .msg_control = control_bytes > 0 ? control.buf : NULL,
+	    .msg_controllen = control_bytes,
 	};
 	msg->nfds = 0;
 	ssize_t n;

@@ -6,12 +6,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
-#define PROTO_VERSION       1
-#define PROTO_MAX_PAYLOAD   (64 * 1024)
-#define PROTO_MAX_FDS       253 /* SCM_MAX_FD */
-#define PROTO_NAME_MAX      64  /* listener and app names, without NUL */
-#define PROTO_TAG_MAX       64
+#define PROTO_VERSION	  1
+#define PROTO_MAX_PAYLOAD (64 * 1024)
+#define PROTO_MAX_FDS	  253 /* SCM_MAX_FD */
+#define PROTO_NAME_MAX	  64  /* listener and app names, without NUL */
+#define PROTO_TAG_MAX	  64
 
 /* Fixed header, host byte order (both ends are on one host), 16 bytes. */
 struct proto_hdr {
@@ -26,23 +28,23 @@ struct proto_hdr {
 _Static_assert(sizeof(struct proto_hdr) == 16, "wire header is 16 bytes");
 
 enum proto_type {
-	MSG_HELLO = 1,    /* both ways, first message on a channel; payload: text identity */
-	MSG_ERROR,        /* reply: int32 errno, then text */
-	MSG_CTL_STATUS,   /* batonctl -> batond; flags: CTL_JSON */
+	MSG_HELLO = 1,	  /* both ways, first message on a channel; payload: text identity */
+	MSG_ERROR,	  /* reply: int32 errno, then text */
+	MSG_CTL_STATUS,	  /* batonctl -> batond; flags: CTL_JSON */
 	MSG_CTL_UPGRADE,  /* payload: app name, empty for every app */
-	MSG_CTL_STOP,     /* stop batond: drain everything and exit */
-	MSG_CTL_REPLY,    /* batond -> batonctl: int32 status (0 ok), then text */
+	MSG_CTL_STOP,	  /* stop batond: drain everything and exit */
+	MSG_CTL_REPLY,	  /* batond -> batonctl: int32 status (0 ok), then text */
 	MSG_LISTENER_GET, /* worker -> batond: listener name */
-	MSG_LISTENER,     /* batond -> worker: listener name, 1 fd */
-	MSG_DRAIN,        /* batond -> worker: stop taking new work */
-	MSG_CONN,         /* batond -> worker: 1..253 connections, records in payload */
-	MSG_CONN_DONE,    /* worker -> batond: uint32 count of finished connections */
-	MSG_PARK,         /* worker -> batond: 1 live connection and its state record */
+	MSG_LISTENER,	  /* batond -> worker: listener name, 1 fd */
+	MSG_DRAIN,	  /* batond -> worker: stop taking new work */
+	MSG_CONN,	  /* batond -> worker: 1..253 connections, records in payload */
+	MSG_CONN_DONE,	  /* worker -> batond: uint32 count of finished connections */
+	MSG_PARK,	  /* worker -> batond: 1 live connection and its state record */
 	MSG_TYPE_MAX,
 };
 
-#define CTL_JSON      0x0001 /* MSG_CTL_STATUS: answer in JSON */
-#define CONN_ADOPTED  0x0001 /* conn record: parked by a previous generation */
+#define CTL_JSON     0x0001 /* MSG_CTL_STATUS: answer in JSON */
+#define CONN_ADOPTED 0x0001 /* conn record: parked by a previous generation */
 
 /* Which types a receiver accepts: a channel's fd policy. */
 enum proto_role {
@@ -66,6 +68,13 @@ struct proto_msg {
  * for a type/fd-count mismatch, or another negative errno. Retries EINTR. */
 int proto_send(int sock, uint8_t type, uint16_t flags, uint32_t request_id, const void *payload,
 	       size_t payload_bytes, const int *fds, size_t nfds);
+
+/* Sends @iovcnt buffers as one datagram, with @nfds fds in one SCM_RIGHTS
+ * message and no check of what the bytes say: proto_send's transport, and how
+ * tests and the fuzzer send malformed messages. Returns the bytes sent, -EAGAIN,
+ * -EMSGSIZE for more than PROTO_MAX_FDS fds, or a negative errno. Retries EINTR. */
+ssize_t proto_send_raw(int sock, const struct iovec *iov, size_t iovcnt, const int *fds,
+		       size_t nfds);
 
 /* Receives and validates one message for @role. Returns 1 with *msg filled, 0 on
  * orderly EOF, -EAGAIN, or a negative errno with every received fd closed:

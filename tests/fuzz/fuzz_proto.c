@@ -66,24 +66,11 @@ static void walk_records(const uint8_t *buf, size_t len)
 
 static int send_raw(const uint8_t *data, size_t size, size_t nfds)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
-	} control;
+	int fds[PROTO_MAX_FDS];
+	for (size_t i = 0; i < nfds; i++)
+		fds[i] = devnull;
 	struct iovec iov = {.iov_base = (void *)data, .iov_len = size};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	if (nfds) {
-		memset(&control, 0, sizeof(control));
-		mh.msg_control = control.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		for (size_t i = 0; i < nfds; i++)
-			memcpy(CMSG_DATA(cm) + i * sizeof(int), &devnull, sizeof(int));
-	}
-	return sendmsg(sv[0], &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? -1 : 0;
+	return proto_send_raw(sv[0], &iov, 1, fds, nfds) < 0 ? -1 : 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -80,26 +80,11 @@ static void assert_same_file(int a, int b)
 	assert_true(sa.st_ino == sb.st_ino && sa.st_dev == sb.st_dev);
 }
 
-/* sendmsg of arbitrary bytes and fds, bypassing proto_send's checks. */
+/* Arbitrary bytes and fds, bypassing proto_send's checks. */
 static void raw_send(int sock, const void *buf, size_t len, const int *fds, size_t nfds)
 {
-	union {
-		struct cmsghdr align;
-		char buf[CMSG_SPACE(sizeof(int) * PROTO_MAX_FDS)];
-	} control;
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	if (nfds) {
-		memset(&control, 0, sizeof(control));
-		mh.msg_control = control.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	assert_int_equal(sendmsg(sock, &mh, MSG_NOSIGNAL), (ssize_t)len);
+	assert_int_equal(proto_send_raw(sock, &iov, 1, fds, nfds), (ssize_t)len);
 }
 
 /* A header followed by @payload_sent bytes of payload, sent raw. */
