@@ -82,10 +82,15 @@ static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userda
 			channel_detach(w);
 			return 0;
 		}
+		if (r == -ECONNRESET)
+			/* The worker closed its end with messages of ours unread (it
+			 * exited without reading DRAIN, say). The kernel reports that
+			 * first, once; what it sent before closing is still queued. */
+			continue;
 		if (r < 0) {
 			log_warn("%s: worker %u (pid %d): bad message on channel: %s",
 				 w->gen->app->cfg->name, w->index, (int)w->pid, strerror(-r));
-			if (r == -ECONNRESET || ++w->channel_errors >= CHANNEL_MAX_ERRORS) {
+			if (++w->channel_errors >= CHANNEL_MAX_ERRORS) {
 				log_warn("%s: worker %u (pid %d): channel closed",
 					 w->gen->app->cfg->name, w->index, (int)w->pid);
 				channel_detach(w);
