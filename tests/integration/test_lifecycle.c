@@ -202,6 +202,8 @@ static void crashed_worker_is_restarted_and_the_listener_stays_open(void **state
 		/* Clients wait in the kernel backlog while the worker is restarted:
 		 * the request succeeds, it is never refused. */
 		assert_serves_generation(&b, 1);
+		/* It may answer before batond has read its READY=1. */
+		wait_ready(&b, 1);
 		pid_t now;
 		assert_int_equal(worker_pids(&b, "ready", &now, 1), 1);
 		assert_int_not_equal(now, pid);
