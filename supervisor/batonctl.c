@@ -74,9 +74,11 @@ static void receive(int fd, struct proto_msg *m)
 			exit(EXIT_FAILED);
 		}
 		int r = proto_recv(fd, ROLE_CONTROL_CLIENT, m);
-		if (r == -EAGAIN)
+		/* ECONNRESET comes before what batond sent ahead of closing (a
+		 * refusal, say): read on to get it. */
+		if (r == -EAGAIN || r == -ECONNRESET)
 			continue;
-		if (r == 0 || r == -ECONNRESET) {
+		if (r == 0) {
 			fprintf(stderr,
 				"batonctl: batond closed the connection without an answer\n");
 			exit(EXIT_FAILED);
@@ -95,9 +97,16 @@ static void receive(int fd, struct proto_msg *m)
 	}
 }
 
+static void receive(int fd, struct proto_msg *m);
+
 static void send_or_die(int fd, uint8_t type, uint16_t flags, const char *payload)
 {
 	int r = proto_send(fd, type, flags, 1, payload, payload ? strlen(payload) : 0, NULL, 0);
+	if (r == -EPIPE || r == -ECONNRESET) {
+		/* batond hung up on us: it may have said why (permission denied). */
+		static struct proto_msg m;
+		receive(fd, &m);
+	}
 	if (r < 0) {
 		fprintf(stderr, "batonctl: send: %s\n", strerror(-r));
 		exit(EXIT_FAILED);

@@ -1,0 +1,351 @@
+/* batonctl and batond's own life: errors a user sees, signals, start-up
+ * refusals, serialised upgrades. */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#define WEB_APP "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n"
+#define HTTP	"listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+
+static void start_web(struct batond *b, const char *extra)
+{
+	batond_prepare(b);
+	char conf[2048];
+	snprintf(conf, sizeof(conf), "%s%s%s", HTTP, WEB_APP, extra);
+	batond_write_config(b, conf);
+	batond_start(b);
+	assert_true(wait_workers(b, "ready", 1, 10000));
+}
+
+static void assert_output(const char *out, const char *needle)
+{
+	if (!strstr(out, needle))
+		fail_msg("expected \"%s\" in:\n%s", needle, out);
+}
+
+/* Runs a program with @argv, output into @out; returns its exit status. With
+ * @uid >= 0 it runs as that user. */
+static int run(const char *const *argv, int uid, char *out, size_t len)
+{
+	char path[] = "/tmp/baton-run.XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (uid >= 0 && (setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
+			_exit(126);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	ssize_t n = pread(fd, out, len - 1, 0);
+	out[n > 0 ? n : 0] = 0;
+	close(fd);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void batonctl_names_an_unknown_app(void **state)
+{
+	struct batond b;
+	start_web(&b, "");
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "nope", NULL), 5);
+	assert_output(out, "unknown app \"nope\"");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void batonctl_without_batond_names_the_socket(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 3);
+	char want[400];
+	snprintf(want, sizeof(want), "no batond running at %s", b.sock);
+	assert_output(out, want);
+	assert_int_equal(batond_stop(&b), -1); /* nothing was running */
+}
+
+static void batonctl_of_another_user_is_refused(void **state)
+{
+	if (geteuid() != 0)
+		skip();
+	struct batond b;
+	/* The socket itself lets anyone connect: batond's SO_PEERCRED check refuses. */
+	batond_prepare(&b);
+	assert_int_equal(chmod(b.dir, 0755), 0);
+	char conf[2048];
+	snprintf(conf, sizeof(conf), "%s%s", HTTP, WEB_APP);
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	assert_int_equal(chmod(b.sock, 0666), 0); /* batond made it 0600 */
+	const char *argv[] = {BATONCTL_PATH, "-s", b.sock, "status", NULL};
+	char out[1024];
+	assert_int_equal(run(argv, 65534, out, sizeof(out)), 4);
+	assert_output(out, "permission denied: uid 65534 is not root, batond's uid");
+	/* With the socket's own mode, the kernel refuses first: same exit code. */
+	assert_int_equal(chmod(b.sock, 0600), 0);
+	assert_int_equal(run(argv, 65534, out, sizeof(out)), 4);
+	assert_output(out, "permission denied");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void status_json_is_valid_json(void **state)
+{
+	struct batond b;
+	start_web(&b, "");
+	char out[16384];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--json", NULL), 0);
+	char path[400];
+	snprintf(path, sizeof(path), "%s/status.json", b.dir);
+	FILE *f = fopen(path, "we");
+	fputs(out, f);
+	fclose(f);
+	if (access("/usr/bin/python3", X_OK) == 0) {
+		const char *argv[] = {
+		    "/usr/bin/python3", "-c",
+		    "import json,sys; d=json.load(open(sys.argv[1])); "
+		    "assert d['apps'][0]['name']=='web'; "
+		    "assert d['apps'][0]['generations'][0]['workers'][0]['pid']>0",
+		    path, NULL};
+		char res[1024];
+		if (run(argv, -1, res, sizeof(res)) != 0)
+			fail_msg("not valid JSON (%s):\n%s", res, out);
+	}
+	assert_output(out, "\"listeners\":[{\"name\":\"http\"");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void a_second_batond_on_the_same_control_socket_refuses_to_start(void **state)
+{
+	struct batond b;
+	start_web(&b, "");
+	/* Same control socket, another port. */
+	char conf2[400];
+	snprintf(conf2, sizeof(conf2), "%s/second.conf", b.dir);
+	FILE *f = fopen(conf2, "we");
+	fprintf(f,
+		"control { socket = \"%s\" }\n"
+		"listener http { address = \"tcp://127.0.0.1:%d\" }\n"
+		"app web {\n  exec = { \"%s\" }\n  listeners = { \"http\" }\n}\n",
+		b.sock, free_port(), TESTSRV_PATH);
+	fclose(f);
+	const char *argv[] = {BATOND_PATH, "-c", conf2, NULL};
+	char out[4096];
+	assert_int_equal(run(argv, -1, out, sizeof(out)), 1);
+	assert_output(out, "is in use by a running batond");
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200); /* the first serves on */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* Sends @sig to batond and waits for its exit status; checks its workers are gone. */
+static void stop_by_signal(struct batond *b, int sig)
+{
+	pid_t pids[4];
+	int n = worker_pids(b, "ready", pids, 4);
+	assert_true(n >= 1);
+	assert_int_equal(kill(b->pid, sig), 0);
+	long long deadline = now_ms() + 10000;
+	int status;
+	pid_t r;
+	while ((r = waitpid(b->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
+		usleep(10000);
+	assert_int_equal(r, b->pid);
+	b->pid = 0;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	for (int i = 0; i < n; i++) {
+		/* Our child reaper collects them; either way they no longer run. */
+		assert_true(kill(pids[i], 0) < 0 || waitpid(pids[i], NULL, WNOHANG) == pids[i]);
+	}
+}
+
+static void sigterm_and_sigint_drain_every_app_and_exit_zero(void **state)
+{
+	int sigs[] = {SIGTERM, SIGINT};
+	for (int i = 0; i < 2; i++) {
+		struct batond b;
+		batond_prepare(&b);
+		batond_write_config(&b,
+				    HTTP "listener admin { address = \"unix:@DIR@/admin.sock\" }\n"
+					 "app web {\n  exec = { \"@TESTSRV@\" }\n"
+					 "  listeners = { \"http\", \"admin\" }\n}\n");
+		batond_start(&b);
+		assert_true(wait_workers(&b, "ready", 1, 10000));
+		char admin[400];
+		snprintf(admin, sizeof(admin), "%s/admin.sock", b.dir);
+		assert_int_equal(access(admin, F_OK), 0);
+		stop_by_signal(&b, sigs[i]);
+		assert_true(batond_log_contains(&b, "stopping: draining every app"));
+		assert_int_equal(access(admin, F_OK), -1); /* the path batond bound is gone */
+		batond_stop(&b);
+	}
+}
+
+static void sighup_upgrades_every_app(void **state)
+{
+	struct batond b;
+	start_web(&b, "");
+	assert_int_equal(kill(b.pid, SIGHUP), 0);
+	assert_true(batond_wait_log(&b, "generation 1 gone", 10000));
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_non_null(strstr(body, "gen=2 "));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void concurrent_upgrades_are_serialised(void **state)
+{
+	struct batond b;
+	start_web(&b, "");
+	pid_t ctl[3];
+	for (int i = 0; i < 3; i++) {
+		ctl[i] = fork();
+		assert_true(ctl[i] >= 0);
+		if (ctl[i] == 0) {
+			int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+			dup2(null, 1);
+			execl(BATONCTL_PATH, "batonctl", "-s", b.sock, "upgrade", "web", NULL);
+			_exit(127);
+		}
+	}
+	for (int i = 0; i < 3; i++) {
+		int status;
+		assert_int_equal(waitpid(ctl[i], &status, 0), ctl[i]);
+		assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	/* One upgrade at a time: generation N+1 starts only after N was ready and
+	 * its predecessor drained. Three requests, at least two upgrades (requests
+	 * that arrive during one upgrade share the next). */
+	FILE *f = fopen(b.log, "re");
+	assert_non_null(f);
+	char line[1024];
+	int starting = 1, settled = 1;
+	while (fgets(line, sizeof(line), f)) {
+		int g;
+		const char *p;
+		if ((p = strstr(line, "web: generation ")) &&
+		    sscanf(p, "web: generation %d", &g) == 1) {
+			if (strstr(p, " starting "))
+				starting = g;
+			if (strstr(p, " gone, drained"))
+				settled = g + 1;
+		}
+		if (starting > settled + 1)
+			fail_msg("generation %d started before generation %d settled", starting,
+				 settled);
+	}
+	fclose(f);
+	assert_true(starting >= 3 && starting <= 4);
+	char out[4096];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "app web: generation %d serving", starting);
+	assert_output(out, want);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void check_names_file_and_line_of_every_error(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(
+	    &b, "listener http { address = \"tcp://127.0.0.1:99999\" }\n"
+		"app web {\n  exec = { \"/bin/true\" }\n  listeners = { \"htp\" }\n}\n");
+	const char *argv[] = {BATOND_PATH, "--check", "-c", b.conf, NULL};
+	char out[4096], want[600];
+	assert_int_equal(run(argv, -1, out, sizeof(out)), 1);
+	snprintf(want, sizeof(want),
+		 "%s:2: listener \"http\": address \"tcp://127.0.0.1:99999\": port out of range",
+		 b.conf);
+	assert_output(out, want);
+	snprintf(want, sizeof(want), "%s:5: app \"web\": unknown listener \"htp\"", b.conf);
+	assert_output(out, want);
+	batond_write_config(&b, HTTP WEB_APP);
+	assert_int_equal(run(argv, -1, out, sizeof(out)), 0);
+	assert_output(out, ": ok");
+	batond_stop(&b);
+}
+
+static void a_port_in_use_stops_start_up_with_file_line_and_address(void **state)
+{
+	struct batond b;
+	start_web(&b, "");
+	/* A second config with its own control socket but the first one's port. */
+	char conf2[400], sock2[400];
+	snprintf(conf2, sizeof(conf2), "%s/second.conf", b.dir);
+	snprintf(sock2, sizeof(sock2), "%s/second.sock", b.dir);
+	FILE *f = fopen(conf2, "we");
+	fprintf(f,
+		"control { socket = \"%s\" }\nlistener http { address = \"tcp://127.0.0.1:%d\" }\n",
+		sock2, b.port);
+	fclose(f);
+	const char *argv[] = {BATOND_PATH, "-c", conf2, NULL};
+	char out[4096], want[600];
+	assert_int_equal(run(argv, -1, out, sizeof(out)), 1);
+	snprintf(want, sizeof(want),
+		 "%s:2: listener \"http\": address \"tcp://127.0.0.1:%d\": Address already in use",
+		 conf2, b.port);
+	assert_output(out, want);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void a_missing_binary_at_first_start_is_retried_while_batond_stays_up(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, HTTP "app web {\n  exec = { \"@DIR@/missing\" }\n"
+				     "  listeners = { \"http\" }\n}\n");
+	batond_start(&b);
+	char want[600];
+	snprintf(want, sizeof(want),
+		 "generation 1 exited with status 127 before READY=1 (exec %s/missing: No such "
+		 "file or directory)",
+		 b.dir);
+	assert_true(batond_wait_log(&b, want, 5000));
+	assert_true(batond_wait_log(&b, "retrying start in 500 ms", 5000));
+	assert_true(batond_wait_log(&b, "retrying start in 1000 ms", 5000));
+	char out[4096];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_output(out, "app web: no generation serving");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    harness_test(batonctl_names_an_unknown_app),
+	    harness_test(batonctl_without_batond_names_the_socket),
+	    harness_test(batonctl_of_another_user_is_refused),
+	    harness_test(status_json_is_valid_json),
+	    harness_test(a_second_batond_on_the_same_control_socket_refuses_to_start),
+	    harness_test(sigterm_and_sigint_drain_every_app_and_exit_zero),
+	    harness_test(sighup_upgrades_every_app),
+	    harness_test(concurrent_upgrades_are_serialised),
+	    harness_test(check_names_file_and_line_of_every_error),
+	    harness_test(a_port_in_use_stops_start_up_with_file_line_and_address),
+	    harness_test(a_missing_binary_at_first_start_is_retried_while_batond_stays_up),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
