@@ -6,6 +6,9 @@
  *
  * One poll loop over a signalfd, the baton channel, the listener and the
  * connections. Connections answer one request and close (Connection: close). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4, pipe2, signalfd: built standalone too */
+#endif
 #include <baton.h>
 
 #include <errno.h>

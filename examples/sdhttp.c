@@ -13,6 +13,9 @@
  *
  * Run alone (no LISTEN_FDS) it binds 127.0.0.1:8080 itself. */
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4, pipe2, signalfd: built standalone too */
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
