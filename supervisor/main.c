@@ -207,14 +207,16 @@ static int run(struct daemon *d)
 		log_err("signals: %s", strerror(-r));
 		return 1;
 	}
+	/* The control socket first: a batond already running there is found
+	 * before any listener is touched. */
+	if (control_open(d, &d->control) < 0)
+		return 1;
 	if (open_listeners(d) < 0)
 		return 1;
 	if ((r = notify_open(d->event, on_notify, d, &d->notify)) < 0) {
 		log_err("notify socket: %s", strerror(-r));
 		return 1;
 	}
-	if (control_open(d, &d->control) < 0)
-		return 1;
 	d->apps = calloc(d->cfg->n_apps ? d->cfg->n_apps : 1, sizeof(*d->apps));
 	if (!d->apps)
 		return 1;
