@@ -1,0 +1,274 @@
+#!/bin/bash
+# `make bench`: measures zero-downtime upgrades side by side with the alternatives, and
+# baton's fd passing beside raw sendmsg. Writes BUILD_DIR/bench/report.md and
+# BUILD_DIR/bench/throughput.png. Usage: bench/run.sh BUILD_DIR
+#
+# Every scenario runs the same app (bench/benchsrv: 100 ms start-up delay before it
+# listens or says READY=1), one process at a time, under the same load (loadgen: 8
+# connections, a new connection per request), with the same upgrade schedule:
+#   baseline   no upgrade
+#   naive      stop the app, then start the next one, which binds the port itself
+#   reuseport  start the next one beside it with SO_REUSEPORT, once READY stop the old
+#   inherit    batond, mode = inherit, `batonctl upgrade`
+#   dispatch   batond, mode = dispatch, `batonctl upgrade`
+# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (300), BENCH_CONNECTIONS (8),
+#      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch").
+set -euo pipefail
+
+UPGRADES=${BENCH_UPGRADES:-100}
+SPACING_MS=${BENCH_SPACING_MS:-300}
+CONNECTIONS=${BENCH_CONNECTIONS:-8}
+STARTUP_MS=${BENCH_STARTUP_MS:-100}
+SCENARIOS=${BENCH_SCENARIOS:-baseline naive reuseport inherit dispatch}
+FIRST_MS=500
+TAIL_MS=1000
+DURATION_MS=$((FIRST_MS + (UPGRADES - 1) * SPACING_MS + TAIL_MS))
+[ "$UPGRADES" -gt 0 ] || DURATION_MS=$((FIRST_MS + TAIL_MS))
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+	printf 'bench: %s\n' "$*" >&2
+	exit 1
+}
+
+[ $# -eq 1 ] || die "usage: $0 BUILD_DIR"
+[ -d "$1" ] || die "build directory $1: not found (run: make build)"
+build=$(cd "$1" && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=$build/bench
+batond=$build/supervisor/batond
+batonctl=$build/supervisor/batonctl
+for b in "$batond" "$batonctl" "$bin/loadgen" "$bin/benchsrv" "$bin/upgrader" "$bin/fdpass"; do
+	[ -x "$b" ] || die "$b: not built (run: make build)"
+done
+command -v gnuplot >/dev/null || die "gnuplot: not installed (apt-get install gnuplot-nox)"
+out=$build/bench
+t_begin=$(date +%s)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/baton-bench.XXXXXX")
+case $tmp in
+*' '* | *'"'* | *\\* | *'$'*) die "$tmp: spaces, quotes, \\ or \$ in the temp path" ;;
+esac
+case $bin in
+*' '* | *'"'* | *\\* | *'$'*) die "$bin: spaces, quotes, \\ or \$ in the build path" ;;
+esac
+batond_pid=
+
+# shellcheck disable=SC2317 # called from the EXIT trap
+cleanup() {
+	if [ -n "$batond_pid" ] && kill -0 "$batond_pid" 2>/dev/null; then
+		kill -TERM "$batond_pid" 2>/dev/null || true
+		wait "$batond_pid" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_in_use() {
+	local hex
+	hex=$(printf '%04X' "$1")
+	grep -qs ":$hex " /proc/net/tcp /proc/net/tcp6
+}
+
+free_port() {
+	local p
+	for _ in $(seq 200); do
+		p=$((20000 + RANDOM % 12000))
+		port_in_use "$p" || {
+			echo "$p"
+			return
+		}
+	done
+	die "no free port found"
+}
+
+# Waits up to $2 seconds for our child $1, then TERM, then KILL.
+wait_bounded() {
+	local pid=$1 ticks=$(($2 * 10))
+	while kill -0 "$pid" 2>/dev/null && [ "$ticks" -gt 0 ]; do
+		sleep 0.1
+		ticks=$((ticks - 1))
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		sleep 2
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+loadgen_args() { # port json
+	echo "$bin/loadgen --port $1 --connections $CONNECTIONS --duration-ms $DURATION_MS" \
+		"--timeline-ms 100 --json $2 --quiet"
+}
+
+# run_own NAME MODE [--reuseport]: an app the upgrader starts and upgrades itself.
+run_own() {
+	local name=$1 mode=$2 extra=${3:-} port
+	port=$(free_port)
+	: >"$tmp/startup-$name.log"
+	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
+	"$bin/upgrader" --mode "$mode" --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
+		--spacing-ms "$SPACING_MS" --log "$tmp/upgrades-$name.log" \
+		--app "$bin/benchsrv --port $port --startup-delay-ms $STARTUP_MS $extra --startup-log $tmp/startup-$name.log" \
+		-- $(loadgen_args "$port" "$tmp/$name.json") >"$tmp/$name.out" 2>&1 || true
+}
+
+# run_batond NAME MODE: batond serves benchsrv; the upgrader runs `batonctl upgrade`.
+run_batond() {
+	local name=$1 mode=$2 port sock=$tmp/batond-$2.sock
+	port=$(free_port)
+	: >"$tmp/startup-$name.log"
+	sed -e "s|@PORT@|$port|g" -e "s|@CONTROL@|$sock|g" -e "s|@MODE@|$mode|g" \
+		-e "s|@EXEC@|\"$bin/benchsrv\", \"--startup-delay-ms\", \"$STARTUP_MS\", \"--startup-log\", \"$tmp/startup-$name.log\"|" \
+		"$root/bench/bench.conf.in" >"$tmp/$name.conf"
+	"$batond" -c "$tmp/$name.conf" >"$tmp/batond-$name.log" 2>&1 &
+	batond_pid=$!
+	for _ in $(seq 100); do
+		[ -S "$sock" ] && break
+		kill -0 "$batond_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ -S "$sock" ] || {
+		sed 's/^/  | /' "$tmp/batond-$name.log" >&2
+		die "$name: batond did not start"
+	}
+	# Serving? (generation 1 is ready: its start-up line is in the log)
+	for _ in $(seq 100); do
+		[ -s "$tmp/startup-$name.log" ] && break
+		sleep 0.05
+	done
+	"$bin/loadgen" --port "$port" --connections 1 --duration-ms 1 --quiet >/dev/null 2>&1 ||
+		die "$name: nothing answers on port $port"
+	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
+	"$bin/upgrader" --mode ctl --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
+		--spacing-ms "$SPACING_MS" --log "$tmp/upgrades-$name.log" \
+		--ctl "$batonctl -s $sock upgrade bench" \
+		-- $(loadgen_args "$port" "$tmp/$name.json") >"$tmp/$name.out" 2>&1 || true
+	"$batonctl" -s "$sock" stop >/dev/null 2>&1 || true
+	wait_bounded "$batond_pid" 15
+	batond_pid=
+}
+
+say "$(echo "$SCENARIOS" | wc -w) scenarios of $((DURATION_MS / 1000)) s, $UPGRADES upgrades" \
+	"$SPACING_MS ms apart, $CONNECTIONS connections, app start-up $STARTUP_MS ms"
+for s in $SCENARIOS; do
+	say "scenario $s"
+	case $s in
+	baseline) run_own baseline none ;;
+	naive) run_own naive naive ;;
+	reuseport) run_own reuseport reuseport --reuseport ;;
+	inherit) run_batond inherit inherit ;;
+	dispatch) run_batond dispatch dispatch ;;
+	*) die "unknown scenario $s" ;;
+	esac
+	grep -h '^loadgen: \|^upgrader: ' "$tmp/$s.out" | sed 's/^/  /' >&2 || true
+done
+
+say "fd passing"
+"$bin/fdpass" --ms 200 --rounds 5 >"$tmp/fdpass.out"
+sed 's/^/  /' "$tmp/fdpass.out" >&2
+
+# ---- the report ------------------------------------------------------------------------
+jnum() { sed -n "s/.*\"$2\":\([-0-9.]*\).*/\1/p" "$1"; }
+# The k-th percentile (nearest rank) of the numbers on stdin.
+pct() { sort -n | awk -v k="$1" '{v[NR]=$1} END {if (!NR) {print "-"; exit} i=int((k*NR+99)/100); if (i<1) i=1; print v[i]}'; }
+
+report=$out/report.md
+{
+	echo "# baton benchmark"
+	echo
+	echo "$(date -u '+%Y-%m-%d %H:%M UTC'); Linux $(uname -r), $(nproc) CPUs," \
+		"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)."
+	echo "Load: loadgen, $CONNECTIONS connections, a new connection per request," \
+		"$((DURATION_MS / 1000)).$(((DURATION_MS % 1000) / 100)) s per scenario." \
+		"App: bench/benchsrv, one process, $STARTUP_MS ms start-up before it listens" \
+		"or says READY=1. Upgrades: $UPGRADES per scenario, every $SPACING_MS ms from" \
+		"$FIRST_MS ms on."
+	echo
+	echo "| scenario | upgrades | ok | failed | refused | reset | timeout | short | other | rps | p50 ms | p99 ms | p99.9 ms | max ms | longest stall ms |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	for s in $SCENARIOS; do
+		j=$tmp/$s.json
+		if [ ! -s "$j" ]; then
+			echo "| $s | no result (loadgen did not finish) |"
+			continue
+		fi
+		n_up=0
+		if [ -s "$tmp/upgrades-$s.log" ]; then
+			n_up="$(awk '$4 == 0' "$tmp/upgrades-$s.log" | wc -l)/$(wc -l <"$tmp/upgrades-$s.log")"
+		fi
+		ms() { awk -v u="$(jnum "$j" "$1")" 'BEGIN {printf "%.2f", u / 1000}'; }
+		echo "| $s | $n_up | $(jnum "$j" ok) | $(jnum "$j" failed) | $(jnum "$j" refused)" \
+			"| $(jnum "$j" reset) | $(jnum "$j" timeout) | $(jnum "$j" short) | $(jnum "$j" other)" \
+			"| $(jnum "$j" rps | cut -d. -f1) | $(ms p50_us) | $(ms p99_us) | $(ms p999_us)" \
+			"| $(ms max_us) | $(jnum "$j" stall_ms) |"
+	done
+	echo
+	echo "Upgrade wall time and overhead (the upgrade's wall time minus the new app's own"
+	echo "start-up, main() to READY=1, as it logs it), over the upgrades of each scenario."
+	echo "For batond that is \`batonctl upgrade\` from exec to exit; for naive and reuseport"
+	echo "the driver's stop/start/wait-for-READY (bench/upgrader.c)."
+	echo
+	echo "| scenario | upgrades ok | wall median ms | wall p90 ms | app start-up median ms | overhead median ms | overhead p90 ms |"
+	echo "|---|---|---|---|---|---|---|"
+	for s in $SCENARIOS; do
+		u=$tmp/upgrades-$s.log
+		[ -s "$u" ] || continue
+		# upgrade i brought generation i+1
+		awk 'NR == FNR {st[$1] = $3; next} $4 == 0 && (($1 + 1) in st) {print $3, st[$1 + 1]}' \
+			"$tmp/startup-$s.log" "$u" >"$tmp/pairs-$s"
+		wall_med=$(awk '{print $1 / 1000}' "$tmp/pairs-$s" | pct 50)
+		wall_p90=$(awk '{print $1 / 1000}' "$tmp/pairs-$s" | pct 90)
+		st_med=$(awk '{print $2 / 1000}' "$tmp/pairs-$s" | pct 50)
+		ov_med=$(awk '{print ($1 - $2) / 1000}' "$tmp/pairs-$s" | pct 50)
+		ov_p90=$(awk '{print ($1 - $2) / 1000}' "$tmp/pairs-$s" | pct 90)
+		echo "| $s | $(awk '$4 == 0' "$u" | wc -l)/$(wc -l <"$u") | $wall_med | $wall_p90 | $st_med | $ov_med | $ov_p90 |"
+	done
+	echo
+	echo "fd passing over an AF_UNIX SOCK_SEQPACKET socketpair, one thread, send then receive"
+	echo "and close (bench/fdpass.c; median of 5 rounds of 200 ms, proto and raw alternating):"
+	echo
+	echo "| fds per message | baton protocol fds/s | raw sendmsg/recvmsg fds/s | protocol / raw |"
+	echo "|---|---|---|---|"
+	sed -n 's/^fdpass: fds=\([0-9]*\) proto_fds_per_s=\([0-9]*\) raw_fds_per_s=\([0-9]*\) ratio=\([0-9.]*\)/| \1 | \2 | \3 | \4 |/p' \
+		"$tmp/fdpass.out"
+	echo
+	echo "![throughput per 100 ms](throughput.png)"
+	echo
+	echo "Command: \`make bench\` (bench/run.sh $1)"
+} >"$report"
+
+# ---- the plot ------------------------------------------------------------------------
+plot_cmds=()
+marks=()
+i=0
+for s in $SCENARIOS; do
+	j=$tmp/$s.json
+	[ -s "$j" ] || continue
+	i=$((i + 1))
+	sed -n 's/.*"timeline":\[\([0-9,]*\)\].*/\1/p' "$j" | tr ',' '\n' |
+		awk '{printf "%.2f %d\n", (NR - 1) * 0.1 + 0.05, $1 * 10}' >"$tmp/plot-$s.dat"
+	plot_cmds+=("'$tmp/plot-$s.dat' using 1:2 with lines lw 1.5 lc $i title '$s'")
+	if [ -s "$tmp/upgrades-$s.log" ]; then
+		awk -v k="$i" '{printf "%.3f %d\n", $2 / 1000, -1500 * k}' "$tmp/upgrades-$s.log" \
+			>"$tmp/marks-$s.dat"
+		marks+=("'$tmp/marks-$s.dat' using 1:2 with points pt 9 ps 0.6 lc $i notitle")
+	fi
+done
+plot=$(printf '%s, ' "${plot_cmds[@]}" "${marks[@]}")
+gnuplot <<EOF
+set terminal pngcairo size 1600,700 font ",11"
+set output '$out/throughput.png'
+set title "Completed requests per second (100 ms buckets), $UPGRADES upgrades every $SPACING_MS ms; triangles below 0: upgrade starts"
+set xlabel "seconds since the load started"
+set ylabel "requests/s"
+set grid
+set key outside right top
+set yrange [-1500 * ($i + 1):*]
+plot ${plot%, }
+EOF
+
+say "wrote $report and $out/throughput.png in $(($(date +%s) - t_begin)) s"
+cat "$report"
