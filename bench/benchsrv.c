@@ -8,7 +8,8 @@
  * (inherit mode), none when batond dispatches connections to it (dispatch mode), or,
  * run alone, binds 127.0.0.1:P itself (with SO_REUSEPORT when asked). Then it says
  * READY=1 on NOTIFY_SOCKET (libbaton; nothing when unset). With --startup-log it
- * appends "generation pid startup_us" to FILE: the time from main() to READY=1.
+ * appends "generation pid startup_us ready_us" to FILE: the time from main() to READY=1,
+ * and when READY=1 was sent (CLOCK_MONOTONIC).
  *
  * Every request gets "generation N pid P" (N from BATON_GENERATION) with
  * Connection: close. On SIGTERM or DRAIN it closes its copy of the listener (never
@@ -271,13 +272,14 @@ int main(int argc, char **argv)
 	pfds[1] = (struct pollfd){.fd = channel >= 0 ? channel : -1, .events = POLLIN};
 	/* No listener of that name: batond dispatches connections to us. */
 	pfds[2] = (struct pollfd){.fd = listener >= 0 ? listener : -1, .events = POLLIN};
+	long long t_ready = now_us(), startup_us = t_ready - t0;
 	baton_ready();
-	long long startup_us = now_us() - t0;
 	if (startup_log) {
 		FILE *f = fopen(startup_log, "ae");
 		if (f) {
 			const char *gen = getenv("BATON_GENERATION");
-			fprintf(f, "%s %d %lld\n", gen ? gen : "0", (int)getpid(), startup_us);
+			fprintf(f, "%s %d %lld %lld\n", gen ? gen : "0", (int)getpid(), startup_us,
+				t_ready);
 			fclose(f);
 		}
 	}

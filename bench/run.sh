@@ -144,7 +144,7 @@ run_batond() {
 	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
 	"$bin/upgrader" --mode ctl --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
 		--spacing-ms "$SPACING_MS" --log "$tmp/upgrades-$name.log" \
-		--ctl "$batonctl -s $sock upgrade bench" \
+		--ctl "$batonctl -s $sock upgrade bench" --ctl-out "$tmp/ctl-$name.out" \
 		-- $(loadgen_args "$port" "$tmp/$name.json") >"$tmp/$name.out" 2>&1 || true
 	"$batonctl" -s "$sock" stop >/dev/null 2>&1 || true
 	wait_bounded "$batond_pid" 15
@@ -206,25 +206,27 @@ report=$out/report.md
 			"| $(ms max_us) | $(jnum "$j" stall_ms) |"
 	done
 	echo
-	echo "Upgrade wall time and overhead (the upgrade's wall time minus the new app's own"
-	echo "start-up, main() to READY=1, as it logs it), over the upgrades of each scenario."
-	echo "For batond that is \`batonctl upgrade\` from exec to exit; for naive and reuseport"
-	echo "the driver's stop/start/wait-for-READY (bench/upgrader.c)."
+	echo "Upgrade cost, over the upgrades of each scenario: wall time of one upgrade; the new"
+	echo "app's own start-up (main() to READY=1, as it logs it: the $STARTUP_MS ms delay plus"
+	echo "its set-up); overhead = wall - start-up, split into *to start* (upgrade begins to"
+	echo "the new app's main()) and *after READY* (READY=1 to the upgrade's end: for batond the"
+	echo "old generation's drain and exit, which \`batonctl upgrade\` waits for). batond: the"
+	echo "wall time of \`batonctl upgrade\`, exec to exit. naive, reuseport: bench/upgrader.c's"
+	echo "own stop/start/wait for READY=1 (reuseport stops the old one after READY, untimed)."
 	echo
-	echo "| scenario | upgrades ok | wall median ms | wall p90 ms | app start-up median ms | overhead median ms | overhead p90 ms |"
-	echo "|---|---|---|---|---|---|---|"
+	echo "| scenario | upgrades ok | wall median ms | wall p90 ms | app start-up median ms | overhead median ms | overhead p90 ms | to start median ms | after READY median ms |"
+	echo "|---|---|---|---|---|---|---|---|---|"
 	for s in $SCENARIOS; do
 		u=$tmp/upgrades-$s.log
 		[ -s "$u" ] || continue
-		# upgrade i brought generation i+1
-		awk 'NR == FNR {st[$1] = $3; next} $4 == 0 && (($1 + 1) in st) {print $3, st[$1 + 1]}' \
+		# upgrade i brought generation i+1: wall startup to_ready
+		awk 'NR == FNR {st[$1] = $3; rd[$1] = $4; next}
+		     $4 == 0 && (($1 + 1) in st) {print $3, st[$1 + 1], rd[$1 + 1] - $5}' \
 			"$tmp/startup-$s.log" "$u" >"$tmp/pairs-$s"
-		wall_med=$(awk '{print $1 / 1000}' "$tmp/pairs-$s" | pct 50)
-		wall_p90=$(awk '{print $1 / 1000}' "$tmp/pairs-$s" | pct 90)
-		st_med=$(awk '{print $2 / 1000}' "$tmp/pairs-$s" | pct 50)
-		ov_med=$(awk '{print ($1 - $2) / 1000}' "$tmp/pairs-$s" | pct 50)
-		ov_p90=$(awk '{print ($1 - $2) / 1000}' "$tmp/pairs-$s" | pct 90)
-		echo "| $s | $(awk '$4 == 0' "$u" | wc -l)/$(wc -l <"$u") | $wall_med | $wall_p90 | $st_med | $ov_med | $ov_p90 |"
+		col() { awk "{print ($1) / 1000}" "$tmp/pairs-$s" | pct "$2"; }
+		echo "| $s | $(awk '$4 == 0' "$u" | wc -l)/$(wc -l <"$u") | $(col '$1' 50) | $(col '$1' 90)" \
+			"| $(col '$2' 50) | $(col '$1 - $2' 50) | $(col '$1 - $2' 90)" \
+			"| $(col '$3 - $2' 50) | $(col '$1 - $3' 50) |"
 	done
 	echo
 	echo "fd passing over an AF_UNIX SOCK_SEQPACKET socketpair, one thread, send then receive"
@@ -248,13 +250,22 @@ for s in $SCENARIOS; do
 	j=$tmp/$s.json
 	[ -s "$j" ] || continue
 	i=$((i + 1))
+	case $s in
+	baseline) colour='#000000' ;;
+	naive) colour='#d62728' ;;
+	reuseport) colour='#ff7f0e' ;;
+	inherit) colour='#1f77b4' ;;
+	dispatch) colour='#2ca02c' ;;
+	esac
+	# whole 100 ms buckets only: the last one, past the duration, is partial
 	sed -n 's/.*"timeline":\[\([0-9,]*\)\].*/\1/p' "$j" | tr ',' '\n' |
-		awk '{printf "%.2f %d\n", (NR - 1) * 0.1 + 0.05, $1 * 10}' >"$tmp/plot-$s.dat"
-	plot_cmds+=("'$tmp/plot-$s.dat' using 1:2 with lines lw 1.5 lc $i title '$s'")
+		awk -v n=$((DURATION_MS / 100)) 'NR <= n {printf "%.2f %d\n", (NR - 1) * 0.1 + 0.05, $1 * 10}' \
+			>"$tmp/plot-$s.dat"
+	plot_cmds+=("'$tmp/plot-$s.dat' using 1:2 with lines lw 1.2 lc rgb '$colour' title '$s'")
 	if [ -s "$tmp/upgrades-$s.log" ]; then
 		awk -v k="$i" '{printf "%.3f %d\n", $2 / 1000, -1500 * k}' "$tmp/upgrades-$s.log" \
 			>"$tmp/marks-$s.dat"
-		marks+=("'$tmp/marks-$s.dat' using 1:2 with points pt 9 ps 0.6 lc $i notitle")
+		marks+=("'$tmp/marks-$s.dat' using 1:2 with points pt 9 ps 0.6 lc rgb '$colour' notitle")
 	fi
 done
 plot=$(printf '%s, ' "${plot_cmds[@]}" "${marks[@]}")

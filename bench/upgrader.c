@@ -15,8 +15,10 @@
  *   ctl        an upgrade: run --ctl (e.g. "batonctl -s SOCK upgrade bench") and wait
  * Apps started here get NOTIFY_SOCKET (an abstract address of ours) and BATON_GENERATION.
  * Upgrade i starts at F + (i-1)*S ms after the load generator was started.
- * --log gets one line per upgrade: "i start_ms wall_us status" (status: exit status of
- * --ctl, or 0 when the new generation said READY=1, 1 when it did not in 10 s).
+ * --log gets one line per upgrade: "i start_ms wall_us status start_us" (start_ms since the
+ * load started; status: exit status of --ctl, or 0 when the new generation said READY=1,
+ * 1 when it did not in 10 s; start_us: CLOCK_MONOTONIC). --ctl-out FILE: where --ctl's
+ * output goes (appended), /dev/null without it.
  * Exits with the load generator's exit status, 1 on our own errors. */
 #include <errno.h>
 #include <getopt.h>
@@ -72,7 +74,8 @@ static int split(char *s, char **argv)
 	return n;
 }
 
-static pid_t spawn(char **argv, unsigned generation, bool quiet)
+/* Starts @argv; with @out, its stdout appends to that file. */
+static pid_t spawn(char **argv, unsigned generation, const char *out)
 {
 	pid_t pid = fork();
 	if (pid != 0)
@@ -83,8 +86,8 @@ static pid_t spawn(char **argv, unsigned generation, bool quiet)
 		setenv("BATON_GENERATION", gen, 1);
 		setenv("NOTIFY_SOCKET", notify_name, 1);
 	}
-	if (quiet) {
-		FILE *f = freopen("/dev/null", "w", stdout);
+	if (out) {
+		FILE *f = freopen(out, "a", stdout);
 		(void)f;
 	}
 	sigset_t none;
@@ -156,12 +159,13 @@ int main(int argc, char **argv)
 	unsigned upgrades = 0;
 	long long first_ms = 500, spacing_ms = 300;
 	char *app_str = NULL, *ctl_str = NULL;
-	const char *log_path = NULL;
+	const char *log_path = NULL, *ctl_out = NULL;
 	static const struct option longopts[] = {
 	    {"mode", required_argument, NULL, 'm'},	  {"upgrades", required_argument, NULL, 'k'},
 	    {"first-ms", required_argument, NULL, 'f'},	  {"spacing-ms", required_argument, NULL, 's'},
 	    {"app", required_argument, NULL, 'a'},	  {"ctl", required_argument, NULL, 'c'},
-	    {"log", required_argument, NULL, 'l'},	  {0},
+	    {"log", required_argument, NULL, 'l'},
+	    {"ctl-out", required_argument, NULL, 'o'},	  {0},
 	};
 	int c;
 	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
@@ -197,6 +201,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			log_path = optarg;
+			break;
+		case 'o':
+			ctl_out = optarg;
 			break;
 		default:
 			return 1;
@@ -240,7 +247,7 @@ int main(int argc, char **argv)
 	unsigned gen = 1;
 	pid_t app = -1;
 	if (own_app) {
-		app = spawn(app_argv, gen, false);
+		app = spawn(app_argv, gen, NULL);
 		if (app < 0 || wait_ready() < 0) {
 			fprintf(stderr, "upgrader: generation 1 not ready\n");
 			if (app > 0)
@@ -249,7 +256,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	loadgen = spawn(argv + optind, 0, false);
+	loadgen = spawn(argv + optind, 0, NULL);
 	if (loadgen < 0) {
 		fprintf(stderr, "upgrader: fork: %s\n", strerror(errno));
 		return 1;
@@ -267,16 +274,16 @@ int main(int argc, char **argv)
 		long long t = now_us();
 		int status = 0;
 		if (mode == MODE_CTL) {
-			pid_t p = spawn(ctl_argv, 0, true);
+			pid_t p = spawn(ctl_argv, 0, ctl_out ? ctl_out : "/dev/null");
 			int st = wait_bounded(p, 30000);
 			status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 		} else if (mode == MODE_NAIVE) {
 			kill(app, SIGTERM);
 			wait_bounded(app, EXIT_TIMEOUT_MS);
-			app = spawn(app_argv, ++gen, false);
+			app = spawn(app_argv, ++gen, NULL);
 			status = wait_ready() < 0;
 		} else {
-			pid_t next = spawn(app_argv, ++gen, false);
+			pid_t next = spawn(app_argv, ++gen, NULL);
 			status = wait_ready() < 0;
 			if (status == 0) {
 				kill(app, SIGTERM);
@@ -289,8 +296,8 @@ int main(int argc, char **argv)
 		if (status)
 			failed_upgrades++;
 		if (log)
-			fprintf(log, "%u %.3f %lld %d\n", i, (double)(t - t_load) / 1000.0, wall,
-				status);
+			fprintf(log, "%u %.3f %lld %d %lld\n", i, (double)(t - t_load) / 1000.0, wall,
+				status, t);
 		reap_some();
 	}
 	if (log)
