@@ -269,16 +269,24 @@ for s in $SCENARIOS; do
 	fi
 done
 plot=$(printf '%s, ' "${plot_cmds[@]}" "${marks[@]}")
+zoom_from=$(((FIRST_MS + 10 * SPACING_MS) / 1000))
+[ $((zoom_from + 3)) -le $((DURATION_MS / 1000)) ] || zoom_from=0
 gnuplot <<EOF
-set terminal pngcairo size 1600,700 font ",11"
+set terminal pngcairo size 1600,1000 font ",11"
 set output '$out/throughput.png'
-set title "Completed requests per second (100 ms buckets), $UPGRADES upgrades every $SPACING_MS ms; triangles below 0: upgrade starts"
+set multiplot layout 2,1
 set xlabel "seconds since the load started"
 set ylabel "requests/s"
 set grid
 set key outside right top
 set yrange [-1500 * ($i + 1):*]
+set title "Completed requests per second (100 ms buckets), $UPGRADES upgrades every $SPACING_MS ms; triangles below 0: upgrade starts"
+set xrange [0:$DURATION_MS / 1000.0]
 plot ${plot%, }
+set title "The same, seconds $zoom_from to $((zoom_from + 3))"
+set xrange [$zoom_from:$((zoom_from + 3))]
+replot
+unset multiplot
 EOF
 
 say "wrote $report and $out/throughput.png in $(($(date +%s) - t_begin)) s"
