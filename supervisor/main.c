@@ -130,6 +130,8 @@ static int open_listeners(struct daemon *d)
 			log_warn("closing fd %d from systemd: no listener named \"%s\" in %s", fd,
 				 name, cfg->path);
 			close(fd);
+			/* Kept in the fd store for a listener since removed from the config. */
+			service_forget_listener(name);
 			continue;
 		}
 		const struct listener_cfg *lc = &cfg->listeners[i];
@@ -165,6 +167,8 @@ static int open_listeners(struct daemon *d)
 			break;
 		}
 		log_info("listener %s: %s, fd %d", lc->name, lc->address, d->listeners[i].fd);
+		/* Adopted listeners are systemd's already (socket unit or fd store). */
+		service_store_listener(lc->name, d->listeners[i].fd);
 	}
 	return failed ? -1 : 0;
 }
@@ -178,7 +182,10 @@ static void close_listeners(struct daemon *d)
 		if (l->fd < 0)
 			continue;
 		close(l->fd);
-		/* A path we bound is ours to remove; systemd's are systemd's. */
+		/* A path we bound is ours to remove; systemd's are systemd's. A clean
+		 * stop also ends the fd store (systemd 252 empties it when the service
+		 * stops), so the stored copy dies with us; after a crash we never get
+		 * here and the path stays for the fd store's copy. */
 		if (!l->adopted && l->cfg->addr.family == AF_UNIX && !l->cfg->addr.abstract)
 			unlink(l->cfg->addr.path);
 	}
@@ -192,6 +199,11 @@ static int run(struct daemon *d)
 		log_err("sd_event_default: %s", strerror(-r));
 		return 1;
 	}
+	/* WATCHDOG=1 from the loop itself, at half of WatchdogSec: a batond whose
+	 * loop is stuck stops sending it and systemd restarts it. */
+	r = sd_event_set_watchdog(d->event, true);
+	if (r < 0)
+		log_warn("watchdog: %s", strerror(-r));
 	d->started_usec = daemon_now_usec(d);
 	sigset_t mask;
 	sigemptyset(&mask);

@@ -6,10 +6,33 @@
 #include "generation.h"
 #include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <systemd/sd-daemon.h>
+
+void service_store_listener(const char *name, int fd)
+{
+	char msg[128];
+	snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=%s", name);
+	int r = sd_pid_notify_with_fds(0, 0, msg, &fd, 1);
+	if (r < 0)
+		/* The service may lack FileDescriptorStoreMax=: then a crash of
+		 * batond closes this listener until systemd restarts it. */
+		log_warn("listener %s: cannot keep it in systemd's fd store: %s", name,
+			 strerror(-r));
+}
+
+void service_forget_listener(const char *name)
+{
+	char msg[128];
+	snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=%s", name);
+	int r = sd_notify(0, msg);
+	if (r < 0)
+		log_warn("listener %s: cannot remove it from systemd's fd store: %s", name,
+			 strerror(-r));
+}
 
 static bool any_upgrade_running(const struct daemon *d)
 {

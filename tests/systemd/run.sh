@@ -1,0 +1,194 @@
+#!/bin/bash
+# batond under a real systemd (252 on Debian 12), booted in private pid, mount,
+# uts and ipc namespaces: the shipped units/batond.service with a test drop-in,
+# Type=notify start and STATUS, reload under load, kill -9 under load with the
+# listener coming back from the fd store, the watchdog, and socket activation.
+# Usage: run.sh BUILD_DIR SOURCE_DIR. Exits 77 (skipped) where systemd cannot boot.
+set -euo pipefail
+
+build=$(cd "$1" && pwd)
+src=$(cd "$2" && pwd)
+work=$build/tests/systemd/work
+batond=$build/supervisor/batond
+batonctl=$build/supervisor/batonctl
+testsrv=$build/tests/apps/testsrv
+loadgen=$build/bench/loadgen
+
+skip() {
+	echo "SKIPPED: $*"
+	exit 77
+}
+[ "$(id -u)" -eq 0 ] || skip "needs root to boot systemd in namespaces"
+[ -x /lib/systemd/systemd ] || skip "no /lib/systemd/systemd"
+command -v unshare >/dev/null && command -v nsenter >/dev/null || skip "no unshare/nsenter"
+command -v ss >/dev/null || skip "no ss (iproute2)"
+
+rm -rf "$work"
+mkdir -p "$work/units/batond.service.d" "$work/units/batond.socket.d"
+unshare_pid=
+sd=
+
+say() { printf 'systemd-test: %s\n' "$*"; }
+fail() {
+	printf 'systemd-test: FAIL: %s\n' "$*" >&2
+	[ -f "$work/batond.log" ] && { echo "--- batond log" >&2; tail -40 "$work/batond.log" >&2; }
+	[ -f "$work/systemd.log" ] && { echo "--- systemd log" >&2; tail -30 "$work/systemd.log" >&2; }
+	exit 1
+}
+# PID 1 ignores SIGTERM: SIGKILL to it ends everything in the namespace.
+cleanup() {
+	if [ -n "$sd" ]; then kill -KILL "$sd" 2>/dev/null || true; fi
+	if [ -n "$unshare_pid" ]; then wait "$unshare_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+in_ns() { nsenter -t "$sd" -m -p -- "$@"; }
+sctl() { in_ns systemctl "$@"; }
+prop() { sctl show -p "$2" --value "$1"; }
+# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
+wait_for() {
+	local deadline=$((SECONDS + $1))
+	shift
+	until "$@" >/dev/null 2>&1; do
+		[ "$SECONDS" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
+}
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+# The inode of the socket listening on 127.0.0.1:$1, as the kernel reports it.
+listener_inode() { ss -Htlne "sport = :$1" | sed -n 's/.*ino:\([0-9]*\).*/\1/p' | head -1; }
+# The inode of batond's own fd for listener http (batonctl status names the fd).
+batond_inode() {
+	local fd main
+	fd=$("$batonctl" -s "$work/ctl.sock" status | sed -n 's/^listener http: .*, fd \([0-9]*\).*/\1/p')
+	main=$(prop batond.service MainPID)
+	in_ns readlink "/proc/$main/fd/$fd" | sed -n 's/socket:\[\([0-9]*\)\]/\1/p'
+}
+loadgen_field() { sed -n "s/^loadgen: .* $2=\([^ ]*\).*/\1/p" "$1"; }
+
+port=$(free_port)
+cat >"$work/batond.conf" <<EOF
+control { socket = "$work/ctl.sock" }
+listener http { address = "tcp://127.0.0.1:$port" }
+app web {
+  exec = { "$testsrv" }
+  listeners = { "http" }
+  workers = 2
+  drain-timeout = 5
+}
+EOF
+
+# The shipped unit, with test paths and no default dependencies: without them
+# systemd starts nothing of sysinit.target (tmpfiles, sysctl, udev) next to us.
+cp "$build/units/batond.service" "$work/units/"
+sed "s/127.0.0.1:8080/127.0.0.1:$port/" "$src/units/batond.socket" >"$work/units/batond.socket"
+cat >"$work/units/batond.service.d/test.conf" <<EOF
+[Unit]
+DefaultDependencies=no
+[Service]
+ExecStartPre=
+ExecStartPre=$batond --check -c $work/batond.conf
+ExecStart=
+ExecStart=$batond -c $work/batond.conf
+ExecReload=
+ExecReload=$batonctl -s $work/ctl.sock upgrade
+StandardOutput=append:$work/batond.log
+StandardError=append:$work/batond.log
+EOF
+printf '[Unit]\nDefaultDependencies=no\n' >"$work/units/batond.socket.d/test.conf"
+printf '[Unit]\nDescription=baton test\nDefaultDependencies=no\n' >"$work/units/baton-test.target"
+
+# Inside the namespaces: fresh tmpfs where a booting systemd writes or cleans
+# (it would otherwise empty the host's /tmp), the test units, then systemd.
+cat >"$work/boot.sh" <<EOF
+#!/bin/sh
+set -e
+for d in /tmp /var/tmp /run /etc/systemd/system; do mount -t tmpfs tmpfs "\$d"; done
+if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+cp -r "$work/units/." /etc/systemd/system/
+# As in a container: systemd leaves the host's hardware and settings alone.
+export container=baton-test
+exec /lib/systemd/systemd --system --unit=baton-test.target --show-status=no
+EOF
+chmod +x "$work/boot.sh"
+setsid unshare --pid --fork --mount --uts --ipc --mount-proc --propagation private \
+	"$work/boot.sh" >"$work/systemd.log" 2>&1 </dev/null &
+unshare_pid=$!
+child_of_unshare() { sd=$(pgrep -P "$unshare_pid" | head -1) && [ -n "$sd" ]; }
+wait_for 10 child_of_unshare || skip "systemd did not start in a namespace here"
+booted() { sctl is-system-running | grep -Eq 'running|degraded'; }
+wait_for 20 booted || skip "systemd did not finish booting: $(sctl is-system-running 2>&1)"
+say "systemd booted in a namespace (pid $sd)"
+
+# 1. Type=notify: start returns once every app's first generation is ready.
+sctl start batond.service || fail "systemctl start batond failed"
+[ "$(prop batond.service ActiveState)" = active ] || fail "batond is not active"
+status=$(prop batond.service StatusText)
+[[ $status == "web: gen 1 ready, 2 workers, 0 upgrades, 0 rolled back" ]] ||
+	fail "unexpected Status: $status"
+say "start: active, Status: $status"
+
+# 2. systemctl reload under load: a new generation, no request failed.
+inode=$(listener_inode "$port")
+[ -n "$inode" ] && [ "$inode" = "$(batond_inode)" ] || fail "batond does not hold the listener"
+"$loadgen" --port "$port" --connections 4 --duration-ms 3000 >"$work/reload.out" 2>&1 &
+lg=$!
+sleep 1
+sctl reload batond.service || fail "systemctl reload failed"
+wait "$lg" || fail "requests failed during reload: $(grep '^loadgen:' "$work/reload.out")"
+grep -q 'gens=1:[0-9]*,2:' "$work/reload.out" || fail "generation 2 served nothing"
+status=$(prop batond.service StatusText)
+[[ $status == "web: gen 2 ready, 2 workers, 1 upgrade, 0 rolled back" ]] ||
+	fail "unexpected Status after reload: $status"
+say "reload under load: $(grep '^loadgen:' "$work/reload.out" | cut -d' ' -f2-4)"
+
+# 3. kill -9 of batond under load: systemd restarts it, the listener comes back
+# from the fd store (same socket), no connection is refused.
+main=$(prop batond.service MainPID)
+"$loadgen" --port "$port" --connections 4 --duration-ms 4000 >"$work/kill.out" 2>&1 &
+lg=$!
+sleep 1
+sctl kill -s KILL --kill-who=main batond.service
+restarted() { [ "$(prop batond.service NRestarts)" = 1 ] && [ "$(prop batond.service ActiveState)" = active ]; }
+wait_for 20 restarted || fail "batond was not restarted"
+[ "$(prop batond.service MainPID)" != "$main" ] || fail "same MainPID after kill -9"
+wait "$lg" || true
+refused=$(loadgen_field "$work/kill.out" refused)
+[ "$refused" = 0 ] || fail "connections refused while batond restarted: $(grep '^loadgen:' "$work/kill.out")"
+[ "$(listener_inode "$port")" = "$inode" ] || fail "the listener is a new socket after the restart"
+[ "$(batond_inode)" = "$inode" ] || fail "the restarted batond does not hold the stored listener"
+grep -q "listener http: tcp://127.0.0.1:$port, fd [0-9]* from systemd" "$work/batond.log" ||
+	fail "the restarted batond did not adopt the listener from the fd store"
+say "kill -9 under load: $(grep '^loadgen:' "$work/kill.out" | cut -d' ' -f2-9), same listener inode $inode"
+
+# 4. Watchdog: a batond whose loop is stuck (stopped) is restarted.
+printf '[Service]\nWatchdogSec=1\nTimeoutAbortSec=1\n' >"$work/watchdog.conf"
+in_ns cp "$work/watchdog.conf" /etc/systemd/system/batond.service.d/watchdog.conf
+sctl daemon-reload
+sctl restart batond.service
+restarts=$(prop batond.service NRestarts)
+sctl kill -s STOP --kill-who=main batond.service
+# Result stays "watchdog" from the timeout until the restart, over a second here.
+watchdog_fired() { [ "$(prop batond.service Result)" = watchdog ]; }
+wait_for 20 watchdog_fired || fail "the watchdog did not fire for a stuck batond"
+restarted_again() { [ "$(prop batond.service NRestarts)" -gt "$restarts" ] && [ "$(prop batond.service ActiveState)" = active ]; }
+wait_for 20 restarted_again || fail "a stuck batond was not restarted"
+say "watchdog: a stuck batond timed out (Result=watchdog) and was restarted"
+
+# 5. Socket activation: batond adopts the socket unit's socket, by name.
+sctl stop batond.service
+in_ns rm /etc/systemd/system/batond.service.d/watchdog.conf
+sctl daemon-reload
+sctl start batond.socket || fail "systemctl start batond.socket failed"
+inode=$(listener_inode "$port")
+sctl start batond.service || fail "batond did not start with the socket unit"
+[ "$(batond_inode)" = "$inode" ] || fail "batond does not hold the socket unit's socket"
+"$batonctl" -s "$work/ctl.sock" status | grep -q "^listener http: .*, from systemd" ||
+	fail "status does not say the listener came from systemd"
+curl -sf "http://127.0.0.1:$port/" | grep -q "gen=1 " || fail "no answer through the socket unit's socket"
+say "socket activation: batond adopted inode $inode from batond.socket"
+
+sctl stop batond.service batond.socket
+say "PASS"
