@@ -148,9 +148,11 @@ BATON_API int baton_fd(void);
 BATON_API int baton_next_event(struct baton_event *ev);
 
 /* Tells batond that @count connections it handed over are finished: its load
- * signal for dispatch. Never blocks: when the channel is full the count is kept and
- * sent with the next call of this or of baton_next_event(). Returns 0, -ENXIO
- * without a channel, -ECONNRESET/-EPIPE when batond is gone. */
+ * signal for dispatch. While connections remain open the counts are batched
+ * (every 32 connections or 10 ms, and with the next baton_next_event()); when
+ * none remains the count goes at once. Never blocks: when the channel is full
+ * the count is kept for the next call of this or of baton_next_event(). Returns
+ * 0, -ENXIO without a channel, -ECONNRESET/-EPIPE when batond is gone. */
 BATON_API int baton_conn_done(unsigned count);
 
 /* Parks the live connection @fd with batond, to be handed to a worker of the next

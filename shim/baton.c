@@ -62,7 +62,10 @@ static struct {
 	int channel; /* -1: no BATON_FD */
 	bool channel_eof;
 	uint32_t last_request_id;
-	uint32_t done_pending; /* MSG_CONN_DONE count not sent yet (full channel) */
+	uint32_t done_pending; /* MSG_CONN_DONE count not sent yet */
+	uint64_t conns_handed; /* connections returned by baton_next_event() */
+	uint64_t conns_done;   /* connections reported by baton_conn_done() */
+	uint64_t done_since_msec; /* when the oldest unsent count was reported */
 	struct batch *head, *tail;
 	struct batch *retired; /* holds the state bytes of the last event returned */
 	struct proto_msg *msg; /* 66 KiB receive buffer, not on the caller's stack */
@@ -446,9 +449,30 @@ static int channel_read_one(struct request *req)
 	return r;
 }
 
+static uint64_t now_msec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* MSG_CONN_DONE is batond's load signal, not an acknowledgement: while the
+ * worker is busy, counts are sent in batches (every DONE_BATCH connections or
+ * DONE_DELAY_MSEC), which spares a message and a wake-up of batond per
+ * connection; the moment the worker has nothing left, the count goes at once,
+ * so an idle worker never looks busy. */
+#define DONE_BATCH	32
+#define DONE_DELAY_MSEC 10
+
+static bool done_due(void)
+{
+	return st.conns_done >= st.conns_handed || st.done_pending >= DONE_BATCH ||
+	       now_msec() - st.done_since_msec >= DONE_DELAY_MSEC;
+}
+
 static int flush_done(void)
 {
-	if (st.done_pending == 0)
+	if (st.done_pending == 0 || !done_due())
 		return 0;
 	uint32_t count = st.done_pending;
 	int r = proto_send(st.channel, MSG_CONN_DONE, 0, 0, &count, sizeof(count), NULL, 0);
@@ -546,8 +570,10 @@ int baton_next_event(struct baton_event *ev)
 	}
 	struct batch *b = st.head;
 	struct baton_event e = {.type = b->type, .fd = -1};
-	if (b->type == BATON_EVENT_CONN)
+	if (b->type == BATON_EVENT_CONN) {
 		fill_conn(b, &e);
+		st.conns_handed++;
+	}
 	if (b->next_fd == b->nfds) {
 		st.head = b->next;
 		if (!st.head)
@@ -573,8 +599,11 @@ int baton_conn_done(unsigned count)
 	int r = channel_usable();
 	if (r < 0)
 		return r;
+	if (st.done_pending == 0)
+		st.done_since_msec = now_msec();
 	st.done_pending =
 	    count > UINT32_MAX - st.done_pending ? UINT32_MAX : st.done_pending + count;
+	st.conns_done += count;
 	return flush_done();
 }
 

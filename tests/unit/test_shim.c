@@ -556,6 +556,41 @@ static void conn_done_counts_reach_batond_even_through_a_full_channel(void **sta
 	close(batond);
 }
 
+/* Sums the MSG_CONN_DONE counts waiting on batond's end. */
+static uint64_t done_received(int batond)
+{
+	uint64_t total = 0;
+	while (proto_recv(batond, ROLE_WORKER_SERVER, &msg) == 1) {
+		uint32_t n;
+		assert_int_equal(msg.hdr.type, MSG_CONN_DONE);
+		memcpy(&n, msg.payload, 4);
+		total += n;
+	}
+	return total;
+}
+
+static void conn_done_is_batched_while_busy_and_sent_at_once_when_idle(void **state)
+{
+	int batond = init_with_channel();
+	int peers[3];
+	send_conns(batond, 3, peers);
+	struct baton_event ev[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(baton_next_event(&ev[i]), 1);
+	/* Two of three finished, quickly: nothing sent yet. */
+	assert_int_equal(baton_conn_done(1), 0);
+	assert_int_equal(baton_conn_done(1), 0);
+	assert_int_equal(done_received(batond), 0);
+	/* The last one: the worker is idle, batond hears of all three at once. */
+	assert_int_equal(baton_conn_done(1), 0);
+	assert_int_equal(done_received(batond), 3);
+	for (int i = 0; i < 3; i++) {
+		close(ev[i].fd);
+		close(peers[i]);
+	}
+	close(batond);
+}
+
 static void park_hands_the_connection_and_its_state_to_batond(void **state)
 {
 	int batond = init_with_channel();
@@ -687,6 +722,7 @@ int main(void)
 	    T(queued_connections_are_closed_by_baton_close),
 	    T(a_bad_conn_message_is_dropped_with_its_fds),
 	    T(conn_done_counts_reach_batond_even_through_a_full_channel),
+	    T(conn_done_is_batched_while_busy_and_sent_at_once_when_idle),
 	    T(park_hands_the_connection_and_its_state_to_batond),
 	    T(notify_sends_one_datagram_to_a_path_or_abstract_socket),
 	};
