@@ -11,12 +11,15 @@
 #   reuseport  start the next one beside it with SO_REUSEPORT, once READY stop the old
 #   inherit    batond, mode = inherit, `batonctl upgrade`
 #   dispatch   batond, mode = dispatch, `batonctl upgrade`
-# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (300), BENCH_CONNECTIONS (8),
+# Then dispatch against inherit without upgrades, with 1 and 2 workers (issue 4's
+# throughput comparison), and fd passing.
+# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (250), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (6000),
 #      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch").
 set -euo pipefail
 
 UPGRADES=${BENCH_UPGRADES:-100}
-SPACING_MS=${BENCH_SPACING_MS:-300}
+SPACING_MS=${BENCH_SPACING_MS:-250}
+STEADY_MS=${BENCH_STEADY_MS:-6000}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
 STARTUP_MS=${BENCH_STARTUP_MS:-100}
 SCENARIOS=${BENCH_SCENARIOS:-baseline naive reuseport inherit dispatch}
@@ -120,7 +123,7 @@ run_batond() {
 	local name=$1 mode=$2 port sock=$tmp/batond-$2.sock
 	port=$(free_port)
 	: >"$tmp/startup-$name.log"
-	sed -e "s|@PORT@|$port|g" -e "s|@CONTROL@|$sock|g" -e "s|@MODE@|$mode|g" \
+	sed -e "s|@PORT@|$port|g" -e "s|@CONTROL@|$sock|g" -e "s|@MODE@|$mode|g" -e "s|@WORKERS@|${WORKERS:-1}|g" \
 		-e "s|@EXEC@|\"$bin/benchsrv\", \"--startup-delay-ms\", \"$STARTUP_MS\", \"--startup-log\", \"$tmp/startup-$name.log\"|" \
 		"$root/bench/bench.conf.in" >"$tmp/$name.conf"
 	"$batond" -c "$tmp/$name.conf" >"$tmp/batond-$name.log" 2>&1 &
@@ -139,7 +142,7 @@ run_batond() {
 		[ -s "$tmp/startup-$name.log" ] && break
 		sleep 0.05
 	done
-	"$bin/loadgen" --port "$port" --connections 1 --duration-ms 1 --quiet >/dev/null 2>&1 ||
+	"$bin/loadgen" --port "$port" --connections 1 --duration-ms 300 --quiet >/dev/null 2>&1 ||
 		die "$name: nothing answers on port $port"
 	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
 	"$bin/upgrader" --mode ctl --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
@@ -164,6 +167,14 @@ for s in $SCENARIOS; do
 	*) die "unknown scenario $s" ;;
 	esac
 	grep -h '^loadgen: \|^upgrader: ' "$tmp/$s.out" | sed 's/^/  /' >&2 || true
+done
+
+say "dispatch vs inherit, no upgrades, $((STEADY_MS / 1000)) s each"
+for w in 1 2; do
+	for m in inherit dispatch; do
+		UPGRADES=0 DURATION_MS=$STEADY_MS WORKERS=$w run_batond "steady-$m-$w" "$m"
+		grep -h '^loadgen: ' "$tmp/steady-$m-$w.out" | sed "s/^/  $m, $w workers: /" >&2 || true
+	done
 done
 
 say "fd passing"
@@ -227,6 +238,19 @@ report=$out/report.md
 		echo "| $s | $(awk '$4 == 0' "$u" | wc -l)/$(wc -l <"$u") | $(col '$1' 50) | $(col '$1' 90)" \
 			"| $(col '$2' 50) | $(col '$1 - $2' 50) | $(col '$1 - $2' 90)" \
 			"| $(col '$3 - $2' 50) | $(col '$1 - $3' 50) |"
+	done
+	echo
+	echo "Dispatch against inherit, same app (benchsrv), same load, no upgrades,"
+	echo "$((STEADY_MS / 1000)) s each, one after the other:"
+	echo
+	echo "| workers | inherit rps | dispatch rps | dispatch / inherit | inherit failed | dispatch failed |"
+	echo "|---|---|---|---|---|---|"
+	for w in 1 2; do
+		i=$tmp/steady-inherit-$w.json d=$tmp/steady-dispatch-$w.json
+		[ -s "$i" ] && [ -s "$d" ] || continue
+		echo "| $w | $(jnum "$i" rps | cut -d. -f1) | $(jnum "$d" rps | cut -d. -f1)" \
+			"| $(awk -v a="$(jnum "$d" rps)" -v b="$(jnum "$i" rps)" 'BEGIN {printf "%.2f", a / b}')" \
+			"| $(jnum "$i" failed) | $(jnum "$d" failed) |"
 	done
 	echo
 	echo "fd passing over an AF_UNIX SOCK_SEQPACKET socketpair, one thread, send then receive"
