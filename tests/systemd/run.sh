@@ -69,9 +69,13 @@ batond_inode() {
 loadgen_field() { sed -n "s/^loadgen: .* $2=\([^ ]*\).*/\1/p" "$1"; }
 
 port=$(free_port)
-cat >"$work/batond.conf" <<EOF
+port2=$(free_port)
+# "spare" is bound and stored too; step 3b removes it from the configuration.
+write_conf() {
+	cat >"$work/batond.conf" <<EOF
 control { socket = "$work/ctl.sock" }
 listener http { address = "tcp://127.0.0.1:$port" }
+$1
 app web {
   exec = { "$testsrv" }
   listeners = { "http" }
@@ -79,6 +83,8 @@ app web {
   drain-timeout = 5
 }
 EOF
+}
+write_conf "listener spare { address = \"tcp://127.0.0.1:$port2\" }"
 
 # The shipped unit, with test paths and no default dependencies: without them
 # systemd starts nothing of sysinit.target (tmpfiles, sysctl, udev) next to us.
@@ -87,6 +93,8 @@ sed "s/127.0.0.1:8080/127.0.0.1:$port/" "$src/units/batond.socket" >"$work/units
 cat >"$work/units/batond.service.d/test.conf" <<EOF
 [Unit]
 DefaultDependencies=no
+# Five crashes and restarts in a few seconds here: no start limit in the test.
+StartLimitIntervalSec=0
 [Service]
 ExecStartPre=
 ExecStartPre=$batond --check -c $work/batond.conf
@@ -163,16 +171,35 @@ grep -q "listener http: tcp://127.0.0.1:$port, fd [0-9]* from systemd" "$work/ba
 	fail "the restarted batond did not adopt the listener from the fd store"
 say "kill -9 under load: $(grep '^loadgen:' "$work/kill.out" | cut -d' ' -f2-9), same listener inode $inode"
 
+# 3b. A stored listener the configuration no longer has: after the next crash
+# batond closes it and takes it out of the store (FDSTOREREMOVE=1), so nobody
+# holds the port any more, and the crash after that does not bring it back.
+[ -n "$(listener_inode "$port2")" ] || fail "listener spare is not bound"
+write_conf ""
+for n in 2 3; do
+	main=$(prop batond.service MainPID)
+	sctl kill -s KILL --kill-who=main batond.service
+	restarted_n() { [ "$(prop batond.service NRestarts)" = "$n" ] && [ "$(prop batond.service ActiveState)" = active ]; }
+	wait_for 20 restarted_n || fail "batond was not restarted ($n)"
+	[ "$(prop batond.service MainPID)" != "$main" ] || fail "same MainPID after kill -9 ($n)"
+	port2_closed() { [ -z "$(listener_inode "$port2")" ]; }
+	wait_for 5 port2_closed || fail "port $port2 still listening: the stored fd of the removed listener was kept"
+done
+[ "$(grep -c 'no listener named "spare"' "$work/batond.log")" = 1 ] ||
+	fail "the removed listener was not passed back exactly once (FDSTOREREMOVE)"
+[ "$(batond_inode)" = "$inode" ] || fail "listener http lost from the fd store"
+say "fd store: the listener removed from the configuration was closed and dropped from the store"
+
 # 4. Watchdog: a batond whose loop is stuck (stopped) is restarted.
-printf '[Service]\nWatchdogSec=1\nTimeoutAbortSec=1\n' >"$work/watchdog.conf"
+printf '[Service]\nWatchdogSec=1\nTimeoutAbortSec=1\nRestartSec=1\n' >"$work/watchdog.conf"
 in_ns cp "$work/watchdog.conf" /etc/systemd/system/batond.service.d/watchdog.conf
 sctl daemon-reload
 sctl restart batond.service
 restarts=$(prop batond.service NRestarts)
 sctl kill -s STOP --kill-who=main batond.service
-# Result stays "watchdog" from the timeout until the restart, over a second here.
+# Result stays "watchdog" from the timeout until the restart, RestartSec=1 later.
 watchdog_fired() { [ "$(prop batond.service Result)" = watchdog ]; }
-wait_for 20 watchdog_fired || fail "the watchdog did not fire for a stuck batond"
+wait_for 20 watchdog_fired || fail "the watchdog did not fire for a stuck batond: $(sctl show -p Result -p NRestarts -p ActiveState -p SubState batond.service | tr '\n' ' ')"
 restarted_again() { [ "$(prop batond.service NRestarts)" -gt "$restarts" ] && [ "$(prop batond.service ActiveState)" = active ]; }
 wait_for 20 restarted_again || fail "a stuck batond was not restarted"
 say "watchdog: a stuck batond timed out (Result=watchdog) and was restarted"
@@ -183,6 +210,8 @@ in_ns rm /etc/systemd/system/batond.service.d/watchdog.conf
 sctl daemon-reload
 sctl start batond.socket || fail "systemctl start batond.socket failed"
 inode=$(listener_inode "$port")
+# systemd's own fd (PID 1 in the namespace) for the socket unit's socket.
+in_ns ls -l /proc/1/fd | grep -q "socket:\\[$inode\\]" || fail "systemd does not hold socket $inode"
 sctl start batond.service || fail "batond did not start with the socket unit"
 [ "$(batond_inode)" = "$inode" ] || fail "batond does not hold the socket unit's socket"
 "$batonctl" -s "$work/ctl.sock" status | grep -q "^listener http: .*, from systemd" ||
