@@ -355,6 +355,15 @@ int count_fds(pid_t pid)
 	return count_fds_of(pid);
 }
 
+int count_fds_when(pid_t pid, int want, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	int n;
+	while ((n = count_fds(pid)) != want && now_ms() < deadline)
+		pause_ms(10);
+	return n;
+}
+
 int worker_pids(const struct batond *b, const char *state, pid_t *pids, int max)
 {
 	char out[16384];

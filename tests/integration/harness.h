@@ -48,6 +48,9 @@ int http_get(int port, char *body, size_t body_len);
 
 /* Open fds of a process (counts /proc/PID/fd). */
 int count_fds(pid_t pid);
+/* count_fds once it equals @want, or after @timeout_ms: batond closes a
+ * batonctl connection an instant after batonctl exits, a leak never. */
+int count_fds_when(pid_t pid, int want, int timeout_ms);
 /* Pids of workers in state @state ("ready", "starting"...) from batonctl
  * status, up to @max; returns the number found. */
 int worker_pids(const struct batond *b, const char *state, pid_t *pids, int max);

@@ -75,12 +75,7 @@ static void batonds_fd_count_after_fifty_upgrades_equals_that_after_the_first(vo
 	assert_true(after_first > 0);
 	for (int i = 2; i <= 51; i++)
 		upgrade_or_fail(&b, i);
-	/* batond sees batonctl's connection close an instant after batonctl
-	 * exits: wait for that, bounded; a leak never goes away. */
-	long long deadline = now_ms() + 3000;
-	while (count_fds(b.pid) != after_first && now_ms() < deadline)
-		usleep(10000);
-	if (count_fds(b.pid) != after_first) {
+	if (count_fds_when(b.pid, after_first, 3000) != after_first) {
 		char cmd[64];
 		snprintf(cmd, sizeof(cmd), "ls -l /proc/%d/fd >&2", (int)b.pid);
 		(void)system(cmd);
