@@ -13,13 +13,16 @@
 #   dispatch   batond, mode = dispatch, `batonctl upgrade`
 # Then dispatch against inherit without upgrades, with 1 and 2 workers (issue 4's
 # throughput comparison), and fd passing.
-# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (250), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (6000),
+# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (250), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (5000), BENCH_STEADY_RUNS ("1x8 2x8 2x64"),
 #      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch").
 set -euo pipefail
 
 UPGRADES=${BENCH_UPGRADES:-100}
 SPACING_MS=${BENCH_SPACING_MS:-250}
-STEADY_MS=${BENCH_STEADY_MS:-6000}
+STEADY_MS=${BENCH_STEADY_MS:-5000}
+# dispatch vs inherit: "workers connections" pairs. 8 connections in flight make the
+# load latency-bound (rps = 8 / latency); 64 saturate the CPUs (capacity).
+STEADY_RUNS=${BENCH_STEADY_RUNS:-1x8 2x8 2x64}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
 STARTUP_MS=${BENCH_STARTUP_MS:-100}
 SCENARIOS=${BENCH_SCENARIOS:-baseline naive reuseport inherit dispatch}
@@ -170,10 +173,11 @@ for s in $SCENARIOS; do
 done
 
 say "dispatch vs inherit, no upgrades, $((STEADY_MS / 1000)) s each"
-for w in 1 2; do
+for run in $STEADY_RUNS; do
+	w=${run%x*} c=${run#*x}
 	for m in inherit dispatch; do
-		UPGRADES=0 DURATION_MS=$STEADY_MS WORKERS=$w run_batond "steady-$m-$w" "$m"
-		grep -h '^loadgen: ' "$tmp/steady-$m-$w.out" | sed "s/^/  $m, $w workers: /" >&2 || true
+		UPGRADES=0 DURATION_MS=$STEADY_MS WORKERS=$w CONNECTIONS=$c run_batond "steady-$m-$run" "$m"
+		grep -h '^loadgen: ' "$tmp/steady-$m-$run.out" | sed "s/^/  $m, $w workers, $c connections: /" >&2 || true
 	done
 done
 
@@ -243,12 +247,12 @@ report=$out/report.md
 	echo "Dispatch against inherit, same app (benchsrv), same load, no upgrades,"
 	echo "$((STEADY_MS / 1000)) s each, one after the other:"
 	echo
-	echo "| workers | inherit rps | dispatch rps | dispatch / inherit | inherit failed | dispatch failed |"
-	echo "|---|---|---|---|---|---|"
-	for w in 1 2; do
-		i=$tmp/steady-inherit-$w.json d=$tmp/steady-dispatch-$w.json
+	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | inherit failed | dispatch failed |"
+	echo "|---|---|---|---|---|---|---|"
+	for run in $STEADY_RUNS; do
+		i=$tmp/steady-inherit-$run.json d=$tmp/steady-dispatch-$run.json
 		[ -s "$i" ] && [ -s "$d" ] || continue
-		echo "| $w | $(jnum "$i" rps | cut -d. -f1) | $(jnum "$d" rps | cut -d. -f1)" \
+		echo "| ${run%x*} | ${run#*x} | $(jnum "$i" rps | cut -d. -f1) | $(jnum "$d" rps | cut -d. -f1)" \
 			"| $(awk -v a="$(jnum "$d" rps)" -v b="$(jnum "$i" rps)" 'BEGIN {printf "%.2f", a / b}')" \
 			"| $(jnum "$i" failed) | $(jnum "$d" failed) |"
 	done
