@@ -3,7 +3,7 @@
 # baton's fd passing beside raw sendmsg. Writes BUILD_DIR/bench/report.md and
 # BUILD_DIR/bench/throughput.png. Usage: bench/run.sh BUILD_DIR
 #
-# Every scenario runs the same app (bench/benchsrv: 100 ms start-up delay before it
+# Every scenario runs the same app (examples/hello: 100 ms start-up delay before it
 # listens or says READY=1), one process at a time, under the same load (loadgen: 8
 # connections, a new connection per request), with the same upgrade schedule:
 #   baseline   no upgrade
@@ -44,7 +44,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$build/bench
 batond=$build/supervisor/batond
 batonctl=$build/supervisor/batonctl
-for b in "$batond" "$batonctl" "$bin/loadgen" "$bin/benchsrv" "$bin/upgrader" "$bin/fdpass"; do
+app=$build/examples/hello
+for b in "$batond" "$batonctl" "$bin/loadgen" "$app" "$bin/upgrader" "$bin/fdpass"; do
 	[ -x "$b" ] || die "$b: not built (run: make build)"
 done
 command -v gnuplot >/dev/null || die "gnuplot: not installed (apt-get install gnuplot-nox)"
@@ -117,17 +118,17 @@ run_own() {
 	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
 	"$bin/upgrader" --mode "$mode" --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
 		--spacing-ms "$SPACING_MS" --log "$tmp/upgrades-$name.log" \
-		--app "$bin/benchsrv --port $port --startup-delay-ms $STARTUP_MS $extra --startup-log $tmp/startup-$name.log" \
+		--app "$app --port $port --startup-delay-ms $STARTUP_MS $extra --startup-log $tmp/startup-$name.log" \
 		-- $(loadgen_args "$port" "$tmp/$name.json") >"$tmp/$name.out" 2>&1 || true
 }
 
-# run_batond NAME MODE: batond serves benchsrv; the upgrader runs `batonctl upgrade`.
+# run_batond NAME MODE: batond serves the app; the upgrader runs `batonctl upgrade`.
 run_batond() {
 	local name=$1 mode=$2 port sock=$tmp/batond-$2.sock
 	port=$(free_port)
 	: >"$tmp/startup-$name.log"
 	sed -e "s|@PORT@|$port|g" -e "s|@CONTROL@|$sock|g" -e "s|@MODE@|$mode|g" -e "s|@WORKERS@|${WORKERS:-1}|g" \
-		-e "s|@EXEC@|\"$bin/benchsrv\", \"--startup-delay-ms\", \"$STARTUP_MS\", \"--startup-log\", \"$tmp/startup-$name.log\"|" \
+		-e "s|@EXEC@|\"$app\", \"--startup-delay-ms\", \"$STARTUP_MS\", \"--startup-log\", \"$tmp/startup-$name.log\"|" \
 		"$root/bench/bench.conf.in" >"$tmp/$name.conf"
 	"$batond" -c "$tmp/$name.conf" >"$tmp/batond-$name.log" 2>&1 &
 	batond_pid=$!
@@ -198,7 +199,7 @@ report=$out/report.md
 		"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)."
 	echo "Load: loadgen, $CONNECTIONS connections, a new connection per request," \
 		"$((DURATION_MS / 1000)).$(((DURATION_MS % 1000) / 100)) s per scenario." \
-		"App: bench/benchsrv, one process, $STARTUP_MS ms start-up before it listens" \
+		"App: examples/hello, one process, $STARTUP_MS ms start-up before it listens" \
 		"or says READY=1. Upgrades: $UPGRADES per scenario, every $SPACING_MS ms from" \
 		"$FIRST_MS ms on."
 	echo
@@ -244,7 +245,7 @@ report=$out/report.md
 			"| $(col '$3 - $2' 50) | $(col '$1 - $3' 50) |"
 	done
 	echo
-	echo "Dispatch against inherit, same app (benchsrv), same load, no upgrades,"
+	echo "Dispatch against inherit, same app (examples/hello), same load, no upgrades,"
 	echo "$((STEADY_MS / 1000)) s each, one after the other:"
 	echo
 	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | inherit failed | dispatch failed |"

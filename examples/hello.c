@@ -1,18 +1,30 @@
-/* hello: a tiny HTTP server built on libbaton. It gets the listener "http" by name
- * (or binds 127.0.0.1:$PORT, default 8080, when run alone), says READY=1, serves
- * "hello from baton generation $BATON_GENERATION pid N" to every request, takes
- * connections batond dispatches to it, and drains on DRAIN or SIGTERM: it stops
- * accepting, finishes what it has, and exits.
+/* hello: a small HTTP server built on libbaton, and the one app every benchmark
+ * scenario runs (bench/run.sh), so that they differ only in how an upgrade happens.
  *
- * One poll loop over a signalfd, the baton channel, the listener and the
- * connections. Connections answer one request and close (Connection: close). */
+ *   hello [--port P] [--reuseport] [--startup-delay-ms MS] [--startup-log FILE]
+ *
+ * It sleeps its start-up delay (0 unless asked: the benchmarks stand in for an
+ * application's own start-up work with it), then takes its listener: the one named
+ * "http" from batond or systemd (inherit mode), none when batond dispatches
+ * connections to it (dispatch mode), or, run alone, binds 127.0.0.1:P itself
+ * (P from --port, else $PORT, else 8080; with SO_REUSEPORT when asked). Then it
+ * says READY=1 on NOTIFY_SOCKET (nothing when unset). With --startup-log it appends
+ * "generation pid startup_us ready_us" to FILE: the time from main() to READY=1, and
+ * when READY=1 was sent (CLOCK_MONOTONIC).
+ *
+ * Every request gets "hello from baton generation N pid P" (N from BATON_GENERATION)
+ * with Connection: close. On SIGTERM or DRAIN it closes its copy of the listener
+ * (never shutdown() or listen(): batond and the next generation share it), finishes
+ * what it has, and exits. One poll loop over a signalfd, the baton channel, the
+ * listener and the connections. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* accept4, pipe2, signalfd: built standalone too */
+#define _GNU_SOURCE /* accept4, signalfd: built standalone too */
 #endif
 #include <baton.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -44,11 +56,16 @@ static char response[256];
 static size_t response_len;
 static bool draining;
 
-static long long now_ms(void)
+static long long now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static long long now_ms(void)
+{
+	return now_us() / 1000;
 }
 
 static void make_response(void)
@@ -63,19 +80,18 @@ static void make_response(void)
 					body_len, body);
 }
 
-/* Run alone: bind our own listener. */
-static int bind_own_listener(void)
+static int bind_own_listener(unsigned port, bool reuseport)
 {
-	const char *port = getenv("PORT");
 	struct sockaddr_in sin = {.sin_family = AF_INET,
-				  .sin_port = htons((uint16_t)(port ? atoi(port) : 8080)),
+				  .sin_port = htons((uint16_t)port),
 				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int one = 1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 4096) < 0) {
+	if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
+	    bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 4096) < 0) {
 		int r = -errno;
 		close(fd);
 		return r;
@@ -87,10 +103,12 @@ static int add_conn(int fd, bool from_batond)
 {
 	if (n_conns == MAX_CONNS) {
 		close(fd);
+		if (from_batond)
+			baton_conn_done(1);
 		return -EMFILE;
 	}
 	int fl = fcntl(fd, F_GETFL);
-	if (fl >= 0)
+	if (fl >= 0 && !(fl & O_NONBLOCK))
 		fcntl(fd, F_SETFL, fl | O_NONBLOCK); /* our own connection, not shared */
 	pfds[FIXED_SLOTS + n_conns] = (struct pollfd){.fd = fd, .events = POLLIN};
 	conns[n_conns] =
@@ -136,8 +154,7 @@ static bool serve(size_t i, short revents)
 	return c->sent < response_len;
 }
 
-/* Stop taking new work: out of the poll set, then close our copy. Never
- * shutdown() or listen() a listener: batond and the next generation share it. */
+/* Stop taking new work: out of the poll set, then close our copy. */
 static void stop_accepting(void)
 {
 	if (pfds[2].fd >= 0) {
@@ -167,26 +184,62 @@ static void handle_baton_events(void)
 	}
 }
 
-int main(void)
+static void usage(FILE *f)
 {
-	bool own_listener = false;
-	int listener = baton_listener("http");
-	if (listener == -ENXIO) {
-		listener = bind_own_listener();
-		own_listener = true;
-	}
-	if (listener < 0 && listener != -ENOENT) {
-		fprintf(stderr, "hello: listener \"http\": %s\n", strerror(-listener));
-		return 1;
-	}
-	/* An inherited listener is shared; O_NONBLOCK, shared with it, is what every
-	 * holder here wants: accept must not block when another worker won the race. */
-	if (listener >= 0 && !own_listener) {
-		int fl = fcntl(listener, F_GETFL);
-		if (fl >= 0 && !(fl & O_NONBLOCK))
-			fcntl(listener, F_SETFL, fl | O_NONBLOCK);
+	fprintf(f, "Usage: hello [--port P] [--reuseport] [--startup-delay-ms 0] "
+		   "[--startup-log FILE]\n");
+}
+
+int main(int argc, char **argv)
+{
+	long long t0 = now_us();
+	const char *port_env = getenv("PORT");
+	unsigned port = port_env ? (unsigned)strtoul(port_env, NULL, 10) : 8080;
+	long delay_ms = 0;
+	bool reuseport = false;
+	const char *startup_log = NULL;
+	static const struct option longopts[] = {
+	    {"port", required_argument, NULL, 'p'},
+	    {"reuseport", no_argument, NULL, 'r'},
+	    {"startup-delay-ms", required_argument, NULL, 'd'},
+	    {"startup-log", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
+	};
+	int c;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'p':
+			port = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || port == 0 || port > 65535) {
+				fprintf(stderr, "hello: --port %s: not a port\n", optarg);
+				return 2;
+			}
+			break;
+		case 'r':
+			reuseport = true;
+			break;
+		case 'd':
+			delay_ms = strtol(optarg, &end, 10);
+			if (*end || delay_ms < 0 || delay_ms > 600000) {
+				fprintf(stderr, "hello: --startup-delay-ms %s: bad\n", optarg);
+				return 2;
+			}
+			break;
+		case 'l':
+			startup_log = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
 	}
 
+	/* SIGTERM during the start-up delay is handled once the loop runs. */
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -197,13 +250,45 @@ int main(void)
 		fprintf(stderr, "hello: signalfd: %s\n", strerror(errno));
 		return 1;
 	}
+
+	struct timespec delay = {.tv_sec = delay_ms / 1000, .tv_nsec = (delay_ms % 1000) * 1000000};
+	while (nanosleep(&delay, &delay) < 0 && errno == EINTR)
+		;
+
+	bool own_listener = false;
+	int listener = baton_listener("http");
+	if (listener == -ENXIO) {
+		listener = bind_own_listener(port, reuseport);
+		own_listener = true;
+	}
+	if (listener < 0 && listener != -ENOENT) {
+		fprintf(stderr, "hello: listener \"http\": %s\n", strerror(-listener));
+		return 1;
+	}
+	/* A shared listener: O_NONBLOCK (shared too) is what every holder wants. */
+	if (listener >= 0 && !own_listener) {
+		int fl = fcntl(listener, F_GETFL);
+		if (fl >= 0 && !(fl & O_NONBLOCK))
+			fcntl(listener, F_SETFL, fl | O_NONBLOCK);
+	}
+
 	make_response();
 	int channel = baton_fd();
 	pfds[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 	pfds[1] = (struct pollfd){.fd = channel >= 0 ? channel : -1, .events = POLLIN};
 	/* No listener of that name: batond dispatches connections to us. */
 	pfds[2] = (struct pollfd){.fd = listener >= 0 ? listener : -1, .events = POLLIN};
+	long long t_ready = now_us(), startup_us = t_ready - t0;
 	baton_ready();
+	if (startup_log) {
+		FILE *f = fopen(startup_log, "ae");
+		if (f) {
+			const char *gen = getenv("BATON_GENERATION");
+			fprintf(f, "%s %d %lld %lld\n", gen ? gen : "0", (int)getpid(), startup_us,
+				t_ready);
+			fclose(f);
+		}
+	}
 	if (channel >= 0)
 		handle_baton_events(); /* anything queued while we asked for "http" */
 
