@@ -14,7 +14,8 @@
 # Then dispatch against inherit without upgrades, with 1 and 2 workers (issue 4's
 # throughput comparison), and fd passing.
 # Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (250), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (5000), BENCH_STEADY_RUNS ("1x8 2x8 2x64"),
-#      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch").
+#      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch"),
+#      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run).
 set -euo pipefail
 
 UPGRADES=${BENCH_UPGRADES:-100}
@@ -25,6 +26,8 @@ STEADY_MS=${BENCH_STEADY_MS:-5000}
 STEADY_RUNS=${BENCH_STEADY_RUNS:-1x8 2x8 2x64}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
 STARTUP_MS=${BENCH_STARTUP_MS:-100}
+IDLE_UPGRADES=${BENCH_IDLE_UPGRADES:-10}
+IDLE_SPACING_MS=$((STARTUP_MS + 50))
 SCENARIOS=${BENCH_SCENARIOS:-baseline naive reuseport inherit dispatch}
 FIRST_MS=500
 TAIL_MS=1000
@@ -105,6 +108,40 @@ wait_bounded() {
 	wait "$pid" 2>/dev/null || true
 }
 
+# CPU time, in 1/100 s: all processes' user and system time (/proc/stat), and what this script's reaped
+# children used (bash's `times`: loadgen, the upgrader, batond and its workers). The
+# difference over a scenario is what other processes on the machine took from it.
+# cpu_mark VAR sets VAR to "busy ours". Not in $(...): a subshell's `times` is its own.
+cpu_mark() {
+	local busy ours
+	busy=$(awk '/^cpu / {print $2 + $3 + $4; exit}' /proc/stat) # user nice system
+	times >"$tmp/times"
+	ours=$(sed -n 2p "$tmp/times" | awk '{
+		t = 0
+		for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+		printf "%d", t * 100 }')
+	printf -v "$1" '%s %s' "$busy" "$ours"
+}
+# foreign_cpu BEFORE AFTER WALL_MS: other processes' share of all CPUs, in percent.
+foreign_cpu() {
+	awk -v b="$1" -v a="$2" -v w="$3" -v n="$(nproc)" 'BEGIN {
+		split(b, x, " "); split(a, y, " ")
+		f = (y[1] - x[1]) - (y[2] - x[2]); if (f < 0) f = 0
+		printf "%.0f", 100 * f * 10 / (w * n) }'
+}
+
+# idle_pass NAME MODE ARGS...: IDLE_UPGRADES upgrades without load (the upgrader's "load"
+# is a sleep), timed like the loaded ones, into upgrades-NAME-idle.log.
+idle_pass() {
+	local name=$1 mode=$2
+	shift 2
+	[ "$IDLE_UPGRADES" -gt 0 ] || return 0
+	"$bin/upgrader" --mode "$mode" --upgrades "$IDLE_UPGRADES" --first-ms 100 \
+		--spacing-ms "$IDLE_SPACING_MS" --log "$tmp/upgrades-$name-idle.log" "$@" \
+		-- sleep "$(((100 + IDLE_UPGRADES * IDLE_SPACING_MS + 500) / 1000)).5" \
+		>"$tmp/$name-idle.out" 2>&1 || true
+}
+
 loadgen_args() { # port json
 	echo "$bin/loadgen --port $1 --connections $CONNECTIONS --duration-ms $DURATION_MS" \
 		"--timeline-ms 100 --json $2 --quiet"
@@ -115,6 +152,9 @@ run_own() {
 	local name=$1 mode=$2 extra=${3:-} port
 	port=$(free_port)
 	: >"$tmp/startup-$name.log"
+	if [ "$mode" != none ] && [ "$UPGRADES" -gt 0 ]; then
+		idle_pass "$name" "$mode" --app "$app --port $(free_port) --startup-delay-ms $STARTUP_MS $extra --startup-log $tmp/startup-$name.log"
+	fi
 	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
 	"$bin/upgrader" --mode "$mode" --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
 		--spacing-ms "$SPACING_MS" --log "$tmp/upgrades-$name.log" \
@@ -148,6 +188,7 @@ run_batond() {
 	done
 	"$bin/loadgen" --port "$port" --connections 1 --duration-ms 300 --quiet >/dev/null 2>&1 ||
 		die "$name: nothing answers on port $port"
+	[ "$UPGRADES" -eq 0 ] || idle_pass "$name" ctl --ctl "$batonctl -s $sock upgrade bench" --ctl-out "$tmp/ctl-$name.out"
 	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
 	"$bin/upgrader" --mode ctl --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
 		--spacing-ms "$SPACING_MS" --log "$tmp/upgrades-$name.log" \
@@ -160,8 +201,11 @@ run_batond() {
 
 say "$(echo "$SCENARIOS" | wc -w) scenarios of $((DURATION_MS / 1000)) s, $UPGRADES upgrades" \
 	"$SPACING_MS ms apart, $CONNECTIONS connections, app start-up $STARTUP_MS ms"
+cpu_before='' cpu_after=''
 for s in $SCENARIOS; do
 	say "scenario $s"
+	cpu_mark cpu_before
+	t_before=$(date +%s%N)
 	case $s in
 	baseline) run_own baseline none ;;
 	naive) run_own naive naive ;;
@@ -170,6 +214,8 @@ for s in $SCENARIOS; do
 	dispatch) run_batond dispatch dispatch ;;
 	*) die "unknown scenario $s" ;;
 	esac
+	cpu_mark cpu_after
+	foreign_cpu "$cpu_before" "$cpu_after" "$((($(date +%s%N) - t_before) / 1000000))" >"$tmp/foreign-$s"
 	grep -h '^loadgen: \|^upgrader: ' "$tmp/$s.out" | sed 's/^/  /' >&2 || true
 done
 
@@ -191,6 +237,19 @@ jnum() { sed -n "s/.*\"$2\":\([-0-9.]*\).*/\1/p" "$1"; }
 # The k-th percentile (nearest rank) of the numbers on stdin.
 pct() { sort -n | awk -v k="$1" '{v[NR]=$1} END {if (!NR) {print "-"; exit} i=int((k*NR+99)/100); if (i<1) i=1; print v[i]}'; }
 
+# cost_row NAME UPGRADE_LOG STARTUP_LOG: one row of an upgrade cost table. An upgrade
+# (i start_ms wall_us status start_us) is paired with the generation that said READY=1
+# while it ran (gen pid startup_us ready_us): wall, start-up, READY=1 after the start.
+cost_row() {
+	awk 'NR == FNR {st[NR] = $3; rd[NR] = $4; n = NR; next}
+	     $4 == 0 {for (k = 1; k <= n; k++) if (rd[k] >= $5 && rd[k] <= $5 + $3) {
+			print $3, st[k], rd[k] - $5; break }}' "$3" "$2" >"$tmp/pairs"
+	col() { awk "{print ($1) / 1000}" "$tmp/pairs" | pct "$2"; }
+	echo "| $1 | $(awk '$4 == 0' "$2" | wc -l)/$(wc -l <"$2") | $(col '$1' 50) | $(col '$1' 90)" \
+		"| $(col '$2' 50) | $(col '$1 - $2' 50) | $(col '$1 - $2' 90)" \
+		"| $(col '$3 - $2' 50) | $(col '$1 - $3' 50) |"
+}
+
 report=$out/report.md
 {
 	echo "# baton benchmark"
@@ -203,8 +262,8 @@ report=$out/report.md
 		"or says READY=1. Upgrades: $UPGRADES per scenario, every $SPACING_MS ms from" \
 		"$FIRST_MS ms on."
 	echo
-	echo "| scenario | upgrades | ok | failed | refused | reset | timeout | short | other | rps | p50 ms | p99 ms | p99.9 ms | max ms | longest stall ms |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	echo "| scenario | upgrades | ok | failed | refused | reset | timeout | short | other | rps | p50 ms | p99 ms | p99.9 ms | max ms | longest stall ms | other processes' CPU |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	for s in $SCENARIOS; do
 		j=$tmp/$s.json
 		if [ ! -s "$j" ]; then
@@ -219,8 +278,12 @@ report=$out/report.md
 		echo "| $s | $n_up | $(jnum "$j" ok) | $(jnum "$j" failed) | $(jnum "$j" refused)" \
 			"| $(jnum "$j" reset) | $(jnum "$j" timeout) | $(jnum "$j" short) | $(jnum "$j" other)" \
 			"| $(jnum "$j" rps | cut -d. -f1) | $(ms p50_us) | $(ms p99_us) | $(ms p999_us)" \
-			"| $(ms max_us) | $(jnum "$j" stall_ms) |"
+			"| $(ms max_us) | $(jnum "$j" stall_ms) | $(cat "$tmp/foreign-$s" 2>/dev/null || echo -)% |"
 	done
+	echo
+	echo "*Other processes' CPU*: the user and system time of processes outside the benchmark"
+	echo "during the scenario, as a share of all $(nproc) CPUs (/proc/stat minus what the"
+	echo "benchmark's own processes used). Above a few percent, the scenario shared the machine."
 	echo
 	echo "Upgrade cost, over the upgrades of each scenario: wall time of one upgrade; the new"
 	echo "app's own start-up (main() to READY=1, as it logs it: the $STARTUP_MS ms delay plus"
@@ -235,14 +298,18 @@ report=$out/report.md
 	for s in $SCENARIOS; do
 		u=$tmp/upgrades-$s.log
 		[ -s "$u" ] || continue
-		# upgrade i brought generation i+1: wall startup to_ready
-		awk 'NR == FNR {st[$1] = $3; rd[$1] = $4; next}
-		     $4 == 0 && (($1 + 1) in st) {print $3, st[$1 + 1], rd[$1 + 1] - $5}' \
-			"$tmp/startup-$s.log" "$u" >"$tmp/pairs-$s"
-		col() { awk "{print ($1) / 1000}" "$tmp/pairs-$s" | pct "$2"; }
-		echo "| $s | $(awk '$4 == 0' "$u" | wc -l)/$(wc -l <"$u") | $(col '$1' 50) | $(col '$1' 90)" \
-			"| $(col '$2' 50) | $(col '$1 - $2' 50) | $(col '$1 - $2' 90)" \
-			"| $(col '$3 - $2' 50) | $(col '$1 - $3' 50) |"
+		cost_row "$s" "$u" "$tmp/startup-$s.log"
+	done
+	echo
+	echo "The same, measured just before each scenario's run, without load ($IDLE_UPGRADES upgrades,"
+	echo "$IDLE_SPACING_MS ms apart): what an upgrade costs when the CPUs are free."
+	echo
+	echo "| scenario | upgrades ok | wall median ms | wall p90 ms | app start-up median ms | overhead median ms | overhead p90 ms | to start median ms | after READY median ms |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	for s in $SCENARIOS; do
+		u=$tmp/upgrades-$s-idle.log
+		[ -s "$u" ] || continue
+		cost_row "$s" "$u" "$tmp/startup-$s.log"
 	done
 	echo
 	echo "Dispatch against inherit, same app (examples/hello), same load, no upgrades,"

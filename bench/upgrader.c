@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -119,22 +120,34 @@ static int wait_ready(void)
 	}
 }
 
-/* Waits up to @ms for @pid, then SIGKILLs it. Returns its wait status. */
+/* Waits up to @ms for @pid, then SIGKILLs it. Returns its wait status. It sleeps in
+ * poll() on a pidfd, so an upgrade's measured wall time ends when the process exits,
+ * not at the next tick of a polling loop. */
 static int wait_bounded(pid_t pid, long long ms)
 {
 	long long deadline = now_us() + ms * 1000;
 	int st = 0;
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	for (;;) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
 		if (r == pid || (r < 0 && errno != EINTR))
-			return st;
-		if (now_us() > deadline) {
+			break;
+		long long left_ms = (deadline - now_us()) / 1000;
+		if (left_ms < 0) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
-			return st;
+			break;
 		}
-		usleep(1000);
+		if (pidfd >= 0) {
+			struct pollfd p = {.fd = pidfd, .events = POLLIN};
+			poll(&p, 1, (int)left_ms + 1);
+		} else {
+			usleep(1000); /* no pidfd_open (Linux < 5.3) */
+		}
 	}
+	if (pidfd >= 0)
+		close(pidfd);
+	return st;
 }
 
 static pid_t loadgen = -1;
