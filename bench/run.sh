@@ -13,17 +13,19 @@
 #   dispatch   batond, mode = dispatch, `batonctl upgrade`
 # Then dispatch against inherit without upgrades, with 1 and 2 workers (issue 4's
 # throughput comparison), and fd passing.
-# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (250), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (5000), BENCH_STEADY_RUNS ("1x8 2x8 2x64"),
+# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (250), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (4000), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (2),
 #      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch"),
 #      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run).
 set -euo pipefail
 
 UPGRADES=${BENCH_UPGRADES:-100}
 SPACING_MS=${BENCH_SPACING_MS:-250}
-STEADY_MS=${BENCH_STEADY_MS:-5000}
+STEADY_MS=${BENCH_STEADY_MS:-4000}
+STEADY_ROUNDS=${BENCH_STEADY_ROUNDS:-2}
 # dispatch vs inherit: "workers connections" pairs. 8 connections in flight make the
 # load latency-bound (rps = 8 / latency); 64 saturate the CPUs (capacity).
-STEADY_RUNS=${BENCH_STEADY_RUNS:-1x8 2x8 2x64}
+# Rounds alternate inherit and dispatch, so that drifts of a shared machine hit both.
+STEADY_RUNS=${BENCH_STEADY_RUNS:-1x8 2x64}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
 STARTUP_MS=${BENCH_STARTUP_MS:-100}
 IDLE_UPGRADES=${BENCH_IDLE_UPGRADES:-10}
@@ -219,12 +221,16 @@ for s in $SCENARIOS; do
 	grep -h '^loadgen: \|^upgrader: ' "$tmp/$s.out" | sed 's/^/  /' >&2 || true
 done
 
-say "dispatch vs inherit, no upgrades, $((STEADY_MS / 1000)) s each"
+say "dispatch vs inherit, no upgrades, $STEADY_ROUNDS rounds of $((STEADY_MS / 1000)) s each"
 for run in $STEADY_RUNS; do
 	w=${run%x*} c=${run#*x}
-	for m in inherit dispatch; do
-		UPGRADES=0 DURATION_MS=$STEADY_MS WORKERS=$w CONNECTIONS=$c run_batond "steady-$m-$run" "$m"
-		grep -h '^loadgen: ' "$tmp/steady-$m-$run.out" | sed "s/^/  $m, $w workers, $c connections: /" >&2 || true
+	for r in $(seq "$STEADY_ROUNDS"); do
+		for m in inherit dispatch; do
+			UPGRADES=0 DURATION_MS=$STEADY_MS WORKERS=$w CONNECTIONS=$c \
+				run_batond "steady-$m-$run-$r" "$m"
+			grep -h '^loadgen: ' "$tmp/steady-$m-$run-$r.out" |
+				sed "s/^/  $m, $w workers, $c connections: /" >&2 || true
+		done
 	done
 done
 
@@ -313,16 +319,26 @@ report=$out/report.md
 	done
 	echo
 	echo "Dispatch against inherit, same app (examples/hello), same load, no upgrades,"
-	echo "$((STEADY_MS / 1000)) s each, one after the other:"
+	echo "$STEADY_ROUNDS rounds of $((STEADY_MS / 1000)) s per mode, inherit and dispatch alternating;"
+	echo "rps are the means over the rounds, the ratio is theirs, then each round's:"
 	echo
-	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | inherit failed | dispatch failed |"
+	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | per round | failed |"
 	echo "|---|---|---|---|---|---|---|"
 	for run in $STEADY_RUNS; do
-		i=$tmp/steady-inherit-$run.json d=$tmp/steady-dispatch-$run.json
-		[ -s "$i" ] && [ -s "$d" ] || continue
-		echo "| ${run%x*} | ${run#*x} | $(jnum "$i" rps | cut -d. -f1) | $(jnum "$d" rps | cut -d. -f1)" \
-			"| $(awk -v a="$(jnum "$d" rps)" -v b="$(jnum "$i" rps)" 'BEGIN {printf "%.2f", a / b}')" \
-			"| $(jnum "$i" failed) | $(jnum "$d" failed) |"
+		si=0 sd=0 rounds="" failed=0 n=0
+		for r in $(seq "$STEADY_ROUNDS"); do
+			i=$tmp/steady-inherit-$run-$r.json d=$tmp/steady-dispatch-$run-$r.json
+			[ -s "$i" ] && [ -s "$d" ] || continue
+			si=$(awk -v a="$si" -v b="$(jnum "$i" rps)" 'BEGIN {print a + b}')
+			sd=$(awk -v a="$sd" -v b="$(jnum "$d" rps)" 'BEGIN {print a + b}')
+			rounds="$rounds${rounds:+, }$(awk -v a="$(jnum "$d" rps)" -v b="$(jnum "$i" rps)" 'BEGIN {printf "%.2f", a / b}')"
+			failed=$((failed + $(jnum "$i" failed) + $(jnum "$d" failed)))
+			n=$((n + 1))
+		done
+		[ "$n" -gt 0 ] || continue
+		echo "| ${run%x*} | ${run#*x} | $(awk -v s="$si" -v n="$n" 'BEGIN {printf "%d", s / n}')" \
+			"| $(awk -v s="$sd" -v n="$n" 'BEGIN {printf "%d", s / n}')" \
+			"| $(awk -v a="$sd" -v b="$si" 'BEGIN {printf "%.2f", a / b}') | $rounds | $failed |"
 	done
 	echo
 	echo "fd passing over an AF_UNIX SOCK_SEQPACKET socketpair, one thread, send then receive"
