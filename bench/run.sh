@@ -18,6 +18,15 @@
 #      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run).
 set -euo pipefail
 
+# bash reads a script while it runs it: run a private copy, so that an edit of this file
+# during a 3-minute run cannot break the run.
+if [ -z "${BENCH_SELF_COPY:-}" ]; then
+	self_copy=$(mktemp "${TMPDIR:-/tmp}/baton-bench-run.XXXXXX")
+	cp "$0" "$self_copy"
+	BENCH_SELF_COPY=$self_copy BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd) exec bash "$self_copy" "$@"
+fi
+rm -f "$BENCH_SELF_COPY"
+
 UPGRADES=${BENCH_UPGRADES:-100}
 SPACING_MS=${BENCH_SPACING_MS:-250}
 STEADY_MS=${BENCH_STEADY_MS:-4000}
@@ -45,7 +54,7 @@ die() {
 [ $# -eq 1 ] || die "usage: $0 BUILD_DIR"
 [ -d "$1" ] || die "build directory $1: not found (run: make build)"
 build=$(cd "$1" && pwd)
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$BENCH_ROOT
 bin=$build/bench
 batond=$build/supervisor/batond
 batonctl=$build/supervisor/batonctl
