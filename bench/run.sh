@@ -13,7 +13,7 @@
 #   dispatch   batond, mode = dispatch, `batonctl upgrade`
 # Then dispatch against inherit without upgrades, with 1 and 2 workers (issue 4's
 # throughput comparison), and fd passing.
-# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (250), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (4000), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (2),
+# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (240), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (3000), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (2),
 #      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch"),
 #      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run).
 set -euo pipefail
@@ -28,8 +28,8 @@ fi
 rm -f "$BENCH_SELF_COPY"
 
 UPGRADES=${BENCH_UPGRADES:-100}
-SPACING_MS=${BENCH_SPACING_MS:-250}
-STEADY_MS=${BENCH_STEADY_MS:-4000}
+SPACING_MS=${BENCH_SPACING_MS:-240}
+STEADY_MS=${BENCH_STEADY_MS:-3000}
 STEADY_ROUNDS=${BENCH_STEADY_ROUNDS:-2}
 # dispatch vs inherit: "workers connections" pairs. 8 connections in flight make the
 # load latency-bound (rps = 8 / latency); 64 saturate the CPUs (capacity).
@@ -41,7 +41,7 @@ IDLE_UPGRADES=${BENCH_IDLE_UPGRADES:-10}
 IDLE_SPACING_MS=$((STARTUP_MS + 50))
 SCENARIOS=${BENCH_SCENARIOS:-baseline naive reuseport inherit dispatch}
 FIRST_MS=500
-TAIL_MS=1000
+TAIL_MS=600
 DURATION_MS=$((FIRST_MS + (UPGRADES - 1) * SPACING_MS + TAIL_MS))
 [ "$UPGRADES" -gt 0 ] || DURATION_MS=$((FIRST_MS + TAIL_MS))
 
@@ -106,9 +106,9 @@ free_port() {
 
 # Waits up to $2 seconds for our child $1, then TERM, then KILL.
 wait_bounded() {
-	local pid=$1 ticks=$(($2 * 10))
+	local pid=$1 ticks=$(($2 * 50))
 	while kill -0 "$pid" 2>/dev/null && [ "$ticks" -gt 0 ]; do
-		sleep 0.1
+		sleep 0.02
 		ticks=$((ticks - 1))
 	done
 	if kill -0 "$pid" 2>/dev/null; then
@@ -119,13 +119,14 @@ wait_bounded() {
 	wait "$pid" 2>/dev/null || true
 }
 
-# CPU time, in 1/100 s: all processes' user and system time (/proc/stat), and what this script's reaped
+# CPU time, in 1/100 s: all processes' user and system time and the hypervisor's steal
+# (/proc/stat), and what this script's reaped
 # children used (bash's `times`: loadgen, the upgrader, batond and its workers). The
 # difference over a scenario is what other processes on the machine took from it.
 # cpu_mark VAR sets VAR to "busy ours". Not in $(...): a subshell's `times` is its own.
 cpu_mark() {
 	local busy ours
-	busy=$(awk '/^cpu / {print $2 + $3 + $4; exit}' /proc/stat) # user nice system
+	busy=$(awk '/^cpu / {print $2 + $3 + $4 + $9; exit}' /proc/stat) # user nice system steal
 	times >"$tmp/times"
 	ours=$(sed -n 2p "$tmp/times" | awk '{
 		t = 0
@@ -149,7 +150,7 @@ idle_pass() {
 	[ "$IDLE_UPGRADES" -gt 0 ] || return 0
 	"$bin/upgrader" --mode "$mode" --upgrades "$IDLE_UPGRADES" --first-ms 100 \
 		--spacing-ms "$IDLE_SPACING_MS" --log "$tmp/upgrades-$name-idle.log" "$@" \
-		-- sleep "$(((100 + IDLE_UPGRADES * IDLE_SPACING_MS + 500) / 1000)).5" \
+		-- sleep "$(awk -v ms=$((100 + IDLE_UPGRADES * IDLE_SPACING_MS + 300)) 'BEGIN {print ms / 1000}')" \
 		>"$tmp/$name-idle.out" 2>&1 || true
 }
 
@@ -183,21 +184,21 @@ run_batond() {
 		"$root/bench/bench.conf.in" >"$tmp/$name.conf"
 	"$batond" -c "$tmp/$name.conf" >"$tmp/batond-$name.log" 2>&1 &
 	batond_pid=$!
-	for _ in $(seq 100); do
+	for _ in $(seq 500); do
 		[ -S "$sock" ] && break
 		kill -0 "$batond_pid" 2>/dev/null || break
-		sleep 0.1
+		sleep 0.02
 	done
 	[ -S "$sock" ] || {
 		sed 's/^/  | /' "$tmp/batond-$name.log" >&2
 		die "$name: batond did not start"
 	}
 	# Serving? (generation 1 is ready: its start-up line is in the log)
-	for _ in $(seq 100); do
+	for _ in $(seq 500); do
 		[ -s "$tmp/startup-$name.log" ] && break
-		sleep 0.05
+		sleep 0.01
 	done
-	"$bin/loadgen" --port "$port" --connections 1 --duration-ms 300 --quiet >/dev/null 2>&1 ||
+	"$bin/loadgen" --port "$port" --connections 1 --duration-ms 100 --quiet >/dev/null 2>&1 ||
 		die "$name: nothing answers on port $port"
 	[ "$UPGRADES" -eq 0 ] || idle_pass "$name" ctl --ctl "$batonctl -s $sock upgrade bench" --ctl-out "$tmp/ctl-$name.out"
 	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
@@ -296,9 +297,10 @@ report=$out/report.md
 			"| $(ms max_us) | $(jnum "$j" stall_ms) | $(cat "$tmp/foreign-$s" 2>/dev/null || echo -)% |"
 	done
 	echo
-	echo "*Other processes' CPU*: the user and system time of processes outside the benchmark"
-	echo "during the scenario, as a share of all $(nproc) CPUs (/proc/stat minus what the"
-	echo "benchmark's own processes used). Above a few percent, the scenario shared the machine."
+	echo "*Other processes' CPU*: the user and system time of processes outside the benchmark,"
+	echo "plus the hypervisor's steal, during the scenario, as a share of all $(nproc) CPUs"
+	echo "(/proc/stat minus what the benchmark's own processes used). Above a few percent, the"
+	echo "scenario shared the machine and its figures are disturbed."
 	echo
 	echo "Upgrade cost, over the upgrades of each scenario: wall time of one upgrade; the new"
 	echo "app's own start-up (main() to READY=1, as it logs it: the $STARTUP_MS ms delay plus"
