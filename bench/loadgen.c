@@ -914,9 +914,10 @@ static int write_json(const struct run *run, const struct summary *s, const char
 	json_string(f, o->path);
 	fprintf(f,
 		",\"connections\":%u,\"keepalive\":%s,\"duration_ms\":%" PRIu64
-		",\"timeout_ms\":%" PRIu64 ",\"elapsed_ms\":%.3f",
+		",\"timeout_ms\":%" PRIu64 ",\"elapsed_ms\":%.3f"
+		",\"start_mono_us\":%" PRIu64,
 		o->connections, o->keepalive ? "true" : "false", o->duration_ms, o->timeout_ms,
-		s->elapsed_s * 1000.0);
+		s->elapsed_s * 1000.0, run->start_ns / 1000);
 	fprintf(f, ",\"failed\":%" PRIu64, s->failed);
 	for (int i = 0; i < OUT_COUNT; i++)
 		fprintf(f, ",\"%s\":%" PRIu64, outcome_names[i], s->counts[i]);

@@ -302,6 +302,25 @@ report=$out/report.md
 	echo "(/proc/stat minus what the benchmark's own processes used). Above a few percent, the"
 	echo "scenario shared the machine and its figures are disturbed."
 	echo
+	echo "When the longest stall began, against the upgrade that had begun last before it:"
+	echo
+	for s in $SCENARIOS; do
+		j=$tmp/$s.json u=$tmp/upgrades-$s.log
+		[ -s "$j" ] || continue
+		at=$(jnum "$j" stall_at_ms)
+		if [ -s "$u" ]; then
+			# upgrade starts on loadgen's clock: both logs carry CLOCK_MONOTONIC
+			awk -v at="$at" -v s="$s" -v len="$(jnum "$j" stall_ms)" -v t0="$(jnum "$j" start_mono_us)" \
+				'{t = t0 ? ($5 - t0) / 1000 : $2}
+				 t <= at {k = $1; st = t; w = $3}
+				 END {if (k) printf "- %s: %.1f ms from %.2f s, %.1f ms after upgrade %d began (it took %.1f ms)\n", s, len, at / 1000, at - st, k, w / 1000
+				      else printf "- %s: %.1f ms from %.2f s, before the first upgrade\n", s, len, at / 1000}' "$u"
+		else
+			awk -v at="$at" -v s="$s" -v len="$(jnum "$j" stall_ms)" \
+				'BEGIN {printf "- %s: %.1f ms from %.2f s\n", s, len, at / 1000}'
+		fi
+	done
+	echo
 	echo "Upgrade cost, over the upgrades of each scenario: wall time of one upgrade; the new"
 	echo "app's own start-up (main() to READY=1, as it logs it: the $STARTUP_MS ms delay plus"
 	echo "its set-up); overhead = wall - start-up, split into *to start* (upgrade begins to"
@@ -362,8 +381,14 @@ report=$out/report.md
 	echo
 	echo "![throughput per 100 ms](throughput.png)"
 	echo
-	echo "Command: \`make bench\` (bench/run.sh $1)"
+	echo "Command: \`make bench\` (bench/run.sh $1). Raw data (loadgen's JSON with the 100 ms"
+	echo "timeline, upgrade and start-up logs, batonctl's output): \`$1/bench/data/\`."
 } >"$report"
+
+# The raw data (loadgen's JSON with its timeline, upgrade and start-up logs) beside the report.
+rm -rf "$out/data"
+mkdir -p "$out/data"
+cp "$tmp"/*.json "$tmp"/*.log "$tmp"/*.out "$out/data/" 2>/dev/null || true
 
 # ---- the plot ------------------------------------------------------------------------
 plot_cmds=()
@@ -386,7 +411,8 @@ for s in $SCENARIOS; do
 			>"$tmp/plot-$s.dat"
 	plot_cmds+=("'$tmp/plot-$s.dat' using 1:2 with lines lw 1.2 lc rgb '$colour' title '$s'")
 	if [ -s "$tmp/upgrades-$s.log" ]; then
-		awk -v k="$i" '{printf "%.3f %d\n", $2 / 1000, -1500 * k}' "$tmp/upgrades-$s.log" \
+		awk -v k="$i" -v t0="$(jnum "$j" start_mono_us)" \
+			'{printf "%.3f %d\n", (t0 ? ($5 - t0) / 1000 : $2) / 1000, -1500 * k}' "$tmp/upgrades-$s.log" \
 			>"$tmp/marks-$s.dat"
 		marks+=("'$tmp/marks-$s.dat' using 1:2 with points pt 9 ps 0.6 lc rgb '$colour' notitle")
 	fi
