@@ -97,8 +97,6 @@ static void receive(int fd, struct proto_msg *m)
 	}
 }
 
-static void receive(int fd, struct proto_msg *m);
-
 static void send_or_die(int fd, uint8_t type, uint16_t flags, const char *payload)
 {
 	int r = proto_send(fd, type, flags, 1, payload, payload ? strlen(payload) : 0, NULL, 0);
@@ -164,13 +162,15 @@ int main(int argc, char **argv)
 	}
 	char hello[64];
 	snprintf(hello, sizeof(hello), "batonctl %s pid %d", BATON_VERSION, (int)getpid());
+	/* The request follows HELLO at once: batond reads its messages in order, so
+	 * waiting for its HELLO first would only cost a round trip. */
 	send_or_die(fd, MSG_HELLO, 0, hello);
+	send_or_die(fd, type, flags, payload);
 	receive(fd, m);
 	if (m->hdr.type != MSG_HELLO) {
 		fprintf(stderr, "batonctl: batond did not answer HELLO\n");
 		return EXIT_FAILED;
 	}
-	send_or_die(fd, type, flags, payload);
 	receive(fd, m);
 	int32_t code;
 	const char *text;
