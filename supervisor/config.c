@@ -1,12 +1,13 @@
 /* batond.conf: reads it with libconfuse into struct config and checks every
- * value, reporting each problem as FILE:LINE: message. Opens no socket, starts
- * nothing, and only parses addresses (listener.c binds them). */
+ * value, reporting each problem as FILE:LINE: message. The text libconfuse
+ * parses comes from config-text.c. Opens no socket, starts nothing, and only
+ * parses addresses (listener.c binds them). */
 #include "config.h"
+#include "config-text.h"
 
 #include <confuse.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,22 +15,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #define DEFAULT_CONTROL_SOCKET "/run/baton/batond.sock"
 #define NAME_MAX_LEN	       64
 #define MAX_SECONDS	       31536000ULL /* a year: beyond it, a timeout is a typo */
-#define MAX_CONFIG_BYTES       (4 << 20)
 #define USEC_PER_SEC	       1000000ULL
-
-/* Where `listener NAME {`, `app NAME {` and `control {` start. libconfuse only
- * knows the line of a section's closing brace, so the comment stripper notes
- * these while it reads the tokens anyway. */
-struct section_mark {
-	const char *kind;
-	char *title; /* NULL for control */
-	int line;
-};
 
 /* The line of each value libconfuse stored, keyed by the option instance. */
 struct value_line {
@@ -46,8 +36,7 @@ struct load_error {
 
 struct loader {
 	const char *path;
-	struct section_mark *marks;
-	size_t n_marks;
+	struct section_marks sections; /* from config-text.c */
 	struct value_line *lines;
 	size_t n_lines;
 	const cfg_opt_t *last_list_opt;
@@ -81,20 +70,15 @@ static char *dup_or_oom(struct loader *ld, const char *s)
 	return copy;
 }
 
-static void report(struct loader *ld, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void vreport(struct loader *ld, int line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
-static void report(struct loader *ld, int line, const char *fmt, ...)
+static void vreport(struct loader *ld, int line, const char *fmt, va_list ap)
 {
 	struct load_error *errors;
-	va_list ap;
 	char *text;
-	int r;
 
-	va_start(ap, fmt);
-	r = vasprintf(&text, fmt, ap);
-	va_end(ap);
-	if (r < 0) {
+	if (vasprintf(&text, fmt, ap) < 0) {
 		ld->oom = true;
 		return;
 	}
@@ -106,6 +90,27 @@ static void report(struct loader *ld, int line, const char *fmt, ...)
 	ld->errors = errors;
 	errors[ld->n_errors] = (struct load_error){line, ld->n_errors, text};
 	ld->n_errors++;
+}
+
+static void report(struct loader *ld, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void report(struct loader *ld, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vreport(ld, line, fmt, ap);
+	va_end(ap);
+}
+
+/* config_text_report_fn: the text's problems join the loader's, in order. */
+static void report_text_problem(void *userdata, int line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void report_text_problem(void *userdata, int line, const char *fmt, va_list ap)
+{
+	vreport(userdata, line, fmt, ap);
 }
 
 static int error_order(const void *a, const void *b)
@@ -131,214 +136,6 @@ static void flush_errors(struct loader *ld, FILE *out)
 	}
 	if (ld->oom && out)
 		fprintf(out, "%s: out of memory\n", ld->path);
-}
-
-/* ---- Reading the file: comments out, section lines in ----------------------
- *
- * libconfuse 3.3 counts a line twice after a '#' or '//' comment and once too
- * many after a block comment, and fails on a comment inside a list. So comments
- * are blanked here (newlines kept) with libconfuse's own tokenizing rules, and
- * libconfuse never sees one. */
-
-#define UNQUOTED_STOP " #\"'\t\n\r={}()+,*"
-
-struct token {
-	const char *text;
-	size_t len;
-	bool is_string;
-};
-
-static bool token_is(const struct token *t, const char *word)
-{
-	return t->is_string && t->len == strlen(word) && memcmp(t->text, word, t->len) == 0;
-}
-
-static void mark_section(struct loader *ld, const struct token *before_title,
-			 const struct token *title, int line)
-{
-	struct section_mark *marks;
-	const char *kind;
-	char *name = NULL;
-
-	if (token_is(title, "control")) {
-		kind = "control";
-	} else if (token_is(before_title, "listener") || token_is(before_title, "app")) {
-		kind = token_is(before_title, "app") ? "app" : "listener";
-		name = strndup(title->text, title->len);
-		if (!name) {
-			ld->oom = true;
-			return;
-		}
-	} else {
-		return;
-	}
-
-	for (size_t i = 0; i < ld->n_marks; i++) {
-		if (strcmp(ld->marks[i].kind, kind) != 0)
-			continue;
-		if (!name)
-			report(ld, line, "duplicate control section (first defined at line %d)",
-			       ld->marks[i].line);
-		else if (strcmp(ld->marks[i].title, name) == 0)
-			report(ld, line, "duplicate %s \"%s\" (first defined at line %d)", kind,
-			       name, ld->marks[i].line);
-		else
-			continue;
-		break;
-	}
-
-	marks = grow(ld, ld->marks, ld->n_marks, sizeof(*marks));
-	if (!marks) {
-		free(name);
-		return;
-	}
-	ld->marks = marks;
-	marks[ld->n_marks++] = (struct section_mark){kind, name, line};
-}
-
-static void blank(char *from, char *to, int *line)
-{
-	for (; from < to; from++) {
-		if (*from == '\n')
-			(*line)++;
-		else
-			*from = ' ';
-	}
-}
-
-/* Returns the end of the quoted string starting at @p (past its closing quote). */
-static char *skip_quoted(char *p, int *line)
-{
-	char quote = *p++;
-
-	while (*p && *p != quote) {
-		if (quote == '"' && p[0] == '$' && p[1] == '{' && strchr(p, '}'))
-			p = strchr(p, '}');
-		else if (*p == '\\' && p[1])
-			p++;
-		if (*p == '\n')
-			(*line)++;
-		p++;
-	}
-	return *p ? p + 1 : p;
-}
-
-static void strip_comments(struct loader *ld, char *text)
-{
-	struct token prev[2] = {{0}};
-	int line = 1, depth = 0, open_line = 0;
-	size_t open_marks = 0;
-	char *p = text;
-
-	while (*p) {
-		struct token tok = {p, 1, false};
-		char *end;
-
-		if (*p == '\n') {
-			line++;
-			p++;
-			continue;
-		}
-		if (*p == ' ' || *p == '\t' || *p == '\r') {
-			p++;
-			continue;
-		}
-		if (*p == '#' ||
-		    (p[0] == '/' && p[1] == '/' && strchr(UNQUOTED_STOP, p[strspn(p, "/")]))) {
-			blank(p, p + strcspn(p, "\n"), &line);
-			p += strcspn(p, "\n");
-			continue;
-		}
-		if (p[0] == '/' && p[1] == '*') {
-			end = strstr(p + 2, "*/");
-			if (!end)
-				report(ld, line, "unterminated comment");
-			end = end ? end + 2 : p + strlen(p);
-			blank(p, end, &line);
-			p = end;
-			continue;
-		}
-
-		if (*p == '"' || *p == '\'') {
-			end = skip_quoted(p, &line);
-			tok = (struct token){p + 1, (size_t)(end - p) - 2, true};
-		} else if (p[0] == '$' && p[1] == '{' && strchr(p, '}')) {
-			end = strchr(p, '}') + 1;
-			tok = (struct token){p, (size_t)(end - p), true};
-		} else if (!strchr(UNQUOTED_STOP, *p)) {
-			end = p + strcspn(p, UNQUOTED_STOP);
-			tok = (struct token){p, (size_t)(end - p), true};
-		} else {
-			if (*p == '{' && depth++ == 0) {
-				open_line = line;
-				open_marks = ld->n_marks;
-				mark_section(ld, &prev[0], &prev[1], line);
-			} else if (*p == '}' && depth > 0)
-				depth--;
-			end = p + 1;
-		}
-		prev[0] = prev[1];
-		prev[1] = tok;
-		p = end;
-	}
-
-	/* libconfuse takes the end of the file as the end of an open section. */
-	if (depth > 0 && ld->n_marks > open_marks && ld->marks[open_marks].title)
-		report(ld, open_line, "%s \"%s\": missing '}' at the end of the section",
-		       ld->marks[open_marks].kind, ld->marks[open_marks].title);
-	else if (depth > 0)
-		report(ld, open_line, "missing '}' at the end of the section");
-}
-
-static int read_file(const char *path, char **ret)
-{
-	size_t len = 0, size = 4096;
-	char *buf = malloc(size), *bigger;
-	ssize_t n;
-	int fd, r = 0;
-
-	if (!buf)
-		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		free(buf);
-		return -errno;
-	}
-	for (;;) {
-		if (len + 1 == size) {
-			if (size >= MAX_CONFIG_BYTES) {
-				r = -EFBIG;
-				break;
-			}
-			bigger = realloc(buf, size * 2);
-			if (!bigger) {
-				r = -ENOMEM;
-				break;
-			}
-			buf = bigger;
-			size *= 2;
-		}
-		n = read(fd, buf + len, size - len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : 0;
-			break;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	if (r < 0) {
-		free(buf);
-		return r;
-	}
-	buf[len] = '\0';
-	if (strlen(buf) != len) {
-		free(buf);
-		return -EBADMSG;
-	}
-	*ret = buf;
-	return 0;
 }
 
 /* ---- libconfuse callbacks ------------------------------------------------ */
@@ -403,8 +200,8 @@ static int remember_line(cfg_t *cfg, cfg_opt_t *opt)
 
 static int section_line(struct loader *ld, cfg_t *sec)
 {
-	for (size_t i = ld->n_marks; i-- > 0;) {
-		const struct section_mark *m = &ld->marks[i];
+	for (size_t i = ld->sections.n_marks; i-- > 0;) {
+		const struct section_mark *m = &ld->sections.marks[i];
 
 		if (strcmp(m->kind, sec->name) == 0 &&
 		    (!sec->title || (m->title && strcmp(m->title, sec->title) == 0)))
@@ -936,7 +733,7 @@ int config_load(const char *path, FILE *errors, struct config **ret)
 	char *text = NULL;
 	int r;
 
-	r = read_file(path, &text);
+	r = config_text_read(path, &text);
 	if (r < 0) {
 		if (errors)
 			fprintf(errors, "%s: %s\n", path,
@@ -946,7 +743,8 @@ int config_load(const char *path, FILE *errors, struct config **ret)
 		return r == -EBADMSG ? -EINVAL : r;
 	}
 
-	strip_comments(&ld, text);
+	if (config_text_prepare(text, &ld.sections, report_text_problem, &ld) < 0)
+		ld.oom = true;
 	root = confuse_init();
 	if (!root) {
 		ld.oom = true;
@@ -971,9 +769,7 @@ int config_load(const char *path, FILE *errors, struct config **ret)
 	if (root)
 		cfg_free(root);
 	free(text);
-	for (size_t i = 0; i < ld.n_marks; i++)
-		free(ld.marks[i].title);
-	free(ld.marks);
+	config_text_sections_free(&ld.sections);
 	free(ld.lines);
 	for (size_t i = 0; i < ld.n_errors; i++)
 		free(ld.errors[i].text);
