@@ -142,8 +142,9 @@ static void strip_comments(struct text_reader *rd, char *text)
 			p++;
 			continue;
 		}
-		if (*p == '#' ||
-		    (p[0] == '/' && p[1] == '/' && strchr(UNQUOTED_STOP, p[strspn(p, "/")]))) {
+		/* As in libconfuse, '#' or '//' where a token would start opens a
+		 * comment, whatever follows ("//x" too). */
+		if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
 			blank(p, p + strcspn(p, "\n"), &line);
 			p += strcspn(p, "\n");
 			continue;

@@ -285,10 +285,10 @@ static void an_empty_file_is_a_valid_config_with_no_apps(void **state)
 static void comments_anywhere_keep_line_numbers_right(void **state)
 {
 	assert_errors("# one\n"
-		      "// two\n"
+		      "//two, no space after the slashes\n"
 		      "/* three\n"
 		      "   four */\n"
-		      "listener l { # five\n"
+		      "listener l { #five\n"
 		      "  address = \"tcp://127.0.0.1:8080\" // six\n"
 		      "}\n" APP_OK /* line 8 */
 		      "app b {\n"
