@@ -9,7 +9,7 @@
 
 /* Open fds of @pid (0 for this process), not counting the one used to count.
  * Returns -1 if the process is gone. */
-static inline int count_fds_of(pid_t pid)
+static inline int count_fds(pid_t pid)
 {
 	char path[64];
 	if (pid == 0)
@@ -25,3 +25,4 @@ static inline int count_fds_of(pid_t pid)
 	closedir(d);
 	return n - (pid == 0 || pid == getpid());
 }
+

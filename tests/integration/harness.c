@@ -1,7 +1,6 @@
 /* Integration test harness; see harness.h. Waits are polls bounded in time,
  * never fixed sleeps standing in for an event. */
 #include "harness.h"
-#include "fds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -350,9 +349,15 @@ int http_get(int port, char *body, size_t body_len)
 	return status;
 }
 
-int count_fds(pid_t pid)
+int count_fds_settled(pid_t pid)
 {
-	return count_fds_of(pid);
+	long long deadline = now_ms() + 3000;
+	int last = -1, n;
+	while ((n = count_fds(pid)) != last && now_ms() < deadline) {
+		last = n;
+		pause_ms(100);
+	}
+	return n;
 }
 
 int count_fds_when(pid_t pid, int want, int timeout_ms)

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "fds.h"
+
 struct batond {
 	char dir[256]; /* temp dir, removed by batond_stop */
 	char conf[300];
@@ -46,9 +48,11 @@ int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1
  * @body, or a negative errno (-ECONNREFUSED...). */
 int http_get(int port, char *body, size_t body_len);
 
-/* Open fds of a process (counts /proc/PID/fd). */
-int count_fds(pid_t pid);
-/* count_fds once it equals @want, or after @timeout_ms: batond closes a
+/* count_fds (fds.h) once it stays the same for 100 ms (at most 3 s): a
+ * baseline must not count a batonctl connection batond has yet to close, or a
+ * worker's READY=1 socket. */
+int count_fds_settled(pid_t pid);
+/* count_fds (fds.h) once it equals @want, or after @timeout_ms: batond closes a
  * batonctl connection an instant after batonctl exits, a leak never. */
 int count_fds_when(pid_t pid, int want, int timeout_ms);
 /* Pids of workers in state @state ("ready", "starting"...) from batonctl

@@ -88,8 +88,8 @@ static void dispatch_delivers_every_connection_exactly_once_without_leaking_fds(
 	assert_true(wait_workers(&b, "ready", 2, 10000));
 	pid_t workers[2];
 	assert_int_equal(worker_pids(&b, "ready", workers, 2), 2);
-	int batond_fds = count_fds(b.pid);
-	int worker_fds[2] = {count_fds(workers[0]), count_fds(workers[1])};
+	int batond_fds = count_fds_settled(b.pid);
+	int worker_fds[2] = {count_fds_settled(workers[0]), count_fds_settled(workers[1])};
 
 	long ok;
 	run_load(&b, 1500, &ok);

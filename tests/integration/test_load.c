@@ -55,23 +55,12 @@ static void twenty_upgrades_under_load_fail_no_request(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
-/* batond's fd count once it stays the same for 100 ms. */
-static int settled_fds(pid_t pid)
-{
-	int last = -1, n;
-	while ((n = count_fds(pid)) != last) {
-		last = n;
-		usleep(100000);
-	}
-	return n;
-}
-
 static void batonds_fd_count_after_fifty_upgrades_equals_that_after_the_first(void **state)
 {
 	struct batond b;
 	start_web(&b);
 	upgrade_or_fail(&b, 1);
-	int after_first = settled_fds(b.pid);
+	int after_first = count_fds_settled(b.pid);
 	assert_true(after_first > 0);
 	for (int i = 2; i <= 51; i++)
 		upgrade_or_fail(&b, i);

@@ -25,11 +25,6 @@
 static char tmp_dir[64];
 static int fds_at_start;
 
-static int count_fds(void)
-{
-	return count_fds_of(0);
-}
-
 static int group_setup(void **state)
 {
 	strcpy(tmp_dir, "/tmp/baton-test-listener-XXXXXX");
@@ -43,13 +38,13 @@ static int group_teardown(void **state)
 
 static int test_setup(void **state)
 {
-	fds_at_start = count_fds();
+	fds_at_start = count_fds(0);
 	return 0;
 }
 
 static int test_teardown(void **state)
 {
-	assert_int_equal(count_fds(), fds_at_start);
+	assert_int_equal(count_fds(0), fds_at_start);
 	return 0;
 }
 

@@ -27,15 +27,10 @@ struct fixture {
 	int fds_start; /* /proc/self/fd count before the socketpair */
 };
 
-static int count_fds(void)
-{
-	return count_fds_of(0);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	f->fds_start = count_fds();
+	f->fds_start = count_fds(0);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->sv) < 0)
 		return -1;
 	*state = f;
@@ -48,7 +43,7 @@ static int teardown(void **state)
 	for (int i = 0; i < 2; i++)
 		if (f->sv[i] >= 0)
 			close(f->sv[i]);
-	int leaked = count_fds() - f->fds_start;
+	int leaked = count_fds(0) - f->fds_start;
 	free(f);
 	return leaked == 0 ? 0 : -1; /* cmocka fails the test */
 }

@@ -69,16 +69,11 @@ struct fixture {
 	int fds_start;
 };
 
-static int count_fds(void)
-{
-	return count_fds_of(0);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	memset(&fake, 0, sizeof(fake));
-	f->fds_start = count_fds();
+	f->fds_start = count_fds(0);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f->sv) < 0)
 		return -1;
 	*state = f;
@@ -90,7 +85,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 	close(f->sv[0]);
 	close(f->sv[1]);
-	int leaked = count_fds() - f->fds_start;
+	int leaked = count_fds(0) - f->fds_start;
 	free(f);
 	return leaked == 0 ? 0 : -1;
 }

@@ -28,11 +28,6 @@
 
 static struct proto_msg msg; /* the fake batond's receive buffer, main thread */
 
-static int count_fds(void)
-{
-	return count_fds_of(0);
-}
-
 static void clear_env(void)
 {
 	const char *vars[] = {"LISTEN_FDS", "LISTEN_PID",    "LISTEN_FDNAMES",
@@ -52,7 +47,7 @@ static int setup(void **state)
 {
 	static int fds_start;
 	clear_env();
-	fds_start = count_fds();
+	fds_start = count_fds(0);
 	*state = &fds_start;
 	return 0;
 }
@@ -61,7 +56,7 @@ static int teardown(void **state)
 {
 	baton_close();
 	clear_env();
-	return count_fds() == *(int *)*state ? 0 : -1; /* cmocka fails the test */
+	return count_fds(0) == *(int *)*state ? 0 : -1; /* cmocka fails the test */
 }
 
 static void assert_same_file(int a, int b)
@@ -215,7 +210,7 @@ static void inherited_listeners_are_handed_out_once_by_name(void **state)
 static void listeners_without_names_are_unknown_and_closed_unless_taken(void **state)
 {
 	place_listeners(2);
-	int before = count_fds();
+	int before = count_fds(0);
 	assert_int_equal(baton_init(BATON_INIT_UNSET_ENV), 0);
 	assert_null(getenv("LISTEN_FDS"));
 	assert_null(getenv("LISTEN_PID"));
@@ -223,7 +218,7 @@ static void listeners_without_names_are_unknown_and_closed_unless_taken(void **s
 	assert_int_equal(baton_listeners(NULL, 0), 2);
 	assert_int_equal(baton_listener("unknown"), 3);
 	baton_close(); /* closes 4, not 3: 3 is ours */
-	assert_int_equal(count_fds(), before - 1);
+	assert_int_equal(count_fds(0), before - 1);
 	assert_true(fcntl(3, F_GETFD) >= 0);
 	close(3);
 	assert_int_equal(baton_listeners(ls, 2), 0);
