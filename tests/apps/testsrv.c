@@ -288,30 +288,10 @@ static void conn_linger(struct conn *c)
 	conn_want(c, EPOLLIN);
 }
 
-static bool header_has(const char *head, size_t len, const char *name, const char *token)
-{
-	size_t nlen = strlen(name), tlen = strlen(token);
-	const char *line = memmem(head, len, "\r\n", 2), *end = head + len;
-
-	while (line && line + 2 < end) {
-		const char *eol;
-
-		line += 2;
-		eol = memmem(line, (size_t)(end - line), "\r\n", 2);
-		if (!eol)
-			break;
-		if ((size_t)(eol - line) > nlen && line[nlen] == ':' &&
-		    !strncasecmp(line, name, nlen)) {
-			for (const char *p = line + nlen + 1; p + tlen <= eol; p++)
-				if (!strncasecmp(p, token, tlen))
-					return true;
-		}
-		line = eol;
-	}
-	return false;
-}
-
-static long header_long(const char *head, size_t len, const char *name)
+/* The value of header @name in the request head (after the request line), from
+ * just after its ':' to the end of its line; NULL if absent. */
+static const char *header_value(const char *head, size_t len, const char *name,
+				const char **value_end)
 {
 	size_t nlen = strlen(name);
 	const char *line = memmem(head, len, "\r\n", 2), *end = head + len;
@@ -325,13 +305,32 @@ static long header_long(const char *head, size_t len, const char *name)
 			break;
 		if ((size_t)(eol - line) > nlen && line[nlen] == ':' &&
 		    !strncasecmp(line, name, nlen)) {
-			char *e;
-			long v = strtol(line + nlen + 1, &e, 10);
-			return v < 0 ? -1 : v;
+			*value_end = eol;
+			return line + nlen + 1;
 		}
 		line = eol;
 	}
-	return 0;
+	return NULL;
+}
+
+static bool header_has(const char *head, size_t len, const char *name, const char *token)
+{
+	size_t tlen = strlen(token);
+	const char *eol, *p = header_value(head, len, name, &eol);
+
+	for (; p && p + tlen <= eol; p++)
+		if (!strncasecmp(p, token, tlen))
+			return true;
+	return false;
+}
+
+static long header_long(const char *head, size_t len, const char *name)
+{
+	const char *eol, *p = header_value(head, len, name, &eol);
+	if (!p)
+		return 0;
+	long v = strtol(p, NULL, 10);
+	return v < 0 ? -1 : v;
 }
 
 static void respond(struct conn *c, int status, const char *reason, bool head_only, bool keep)
