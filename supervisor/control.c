@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <grp.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,16 +312,32 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	return 0;
 }
 
+/* mkdir -p of @path's directory, 0755 for what it creates. */
 static int make_parent_dir(const char *path)
 {
-	char *copy = strdup(path);
-	if (!copy)
+	char *dir = strdup(path);
+	if (!dir)
 		return -ENOMEM;
-	const char *dir = dirname(copy);
+	char *slash = strrchr(dir, '/');
 	int r = 0;
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-		r = -errno;
-	free(copy);
+	if (slash && slash != dir) {
+		*slash = 0;
+		/* Each ancestor in turn, then the directory itself. */
+		for (char *p = dir + 1;; p++) {
+			bool last = *p == 0;
+			if (*p != '/' && !last)
+				continue;
+			*p = 0;
+			if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+				r = -errno;
+				break;
+			}
+			if (last)
+				break;
+			*p = '/';
+		}
+	}
+	free(dir);
 	return r;
 }
 

@@ -206,7 +206,8 @@ static void remove_dir(const char *dir)
 			continue;
 		char path[600];
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		unlink(path);
+		if (unlink(path) < 0 && errno == EISDIR)
+			remove_dir(path);
 	}
 	closedir(d);
 	rmdir(dir);

@@ -85,6 +85,25 @@ static void batonctl_without_batond_names_the_socket(void **state)
 	assert_int_equal(batond_stop(&b), -1); /* nothing was running */
 }
 
+static void the_control_sockets_missing_directories_are_created(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	snprintf(b.sock, sizeof(b.sock), "%s/run/baton/batond.sock", b.dir);
+	batond_write_config(&b, HTTP WEB_APP);
+	batond_start(&b);
+	char out[4096];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	struct stat st;
+	char dir[400];
+	snprintf(dir, sizeof(dir), "%s/run/baton", b.dir);
+	assert_int_equal(stat(dir, &st), 0);
+	mode_t mask = umask(0);
+	umask(mask);
+	assert_int_equal(st.st_mode & 07777, 0755 & ~mask);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 static void batonctl_of_another_user_is_refused(void **state)
 {
 	if (geteuid() != 0)
@@ -342,6 +361,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    harness_test(batonctl_names_an_unknown_app),
 	    harness_test(batonctl_without_batond_names_the_socket),
+	    harness_test(the_control_sockets_missing_directories_are_created),
 	    harness_test(batonctl_of_another_user_is_refused),
 	    harness_test(status_json_is_valid_json),
 	    harness_test(a_second_batond_on_the_same_control_socket_refuses_to_start),
