@@ -13,7 +13,7 @@
 #   dispatch   batond, mode = dispatch, `batonctl upgrade`
 # Then dispatch against inherit without upgrades, with 1 and 2 workers (issue 4's
 # throughput comparison), and fd passing.
-# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (240), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (3000), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (2),
+# Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (240), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (1500), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (4),
 #      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch"),
 #      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run).
 set -euo pipefail
@@ -29,8 +29,8 @@ rm -f "$BENCH_SELF_COPY"
 
 UPGRADES=${BENCH_UPGRADES:-100}
 SPACING_MS=${BENCH_SPACING_MS:-240}
-STEADY_MS=${BENCH_STEADY_MS:-3000}
-STEADY_ROUNDS=${BENCH_STEADY_ROUNDS:-2}
+STEADY_MS=${BENCH_STEADY_MS:-1500}
+STEADY_ROUNDS=${BENCH_STEADY_ROUNDS:-4}
 # dispatch vs inherit: "workers connections" pairs. 8 connections in flight make the
 # load latency-bound (rps = 8 / latency); 64 saturate the CPUs (capacity).
 # Rounds alternate inherit and dispatch, so that drifts of a shared machine hit both.
@@ -231,7 +231,7 @@ for s in $SCENARIOS; do
 	grep -h '^loadgen: \|^upgrader: ' "$tmp/$s.out" | sed 's/^/  /' >&2 || true
 done
 
-say "dispatch vs inherit, no upgrades, $STEADY_ROUNDS rounds of $((STEADY_MS / 1000)) s each"
+say "dispatch vs inherit, no upgrades, $STEADY_ROUNDS rounds of $STEADY_MS ms each"
 for run in $STEADY_RUNS; do
 	w=${run%x*} c=${run#*x}
 	for r in $(seq "$STEADY_ROUNDS"); do
@@ -374,7 +374,7 @@ report=$out/report.md
 	done
 	echo
 	echo "Dispatch against inherit, same app (examples/hello), same load, no upgrades,"
-	echo "$STEADY_ROUNDS rounds of $((STEADY_MS / 1000)) s per mode, inherit and dispatch alternating;"
+	echo "$STEADY_ROUNDS rounds of $STEADY_MS ms per mode, inherit and dispatch alternating;"
 	echo "rps are the means over the rounds, the ratio is theirs, then each round's:"
 	echo
 	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | per round | failed |"
