@@ -329,11 +329,19 @@ report=$out/report.md
 		at=$(jnum "$j" stall_at_ms)
 		if [ -s "$u" ]; then
 			# upgrade starts on loadgen's clock: both logs carry CLOCK_MONOTONIC
+			# An upgrade due inside the stall that the upgrader began late: the
+			# upgrader (asleep, waiting for its time) was not run either, so the
+			# whole machine stalled, not only the service.
 			awk -v at="$at" -v s="$s" -v len="$(jnum "$j" stall_ms)" -v t0="$(jnum "$j" start_mono_us)" \
+				-v first="$FIRST_MS" -v spacing="$SPACING_MS" \
 				'{t = t0 ? ($5 - t0) / 1000 : $2}
 				 t <= at {k = $1; st = t; w = $3}
-				 END {if (k) printf "- %s: %.1f ms from %.2f s, %.1f ms after upgrade %d began (it took %.1f ms)\n", s, len, at / 1000, at - st, k, w / 1000
-				      else printf "- %s: %.1f ms from %.2f s, before the first upgrade\n", s, len, at / 1000}' "$u"
+				 {due = first + ($1 - 1) * spacing
+				  if (due >= at - 1 && due <= at + len && $2 - due > slip) {slip = $2 - due; sk = $1}}
+				 END {if (k) printf "- %s: %.1f ms from %.2f s, %.1f ms after upgrade %d began (it took %.1f ms)", s, len, at / 1000, at - st, k, w / 1000
+				      else printf "- %s: %.1f ms from %.2f s, before the first upgrade", s, len, at / 1000
+				      if (slip > 5) printf "; upgrade %d, due in that time, began %.1f ms late: the machine stalled, not only the service", sk, slip
+				      printf "\n"}' "$u"
 		else
 			awk -v at="$at" -v s="$s" -v len="$(jnum "$j" stall_ms)" \
 				'BEGIN {printf "- %s: %.1f ms from %.2f s\n", s, len, at / 1000}'
