@@ -385,13 +385,16 @@ report=$out/report.md
 	echo "$STEADY_ROUNDS rounds of $STEADY_MS ms per mode, inherit and dispatch alternating;"
 	echo "rps are the means over the rounds, the ratio is theirs, then each round's:"
 	echo
-	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | per round | failed |"
-	echo "|---|---|---|---|---|---|---|"
+	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | per round | failed | inherit p99 ms | dispatch p99 ms |"
+	echo "|---|---|---|---|---|---|---|---|---|"
 	for run in $STEADY_RUNS; do
 		si=0 sd=0 rounds="" failed=0 n=0
+		: >"$tmp/p99-inherit" && : >"$tmp/p99-dispatch"
 		for r in $(seq "$STEADY_ROUNDS"); do
 			i=$tmp/steady-inherit-$run-$r.json d=$tmp/steady-dispatch-$run-$r.json
 			[ -s "$i" ] && [ -s "$d" ] || continue
+			jnum "$i" p99_us >>"$tmp/p99-inherit"
+			jnum "$d" p99_us >>"$tmp/p99-dispatch"
 			si=$(awk -v a="$si" -v b="$(jnum "$i" rps)" 'BEGIN {print a + b}')
 			sd=$(awk -v a="$sd" -v b="$(jnum "$d" rps)" 'BEGIN {print a + b}')
 			rounds="$rounds${rounds:+, }$(awk -v a="$(jnum "$d" rps)" -v b="$(jnum "$i" rps)" 'BEGIN {printf "%.2f", a / b}')"
@@ -401,8 +404,14 @@ report=$out/report.md
 		[ "$n" -gt 0 ] || continue
 		echo "| ${run%x*} | ${run#*x} | $(awk -v s="$si" -v n="$n" 'BEGIN {printf "%d", s / n}')" \
 			"| $(awk -v s="$sd" -v n="$n" 'BEGIN {printf "%d", s / n}')" \
-			"| $(awk -v a="$sd" -v b="$si" 'BEGIN {printf "%.2f", a / b}') | $rounds | $failed |"
+			"| $(awk -v a="$sd" -v b="$si" 'BEGIN {printf "%.2f", a / b}') | $rounds | $failed" \
+			"| $(awk '{print $1 / 1000}' "$tmp/p99-inherit" | pct 50)" \
+			"| $(awk '{print $1 / 1000}' "$tmp/p99-dispatch" | pct 50) |"
 	done
+	echo
+	echo "The p99 columns (median over the rounds) are each mode's latency without upgrades:"
+	echo "the 1-worker row had the scenarios' load, so it tells the cost of the mode apart"
+	echo "from the cost of the upgrades in the first table."
 	echo
 	echo "fd passing over an AF_UNIX SOCK_SEQPACKET socketpair, one thread, send then receive"
 	echo "and close (bench/fdpass.c; median of 5 rounds of 200 ms, proto and raw alternating):"
