@@ -227,8 +227,10 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 			return 0;
 		}
 		if (r < 0) {
-			log_warn("control: bad request: %s", strerror(-r));
-			conn_reply(c, 0, -r, "bad request");
+			char text[64];
+			snprintf(text, sizeof(text), "bad request: %s", strerror(-r));
+			log_warn("control: %s", text);
+			conn_reply(c, 0, -r, text);
 			if (++c->errors >= 3) {
 				conn_close(c);
 				return 0;

@@ -68,6 +68,43 @@ static void worker_gets_its_own_listeners_by_name_and_never_another_apps(void **
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+static void bad_messages_from_a_worker_are_refused_with_their_fds_closed(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"%s\", \"--bad-first\", \"@DIR@/asked\", \"http\", "
+		 "\"http\" }\n  listeners = { \"http\" }\n}\n",
+		 ASKFD_PATH);
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	char asked[400];
+	snprintf(asked, sizeof(asked), "%s/asked", b.dir);
+	if (!wait_file(asked, 10000)) {
+		batond_dump_log(&b);
+		fail_msg("the worker did not report");
+	}
+	FILE *f = fopen(asked, "re");
+	assert_non_null(f);
+	char line[3][256];
+	for (int i = 0; i < 3; i++)
+		assert_non_null(fgets(line[i], sizeof(line[i]), f));
+	fclose(f);
+	/* batond closed the fd that came with a message that takes none (its
+	 * last copy: the pipe reads EOF)... */
+	assert_string_equal(line[0], "bad-messages: fd closed\n");
+	assert_true(batond_wait_log(&b, "bad message on channel: Bad message", 5000));
+	assert_true(batond_wait_log(&b, "bad message on channel: Protocol error", 5000));
+	/* ...and the channel still answers: the second "http" comes over it. */
+	int fd = -1, port = -1;
+	assert_int_equal(sscanf(line[2], "http fd %d port %d", &fd, &port), 2);
+	assert_true(fd > 3);
+	assert_int_equal(port, b.port);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 /* One line out, one line back, on an open connection. */
 static void exchange(int fd, char *reply, size_t len)
 {
@@ -123,6 +160,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    harness_test(worker_gets_its_own_listeners_by_name_and_never_another_apps),
+	    harness_test(bad_messages_from_a_worker_are_refused_with_their_fds_closed),
 	    harness_test(parked_connection_continues_in_the_next_generation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

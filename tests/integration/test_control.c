@@ -1,14 +1,18 @@
 /* batonctl and batond's own life: errors a user sees, signals, start-up
  * refusals, serialised upgrades. */
 #include "harness.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -184,6 +188,67 @@ static void a_second_batond_on_the_same_control_socket_refuses_to_start(void **s
 }
 
 /* Sends @sig to batond and waits for its exit status; checks its workers are gone. */
+/* Receives one message within 5 s (proto_recv itself never waits). */
+static int recv_within(int fd, struct proto_msg *m)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	return proto_recv(fd, ROLE_CONTROL_CLIENT, m);
+}
+
+static void assert_bad_request_reply(int fd, int code, const char *text)
+{
+	static struct proto_msg m;
+	assert_int_equal(recv_within(fd, &m), 1);
+	assert_int_equal(m.hdr.type, MSG_CTL_REPLY);
+	int32_t got_code;
+	const char *got_text;
+	assert_int_equal(proto_parse_status(&m, &got_code, &got_text), 0);
+	assert_int_equal(got_code, code);
+	assert_string_equal(got_text, text);
+}
+
+static void a_bad_request_is_refused_with_its_fds_closed_and_batond_goes_on(void **state)
+{
+	struct batond b;
+	start_web(&b, "");
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, b.sock);
+	assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+
+	/* A HELLO with an fd (the control socket takes none), then two bytes. */
+	struct proto_hdr h = {.version = PROTO_VERSION, .type = MSG_HELLO, .payload_bytes = 4,
+			      .nfds = 1};
+	struct iovec hello[2] = {{&h, sizeof(h)}, {"test", 4}};
+	assert_int_equal(proto_send_raw(s, hello, 2, &p[1], 1), sizeof(h) + 4);
+	close(p[1]);
+	struct iovec junk = {"xy", 2};
+	assert_int_equal(proto_send_raw(s, &junk, 1, NULL, 0), 2);
+	assert_bad_request_reply(s, EBADMSG, "bad request: Bad message");
+	assert_bad_request_reply(s, EPROTO, "bad request: Protocol error");
+	/* batond closed the fd it was sent, its last copy: the pipe reads EOF. */
+	struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+	assert_int_equal(poll(&pfd, 1, 5000), 1);
+	char c;
+	assert_int_equal(read(p[0], &c, 1), 0);
+	close(p[0]);
+
+	/* The third bad request in a row: answered, then the connection is closed. */
+	assert_int_equal(proto_send_raw(s, &junk, 1, NULL, 0), 2);
+	assert_bad_request_reply(s, EPROTO, "bad request: Protocol error");
+	static struct proto_msg m;
+	assert_int_equal(recv_within(s, &m), 0);
+	close(s);
+
+	char out[4096];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_true(batond_log_contains(&b, "control: bad request: Bad message"));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 static void stop_by_signal(struct batond *b, int sig)
 {
 	pid_t pids[4];
@@ -365,6 +430,7 @@ int main(void)
 	    harness_test(batonctl_of_another_user_is_refused),
 	    harness_test(status_json_is_valid_json),
 	    harness_test(a_second_batond_on_the_same_control_socket_refuses_to_start),
+	    harness_test(a_bad_request_is_refused_with_its_fds_closed_and_batond_goes_on),
 	    harness_test(sigterm_and_sigint_drain_every_app_and_exit_zero),
 	    harness_test(sighup_upgrades_every_app),
 	    harness_test(concurrent_upgrades_are_serialised),
