@@ -26,6 +26,22 @@ static bool wait_file(const char *path, int timeout_ms)
 	return true;
 }
 
+/* The three lines askfd wrote to @DIR@/asked, once it has written them. */
+static void read_askfd_report(const struct batond *b, char line[3][256])
+{
+	char asked[400];
+	snprintf(asked, sizeof(asked), "%s/asked", b->dir);
+	if (!wait_file(asked, 10000)) {
+		batond_dump_log(b);
+		fail_msg("the worker did not report");
+	}
+	FILE *f = fopen(asked, "re");
+	assert_non_null(f);
+	for (int i = 0; i < 3; i++)
+		assert_non_null(fgets(line[i], 256, f));
+	fclose(f);
+}
+
 static void worker_gets_its_own_listeners_by_name_and_never_another_apps(void **state)
 {
 	struct batond b;
@@ -41,18 +57,8 @@ static void worker_gets_its_own_listeners_by_name_and_never_another_apps(void **
 		 other_port, ASKFD_PATH);
 	batond_write_config(&b, conf);
 	batond_start(&b);
-	char asked[400];
-	snprintf(asked, sizeof(asked), "%s/asked", b.dir);
-	if (!wait_file(asked, 10000)) {
-		batond_dump_log(&b);
-		fail_msg("the worker did not report");
-	}
-	FILE *f = fopen(asked, "re");
-	assert_non_null(f);
 	char line[3][256];
-	for (int i = 0; i < 3; i++)
-		assert_non_null(fgets(line[i], sizeof(line[i]), f));
-	fclose(f);
+	read_askfd_report(&b, line);
 	char want[128];
 	/* The first comes from LISTEN_FDS, the second from batond over the channel:
 	 * another fd of the same socket. */
@@ -80,18 +86,8 @@ static void bad_messages_from_a_worker_are_refused_with_their_fds_closed(void **
 		 ASKFD_PATH);
 	batond_write_config(&b, conf);
 	batond_start(&b);
-	char asked[400];
-	snprintf(asked, sizeof(asked), "%s/asked", b.dir);
-	if (!wait_file(asked, 10000)) {
-		batond_dump_log(&b);
-		fail_msg("the worker did not report");
-	}
-	FILE *f = fopen(asked, "re");
-	assert_non_null(f);
 	char line[3][256];
-	for (int i = 0; i < 3; i++)
-		assert_non_null(fgets(line[i], sizeof(line[i]), f));
-	fclose(f);
+	read_askfd_report(&b, line);
 	/* batond closed the fd that came with a message that takes none (its
 	 * last copy: the pipe reads EOF)... */
 	assert_string_equal(line[0], "bad-messages: fd closed\n");

@@ -17,13 +17,12 @@
 #include <cmocka.h>
 
 #include "config.h"
-#include "fds.h"
+#include "leakcheck.h"
 
 #define CONF "batond.conf"
 
 static char tmp_dir[64];
 static char old_cwd[PATH_MAX];
-static int fds_at_start;
 
 static int group_setup(void **state)
 {
@@ -39,18 +38,6 @@ static int group_teardown(void **state)
 	if (chdir(old_cwd) < 0)
 		return -1;
 	return rmdir(tmp_dir);
-}
-
-static int test_setup(void **state)
-{
-	fds_at_start = count_fds(0);
-	return 0;
-}
-
-static int test_teardown(void **state)
-{
-	assert_int_equal(count_fds(0), fds_at_start);
-	return 0;
 }
 
 static void write_conf(const char *text)
@@ -552,7 +539,7 @@ static void a_missing_file_is_reported_with_its_errno(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, leakcheck_setup, leakcheck_teardown)
 	const struct CMUnitTest tests[] = {
 	    T(the_documented_example_config_loads),
 	    T(omitted_options_take_their_defaults),

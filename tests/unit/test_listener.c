@@ -20,10 +20,9 @@
 
 #include "config.h"
 #include "listener.h"
-#include "fds.h"
+#include "leakcheck.h"
 
 static char tmp_dir[64];
-static int fds_at_start;
 
 static int group_setup(void **state)
 {
@@ -34,18 +33,6 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	return rmdir(tmp_dir);
-}
-
-static int test_setup(void **state)
-{
-	fds_at_start = count_fds(0);
-	return 0;
-}
-
-static int test_teardown(void **state)
-{
-	assert_int_equal(count_fds(0), fds_at_start);
-	return 0;
 }
 
 static const char *tmp_path(const char *name)
@@ -537,7 +524,7 @@ static void a_dual_stack_socket_is_accepted_for_an_ipv4_wildcard(void **state)
 
 int main(void)
 {
-#define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, leakcheck_setup, leakcheck_teardown)
 	const struct CMUnitTest tests[] = {
 	    T(ipv4_forms_parse_to_numeric_addresses),
 	    T(ipv6_forms_parse_to_numeric_addresses),
