@@ -304,11 +304,13 @@ static void worker_spawn(struct worker *w)
 	w->exec_fd = exec_fd;
 	r = sd_event_add_child(d->event, &w->child_src, pid, WEXITED, on_child, w);
 	if (r < 0) {
-		/* Without a child source we could never reap it: do not let it run. */
-		log_err("%s: generation %u worker %u: cannot watch pid %d: %s", a->cfg->name, g->id,
-			w->index, (int)pid, strerror(-r));
+		/* Without a child source we could never reap it: do not let it run.
+		 * Reaped at once if it is gone already; batond does not wait for it
+		 * (it may be in an uninterruptible exec), so it may stay a zombie. */
+		log_err("%s: generation %u worker %u: cannot watch pid %d: %s; killed", a->cfg->name,
+			g->id, w->index, (int)pid, strerror(-r));
 		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
+		waitpid(pid, NULL, WNOHANG);
 		w->pid = 0;
 		channel_detach(w);
 		worker_close_exec(w);
