@@ -37,8 +37,12 @@ check-asan:
 bench: deps build
 	bench/run.sh $(BUILD)
 
-install: build
-	cmake --install $(BUILD) --prefix $(PREFIX)
+# Configured again with PREFIX, so that the units name the installed batond,
+# batonctl and config. DESTDIR (staging for packages) is honoured by cmake --install.
+install: deps
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS)
+	cmake --build $(BUILD) -j $(JOBS)
+	cmake --install $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
