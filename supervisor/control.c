@@ -150,6 +150,10 @@ static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 		return;
 	}
 	unsigned n = only ? 1 : (unsigned)d->n_apps;
+	if (n == 0) {
+		conn_reply(c, m->hdr.request_id, 0, "no apps to upgrade");
+		return;
+	}
 	struct ctl_req *req = req_new(c, m->hdr.request_id, n);
 	if (!req) {
 		conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");

@@ -241,6 +241,7 @@ static int run(struct daemon *d)
 	}
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_start(d->apps[i]);
+	daemon_state_changed(d); /* READY=1 at once when there is no app to wait for */
 	log_info("batond %s running %zu app%s, control socket %s", BATON_VERSION, d->n_apps,
 		 d->n_apps == 1 ? "" : "s", d->cfg->control_socket);
 	r = sd_event_loop(d->event);

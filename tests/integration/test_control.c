@@ -108,6 +108,18 @@ static void the_control_sockets_missing_directories_are_created(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+static void upgrade_of_a_batond_without_apps_answers_at_once(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, HTTP);
+	batond_start(&b);
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", NULL), 0);
+	assert_output(out, "no apps to upgrade");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 static void batonctl_of_another_user_is_refused(void **state)
 {
 	if (geteuid() != 0)
@@ -427,6 +439,7 @@ int main(void)
 	    harness_test(batonctl_names_an_unknown_app),
 	    harness_test(batonctl_without_batond_names_the_socket),
 	    harness_test(the_control_sockets_missing_directories_are_created),
+	    harness_test(upgrade_of_a_batond_without_apps_answers_at_once),
 	    harness_test(batonctl_of_another_user_is_refused),
 	    harness_test(status_json_is_valid_json),
 	    harness_test(a_second_batond_on_the_same_control_socket_refuses_to_start),
