@@ -41,13 +41,19 @@ static const char *app_name(const struct gen *g)
 
 const char *gen_state_name(enum gen_state s)
 {
-	static const char *const names[] = {"starting", "ready", "draining", "gone"};
+	static const char *const names[] = {[GEN_STARTING] = "starting",
+					    [GEN_READY] = "ready",
+					    [GEN_DRAINING] = "draining",
+					    [GEN_GONE] = "gone"};
 	return names[s];
 }
 
 const char *worker_state_name(enum worker_state s)
 {
-	static const char *const names[] = {"starting", "ready", "draining", "backoff", "exited"};
+	static const char *const names[] = {
+	    [WORKER_STARTING] = "starting",   [WORKER_READY] = "ready",
+	    [WORKER_DRAINING] = "draining",   [WORKER_BACKOFF] = "backoff",
+	    [WORKER_LINGERING] = "lingering", [WORKER_EXITED] = "exited"};
 	return names[s];
 }
 
@@ -55,8 +61,24 @@ unsigned gen_live_workers(const struct gen *g)
 {
 	unsigned n = 0;
 	for (unsigned i = 0; i < g->n_workers; i++)
-		n += g->workers[i].pid > 0;
+		n += g->workers[i].pid > 0 || g->workers[i].state == WORKER_LINGERING;
 	return n;
+}
+
+/* Each worker leads its own process group (spawn.c), so a signal for the worker
+ * reaches every process it started: a wrapper script's program too. A worker
+ * that joined another group (setpgid) gets the signal alone. After it
+ * exited, its lingering group only. */
+static int worker_signal(const struct worker *w, int sig)
+{
+	pid_t pgid = w->pid > 0 ? w->pid : w->lingering_pgid;
+	if (pgid <= 0)
+		return 0;
+	if (kill(-pgid, sig) == 0)
+		return 0;
+	if (errno == ESRCH && w->pid > 0 && kill(w->pid, sig) == 0)
+		return 0;
+	return -errno;
 }
 
 static void describe_exit(const siginfo_t *si, char *buf, size_t len)
@@ -110,12 +132,19 @@ static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		}
 		for (unsigned i = 0; i < g->n_workers; i++) {
 			struct worker *w = &g->workers[i];
-			if (w->pid <= 0)
+			if (w->pid > 0)
+				log_warn("%s: generation %u worker %u (pid %d) still running after "
+					 "drain-timeout, sending SIGKILL",
+					 app_name(g), g->id, w->index, (int)w->pid);
+			else if (w->state == WORKER_LINGERING)
+				log_warn("%s: generation %u worker %u: processes of its group %d "
+					 "still running after drain-timeout, sending SIGKILL",
+					 app_name(g), g->id, w->index, (int)w->lingering_pgid);
+			else
 				continue;
-			log_warn("%s: generation %u worker %u (pid %d) still running after "
-				 "drain-timeout, sending SIGKILL",
-				 app_name(g), g->id, w->index, (int)w->pid);
-			kill(w->pid, SIGKILL);
+			worker_signal(w, SIGKILL);
+			if (w->state == WORKER_LINGERING && !w->linger_killed_usec)
+				w->linger_killed_usec = now_usec(g);
 		}
 	}
 	return 0;
@@ -215,6 +244,74 @@ static void worker_schedule_restart(struct worker *w, uint64_t lifetime_usec)
 		 (unsigned long long)delay / 1000);
 }
 
+#define LINGER_POLL_USEC  (50 * 1000)
+#define LINGER_GRACE_USEC (1000 * 1000) /* after SIGKILL: zombies of a slow reaper */
+
+/* What is left of a worker's process group once its own process is reaped
+ * (sd-event reaps it after on_child returns, so this runs from the loop, then
+ * polls: those processes are not batond's children). A draining worker stays
+ * counted as live (WORKER_LINGERING) until its group is empty: its processes
+ * got the stop signal and finish their work. What a failed or crashed worker
+ * left behind is killed, so that it does not go on holding the listeners. */
+static int on_group_check(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct worker *w = userdata;
+	struct gen *g = w->gen;
+	pid_t pgid = w->lingering_pgid;
+	bool lingering = w->state == WORKER_LINGERING;
+	bool empty = kill(-pgid, 0) < 0 && errno == ESRCH;
+	if (!empty && !lingering) {
+		log_warn("%s: generation %u worker %u: killing what is left of its process "
+			 "group %d",
+			 app_name(g), g->id, w->index, (int)pgid);
+		kill(-pgid, SIGKILL);
+		empty = true;
+	} else if (!empty && w->linger_killed_usec &&
+		   now_usec(g) - w->linger_killed_usec >= LINGER_GRACE_USEC) {
+		log_warn("%s: generation %u worker %u: process group %d still there 1 s after "
+			 "SIGKILL (zombies its parent does not reap?); no longer waiting",
+			 app_name(g), g->id, w->index, (int)pgid);
+		empty = true;
+	}
+	if (!empty) {
+		if (!w->linger_waited)
+			log_info("%s: generation %u worker %u: waiting for the rest of its process "
+				 "group %d",
+				 app_name(g), g->id, w->index, (int)pgid);
+		w->linger_waited = true;
+		sd_event_source_set_time_relative(s, LINGER_POLL_USEC);
+		sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+		return 0;
+	}
+	if (w->linger_waited)
+		log_info("%s: generation %u worker %u: the rest of its process group has exited",
+			 app_name(g), g->id, w->index);
+	w->group_timer = sd_event_source_disable_unref(w->group_timer);
+	w->lingering_pgid = 0;
+	w->linger_killed_usec = 0;
+	w->linger_waited = false;
+	if (lingering) {
+		w->state = WORKER_EXITED;
+		if (gen_live_workers(g) == 0)
+			gen_became_gone(g);
+	}
+	return 0;
+}
+
+/* Arms on_group_check for the group of @pgid, whose leader just exited. */
+static int worker_check_group(struct worker *w, pid_t pgid)
+{
+	w->group_timer = sd_event_source_disable_unref(w->group_timer);
+	int r = sd_event_add_time_relative(gen_daemon(w->gen)->event, &w->group_timer,
+					   CLOCK_MONOTONIC, 0, 0, on_group_check, w);
+	if (r < 0)
+		return r;
+	w->lingering_pgid = pgid;
+	w->linger_killed_usec = 0;
+	w->linger_waited = false;
+	return 0;
+}
+
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 {
 	struct worker *w = userdata;
@@ -234,6 +331,12 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	enum worker_state was = w->state;
 	w->state = WORKER_EXITED;
 	dispatch_kick(g->app->dispatch); /* it may have been the last one taking connections */
+	/* Its process group may outlive it (a wrapper script's program, say). */
+	if (worker_check_group(w, pid) < 0)
+		log_warn("%s: generation %u worker %u: cannot watch its process group %d",
+			 app_name(g), g->id, w->index, (int)pid);
+	else if (g->state == GEN_DRAINING)
+		w->state = WORKER_LINGERING; /* live until on_group_check finds it empty */
 
 	switch (g->state) {
 	case GEN_STARTING:
@@ -307,9 +410,9 @@ static void worker_spawn(struct worker *w)
 		/* Without a child source we could never reap it: do not let it run.
 		 * Reaped at once if it is gone already; batond does not wait for it
 		 * (it may be in an uninterruptible exec), so it may stay a zombie. */
-		log_err("%s: generation %u worker %u: cannot watch pid %d: %s; killed", a->cfg->name,
-			g->id, w->index, (int)pid, strerror(-r));
-		kill(pid, SIGKILL);
+		log_err("%s: generation %u worker %u: cannot watch pid %d: %s; killed",
+			a->cfg->name, g->id, w->index, (int)pid, strerror(-r));
+		worker_signal(w, SIGKILL);
 		waitpid(pid, NULL, WNOHANG);
 		w->pid = 0;
 		channel_detach(w);
@@ -390,9 +493,10 @@ void gen_drain(struct gen *g)
 		}
 		w->state = WORKER_DRAINING;
 		channel_send_drain(w);
-		if (kill(w->pid, sig) < 0)
+		int r = worker_signal(w, sig);
+		if (r < 0)
 			log_warn("%s: generation %u worker %u (pid %d): kill: %s", app_name(g),
-				 g->id, w->index, (int)w->pid, strerror(errno));
+				 g->id, w->index, (int)w->pid, strerror(-r));
 		live++;
 	}
 	log_info("%s: generation %u draining %u worker%s", app_name(g), g->id, live,
@@ -403,8 +507,7 @@ void gen_drain(struct gen *g)
 		log_err("%s: generation %u: cannot arm drain timer, killing now", app_name(g),
 			g->id);
 		for (unsigned i = 0; i < g->n_workers; i++)
-			if (g->workers[i].pid > 0)
-				kill(g->workers[i].pid, SIGKILL);
+			worker_signal(&g->workers[i], SIGKILL);
 	}
 }
 
@@ -437,6 +540,10 @@ void gen_free(struct gen *g)
 		channel_detach(w);
 		sd_event_source_disable_unref(w->child_src);
 		sd_event_source_disable_unref(w->restart_timer);
+		sd_event_source_disable_unref(w->group_timer);
+		/* Not checked yet or still lingering: nothing is left to wait for it. */
+		if (w->lingering_pgid > 0)
+			kill(-w->lingering_pgid, SIGKILL);
 	}
 	free(g->workers);
 	free(g);

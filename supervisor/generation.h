@@ -14,8 +14,9 @@ enum gen_state { GEN_STARTING, GEN_READY, GEN_DRAINING, GEN_GONE };
 enum worker_state {
 	WORKER_STARTING, /* spawned, not ready */
 	WORKER_READY,
-	WORKER_DRAINING, /* told to stop */
-	WORKER_BACKOFF,	 /* crashed, restart timer armed */
+	WORKER_DRAINING,  /* told to stop */
+	WORKER_BACKOFF,	  /* crashed, restart timer armed */
+	WORKER_LINGERING, /* its process exited; others of its process group still run */
 	WORKER_EXITED,
 };
 
@@ -34,12 +35,16 @@ struct worker {
 	int exec_errno;
 	sd_event_source *child_src;
 	sd_event_source *restart_timer;
+	pid_t lingering_pgid;	      /* its exited process's group, checked for leftovers */
+	sd_event_source *group_timer; /* on_group_check: polls that group until empty */
+	uint64_t linger_killed_usec;  /* when the group got SIGKILL (0: not yet) */
+	bool linger_waited;	      /* the group outlived the first check */
 	uint64_t started_usec;
 	uint64_t ready_usec;
 	uint64_t delivered; /* dispatch: connections sent to this process */
-	uint64_t done;      /* dispatch: connections it reported finished */
+	uint64_t done;	    /* dispatch: connections it reported finished */
 	bool channel_full;  /* dispatch: last send hit EAGAIN, wait for EPOLLOUT */
-	unsigned crashes; /* consecutive short-lived exits, for backoff */
+	unsigned crashes;   /* consecutive short-lived exits, for backoff */
 	unsigned restarts;
 	char status[128]; /* last STATUS= */
 };

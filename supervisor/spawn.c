@@ -187,6 +187,9 @@ int spawn_worker(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel, 
 		close(pair[0]);
 		child_exec(req, &ce, pair[1], exec_pipe[1]);
 	}
+	/* The child does the same; doing it here too means the group exists when
+	 * batond next signals it, whichever of the two runs first. */
+	setpgid(pid, pid);
 	child_env_free(&ce);
 	close(pair[1]);
 	close(exec_pipe[1]);

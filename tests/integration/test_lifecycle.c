@@ -2,7 +2,9 @@
  * systemd program), real sockets on 127.0.0.1, the real batonctl. */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,6 +197,123 @@ static void drain_kills_a_worker_that_ignores_the_stop_signal(void **state)
 	assert_int_equal(batond_stop(&b), 0); /* SIGKILL after drain-timeout again */
 }
 
+/* The app is a wrapper script that runs testsrv as its child, not by exec (the
+ * inner sh sets LISTEN_PID to what becomes testsrv's pid). */
+static void start_wrapped_app(struct batond *b, const char *args)
+{
+	batond_prepare(b);
+	char path[400];
+	snprintf(path, sizeof(path), "%s/wrapper", b->dir);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n/bin/sh -c 'LISTEN_PID=$$ exec %s --no-notify %s'\nexit 0\n",
+		TESTSRV_PATH, args);
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+	batond_write_config(b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			       "app web {\n  exec = { \"@DIR@/wrapper\" }\n"
+			       "  listeners = { \"http\" }\n  ready = immediate\n"
+			       "  drain-timeout = 1\n}\n");
+	batond_start(b);
+	wait_ready(b, 1);
+}
+
+/* The pid of the process named @comm in process group @pgid, or 0. */
+static pid_t find_in_group(pid_t pgid, const char *comm)
+{
+	pid_t found = 0;
+	DIR *d = opendir("/proc");
+	assert_non_null(d);
+	for (struct dirent *e; !found && (e = readdir(d));) {
+		char path[300], line[512], name[64];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;
+		int pid, ppid, pgrp;
+		char st;
+		if (fgets(line, sizeof(line), f) &&
+		    sscanf(line, "%d (%63[^)]) %c %d %d", &pid, name, &st, &ppid, &pgrp) == 5 &&
+		    pgrp == pgid && strcmp(name, comm) == 0)
+			found = pid;
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+/* `batonctl upgrade web` in the background while this process reaps the orphans
+ * it receives as their subreaper (the wrapper's program, once the wrapper died):
+ * batond waits for a worker's process group to be empty, and a zombie is still
+ * in it. Returns batonctl's exit status. */
+static int upgrade_reaping_orphans(const struct batond *b)
+{
+	pid_t ctl = fork();
+	assert_true(ctl >= 0);
+	if (ctl == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		dup2(null, 1);
+		execl(BATONCTL_PATH, "batonctl", "-s", b->sock, "upgrade", "web", (char *)NULL);
+		_exit(127);
+	}
+	long long deadline = now_ms() + 20000;
+	while (now_ms() < deadline) {
+		siginfo_t si = {0};
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid > 0 &&
+		    si.si_pid != b->pid) {
+			int status;
+			waitpid(si.si_pid, &status, 0);
+			if (si.si_pid == ctl)
+				return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+			continue;
+		}
+		usleep(5000);
+	}
+	kill(ctl, SIGKILL);
+	waitpid(ctl, NULL, 0);
+	fail_msg("batonctl upgrade did not return within 20 s");
+	return -1;
+}
+
+static void a_wrapper_scripts_program_is_drained_with_it(void **state)
+{
+	struct batond b;
+	start_wrapped_app(&b, "");
+	pid_t wrapper;
+	assert_int_equal(worker_pids(&b, "ready", &wrapper, 1), 1);
+	pid_t old = find_in_group(wrapper, "testsrv");
+	assert_true(old > 0);
+	assert_serves_generation(&b, 1);
+	assert_int_equal(upgrade_reaping_orphans(&b), 0);
+	/* The stop signal went to the wrapper's whole process group, and batond
+	 * waited for the group, not only for the wrapper. */
+	assert_int_equal(kill(old, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	assert_serves_generation(&b, 2);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void drain_timeout_kills_what_a_wrapper_left_behind(void **state)
+{
+	struct batond b;
+	start_wrapped_app(&b, "--ignore-term");
+	pid_t wrapper;
+	assert_int_equal(worker_pids(&b, "ready", &wrapper, 1), 1);
+	pid_t old = find_in_group(wrapper, "testsrv");
+	assert_true(old > 0);
+	assert_int_equal(upgrade_reaping_orphans(&b), 0);
+	char want[160];
+	snprintf(want, sizeof(want),
+		 "generation 1 worker 0: processes of its group %d still running after "
+		 "drain-timeout, sending SIGKILL",
+		 (int)wrapper);
+	assert_true(batond_log_contains(&b, want));
+	assert_int_equal(kill(old, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	assert_serves_generation(&b, 2);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 static void crashed_worker_is_restarted_and_the_listener_stays_open(void **state)
 {
 	struct batond b;
@@ -272,6 +391,8 @@ int main(void)
 	    harness_test(upgrade_rolls_back_when_new_generation_is_never_ready),
 	    harness_test(ready_immediate_needs_no_notification),
 	    harness_test(drain_kills_a_worker_that_ignores_the_stop_signal),
+	    harness_test(a_wrapper_scripts_program_is_drained_with_it),
+	    harness_test(drain_timeout_kills_what_a_wrapper_left_behind),
 	    harness_test(crashed_worker_is_restarted_and_the_listener_stays_open),
 	    harness_test(environment_of_the_config_wins_over_batonds_own),
 	};
