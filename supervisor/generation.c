@@ -11,6 +11,7 @@
 #include "spawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -378,6 +379,7 @@ static void worker_spawn(struct worker *w)
 	struct daemon *d = a->d;
 	struct spawn_req req = {
 	    .argv = a->cfg->argv,
+	    .program_fd = g->program_fd,
 	    .app_env = a->cfg->environment,
 	    .listen_fds = a->listen_fds,
 	    /* Dispatch workers get connections over the channel, never listeners. */
@@ -454,6 +456,11 @@ int gen_start(struct app *app, unsigned id, struct gen **ret)
 	g->n_workers = app->cfg->workers;
 	g->state = GEN_STARTING;
 	g->started_usec = daemon_now_usec(app->d);
+	/* Every worker of this generation, restarts included, runs this very file:
+	 * after a rollback, a worker of the generation still serving that crashes
+	 * must not come back as the binary that was just refused. If it cannot be
+	 * opened, exec by path reports why. */
+	g->program_fd = open(app->cfg->argv[0], O_PATH | O_CLOEXEC);
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct worker *w = &g->workers[i];
 		w->gen = g;
@@ -464,6 +471,8 @@ int gen_start(struct app *app, unsigned id, struct gen **ret)
 	}
 	int r = arm_timer(g, app->cfg->ready_timeout_usec, on_gen_timer);
 	if (r < 0) {
+		if (g->program_fd >= 0)
+			close(g->program_fd);
 		free(g->workers);
 		free(g);
 		return r;
@@ -545,6 +554,8 @@ void gen_free(struct gen *g)
 		if (w->lingering_pgid > 0)
 			kill(-w->lingering_pgid, SIGKILL);
 	}
+	if (g->program_fd >= 0)
+		close(g->program_fd);
 	free(g->workers);
 	free(g);
 }

@@ -62,6 +62,7 @@ struct gen {
 	uint64_t gone_usec;
 	sd_event_source *timer; /* ready-timeout while starting, drain-timeout while draining */
 	char reason[512];	/* why it failed, for batonctl */
+	int program_fd;		/* O_PATH of the program as it was at the start, -1 if none */
 };
 
 /* Creates generation @id of @app and spawns its workers. Returns 0, or a

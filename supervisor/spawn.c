@@ -124,6 +124,10 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 		err = errno;
 		exec_hi = exec_fd;
 	}
+	int program_hi = -1;
+	if (!err && req->program_fd >= 0 &&
+	    (program_hi = fcntl(req->program_fd, F_DUPFD_CLOEXEC, floor)) < 0)
+		err = errno;
 	for (size_t i = 0; i <= n && !err; i++)
 		if (dup2(high[i], 3 + (int)i) < 0) /* dup2 clears FD_CLOEXEC on the copy */
 			err = errno;
@@ -140,7 +144,13 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 		while (d > 0)
 			*pid++ = digits[--d];
 		*pid = 0;
-		execve(req->argv[0], req->argv, ce->envp);
+		/* The file the generation started with. A script cannot run from a
+		 * close-on-exec fd (its interpreter would open /dev/fd/N after the
+		 * exec closed it: ENOENT); it runs by path. */
+		if (program_hi >= 0)
+			execveat(program_hi, "", req->argv, ce->envp, AT_EMPTY_PATH);
+		if (program_hi < 0 || errno == ENOENT)
+			execve(req->argv[0], req->argv, ce->envp);
 		err = errno;
 	}
 	ssize_t w = write(exec_hi, &err, sizeof(err));

@@ -8,6 +8,7 @@
 
 struct spawn_req {
 	char *const *argv;     /* argv[0] is the absolute path executed */
+	int program_fd;	       /* O_PATH of argv[0] to execute instead, or -1 */
 	char *const *app_env;  /* "K=V" from the config, may be NULL */
 	const int *listen_fds; /* borrowed; duplicated to 3.. in the child */
 	size_t n_listen_fds;

@@ -314,6 +314,49 @@ static void drain_timeout_kills_what_a_wrapper_left_behind(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+static void copy_file(const char *from, const char *to)
+{
+	char tmp[420], cmd[1000];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", to);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, tmp);
+	assert_int_equal(system(cmd), 0);
+	assert_int_equal(chmod(tmp, 0755), 0);
+	assert_int_equal(rename(tmp, to), 0); /* a new file in place, as deploys do */
+}
+
+static void after_a_rollback_a_restarted_worker_runs_the_binary_it_started_with(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char bin[400];
+	snprintf(bin, sizeof(bin), "%s/bin", b.dir);
+	copy_file(TESTSRV_PATH, bin);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@DIR@/bin\" }\n"
+				"  listeners = { \"http\" }\n}\n");
+	batond_start(&b);
+	wait_ready(&b, 1);
+	/* A bad build replaces the binary: the upgrade rolls back. */
+	copy_file("/bin/false", bin);
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 1);
+	assert_output(out, "generation 1 still serving");
+	/* Generation 1's worker crashes: it comes back as generation 1's binary. */
+	pid_t old;
+	assert_int_equal(worker_pids(&b, "ready", &old, 1), 1);
+	assert_int_equal(kill(old, SIGKILL), 0);
+	long long deadline = now_ms() + 10000;
+	pid_t now = old;
+	while ((worker_pids(&b, "ready", &now, 1) != 1 || now == old) && now_ms() < deadline)
+		usleep(20000);
+	if (now == old) {
+		batond_dump_log(&b);
+		fail_msg("generation 1's worker did not come back");
+	}
+	assert_serves_generation(&b, 1);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 static void crashed_worker_is_restarted_and_the_listener_stays_open(void **state)
 {
 	struct batond b;
@@ -394,6 +437,7 @@ int main(void)
 	    harness_test(a_wrapper_scripts_program_is_drained_with_it),
 	    harness_test(drain_timeout_kills_what_a_wrapper_left_behind),
 	    harness_test(crashed_worker_is_restarted_and_the_listener_stays_open),
+	    harness_test(after_a_rollback_a_restarted_worker_runs_the_binary_it_started_with),
 	    harness_test(environment_of_the_config_wins_over_batonds_own),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
