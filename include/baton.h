@@ -32,6 +32,7 @@ extern "C" {
 
 #define BATON_NAME_MAX 64 /* listener names, without the NUL */
 #define BATON_TAG_MAX  64 /* connection tags, without the NUL */
+#define BATON_STATE_MAX 8192 /* state bytes of a parked connection */
 
 /* ---- Setup ---------------------------------------------------------------- */
 
@@ -156,13 +157,15 @@ BATON_API int baton_next_event(struct baton_event *ev);
 BATON_API int baton_conn_done(unsigned count);
 
 /* Parks the live connection @fd with batond, to be handed to a worker of the next
- * generation as an adopted BATON_EVENT_CONN with @listener (NULL or "" for none),
- * @tag (NULL or "" for none), its peer address and @state (@state_len bytes, may be
- * 0). On success @fd is closed and 0 returned; on failure the caller keeps @fd.
- * Errors: -ENXIO without a channel, -EBADF for a bad fd, -EINVAL for a name or
- * tag too long or state_len without state, -EMSGSIZE when the state does not fit in one message
- * (about 64 KiB less the names and address), -EAGAIN when the channel is full for over 1 s,
- * -ECONNRESET/-EPIPE when batond is gone. */
+ * generation as an adopted BATON_EVENT_CONN with @listener (the name of the app's
+ * listener it belongs to), @tag (NULL or "" for none), its peer address and
+ * @state (@state_len bytes, at most BATON_STATE_MAX, may be 0). On success @fd is
+ * closed and 0 returned; on failure the caller keeps @fd. Errors: -ENXIO without a
+ * channel, -EBADF for a bad fd, -EINVAL for a missing or too long name, a tag too
+ * long or state_len without state, -EMSGSIZE for more than BATON_STATE_MAX bytes
+ * of state, -EAGAIN when the channel is full for over 1 s, -ECONNRESET/-EPIPE when
+ * batond is gone. batond closes a parked connection whose listener the app does
+ * not have. */
 BATON_API int baton_park(int fd, const char *listener, const char *tag, const void *state,
 			 size_t state_len);
 

@@ -28,6 +28,7 @@
 
 _Static_assert(BATON_NAME_MAX == PROTO_NAME_MAX, "names fit both ways");
 _Static_assert(BATON_TAG_MAX == PROTO_TAG_MAX, "tags fit both ways");
+_Static_assert(BATON_STATE_MAX == PROTO_STATE_MAX, "parked state fits both ways");
 _Static_assert(BATON_CONN_ADOPTED == CONN_ADOPTED, "one flag value");
 
 struct inherited {
@@ -612,9 +613,10 @@ int baton_park(int fd, const char *listener, const char *tag, const void *state,
 	size_t name_len = listener ? strlen(listener) : 0, tag_len = tag ? strlen(tag) : 0;
 	if (fd < 0)
 		return -EBADF;
-	if (name_len > BATON_NAME_MAX || tag_len > BATON_TAG_MAX || (state_len && !state))
+	if (name_len == 0 || name_len > BATON_NAME_MAX || tag_len > BATON_TAG_MAX ||
+	    (state_len && !state))
 		return -EINVAL;
-	if (state_len > UINT16_MAX)
+	if (state_len > BATON_STATE_MAX)
 		return -EMSGSIZE;
 	int r = channel_usable();
 	if (r < 0)

@@ -14,6 +14,7 @@
 #define PROTO_MAX_FDS	  253 /* SCM_MAX_FD */
 #define PROTO_NAME_MAX	  64  /* listener and app names, without NUL */
 #define PROTO_TAG_MAX	  64
+#define PROTO_STATE_MAX	  8192 /* state of a parked connection: fits a worker channel */
 
 /* Fixed header, host byte order (both ends are on one host), 16 bytes. */
 struct proto_hdr {

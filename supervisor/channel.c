@@ -64,6 +64,8 @@ static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userda
 	if (revents & EPOLLOUT) {
 		w->channel_full = false;
 		sd_event_source_set_io_events(s, EPOLLIN);
+		if (w->drain_pending)
+			channel_send_drain(w); /* watches again if still full */
 		dispatch_kick(w->gen->app->dispatch);
 	}
 	if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
@@ -147,10 +149,16 @@ void channel_watch_writable(struct worker *w)
 
 void channel_send_drain(struct worker *w)
 {
+	w->drain_pending = false;
 	if (w->channel_fd < 0)
 		return;
 	int r = proto_send(w->channel_fd, MSG_DRAIN, 0, 0, NULL, 0, NULL, 0);
-	if (r < 0 && r != -EPIPE && r != -ECONNRESET)
+	if (r == -EAGAIN) {
+		/* Connections sent before fill its channel: DRAIN follows them. */
+		w->drain_pending = true;
+		channel_watch_writable(w);
+	} else if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
 		log_warn("%s: worker %u (pid %d): cannot send DRAIN: %s", w->gen->app->cfg->name,
 			 w->index, (int)w->pid, strerror(-r));
+	}
 }

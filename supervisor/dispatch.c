@@ -28,6 +28,7 @@ struct held {
 	uint16_t addr_len;
 	uint16_t state_len;
 	void *state;
+	char *tag; /* a parked connection's own tag; NULL: the listener's */
 	uint64_t deadline_usec;
 	struct sockaddr_storage addr;
 };
@@ -48,6 +49,7 @@ struct dispatch {
 	struct held *ring;
 	size_t cap, head, count;
 	sd_event_source *hold_timer;
+	sd_event_source *backoff_timer; /* armed: accept failed for lack of fds or memory */
 	unsigned rr_next;
 	bool stopped;
 	bool flushing;
@@ -62,8 +64,10 @@ static void held_close(struct held *h)
 {
 	close(h->fd);
 	free(h->state);
+	free(h->tag);
 	h->fd = -1;
 	h->state = NULL;
+	h->tag = NULL;
 }
 
 static struct held *ring_at(struct dispatch *dp, size_t i)
@@ -184,11 +188,26 @@ static struct worker *pick(struct dispatch *dp, const struct held *h, const unsi
 	return best;
 }
 
-/* Sends @n connections to @w in one MSG_CONN (several if state blobs do not
- * fit one payload). Returns how many were sent, from the start of @items. */
+/* The largest MSG_CONN payload @w's channel takes: a SEQPACKET datagram must fit
+ * its send buffer (less the kernel's 32 bytes), header included. */
+static size_t channel_payload_max(const struct worker *w)
+{
+	int sndbuf = 0;
+	socklen_t len = sizeof(sndbuf);
+	if (getsockopt(w->channel_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 ||
+	    sndbuf < 1024)
+		return 1024 - 32 - sizeof(struct proto_hdr);
+	size_t max = (size_t)sndbuf - 32 - sizeof(struct proto_hdr);
+	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
+}
+
+/* Sends @n connections to @w in MSG_CONNs as large as its channel takes.
+ * Returns how many were taken from the start of @items: sent, or closed when
+ * they could never be sent. */
 static size_t send_group(struct dispatch *dp, struct worker *w, struct held **items, size_t n)
 {
 	static uint8_t payload[PROTO_MAX_PAYLOAD];
+	size_t limit = channel_payload_max(w);
 	size_t sent = 0;
 	while (sent < n) {
 		int fds[PROTO_MAX_FDS];
@@ -196,25 +215,28 @@ static size_t send_group(struct dispatch *dp, struct worker *w, struct held **it
 		for (; sent + k < n && k < PROTO_MAX_FDS; k++) {
 			const struct held *h = items[sent + k];
 			const struct listener_cfg *l = app_listener(dp->a, h->listener);
+			const char *tag = h->flags & CONN_ADOPTED ? h->tag : l->tag;
 			struct proto_conn rec = {
 			    .flags = h->flags,
 			    .name = l->name,
 			    .name_len = (uint8_t)strlen(l->name),
-			    .tag = l->tag,
-			    .tag_len = (uint8_t)(l->tag ? strlen(l->tag) : 0),
+			    .tag = tag,
+			    .tag_len = (uint8_t)(tag ? strlen(tag) : 0),
 			    .addr = &h->addr,
 			    .addr_len = h->addr_len,
 			    .state = h->state,
 			    .state_len = h->state_len,
 			};
-			if (proto_conn_put(payload, sizeof(payload), &off, &rec) < 0)
+			if (proto_conn_put(payload, limit, &off, &rec) < 0)
 				break;
 			fds[k] = h->fd;
 		}
 		if (k == 0) {
-			/* A record that never fits a message (cannot happen with the
-			 * limits on state): drop it rather than retry it forever. */
-			log_warn("%s: connection record too large, closing it", dp->a->cfg->name);
+			/* A record larger than any message the channel takes (the limit
+			 * on parked state keeps it from happening): drop it rather than
+			 * retry it forever. */
+			log_warn("%s: connection record too large for a worker channel, closing it",
+				 dp->a->cfg->name);
 			held_close(items[sent]);
 			sent++;
 			continue;
@@ -224,12 +246,21 @@ static size_t send_group(struct dispatch *dp, struct worker *w, struct held **it
 			dispatch_channel_full(w);
 			break;
 		}
-		if (r < 0) {
-			log_warn(
-			    "%s: generation %u worker %u (pid %d): cannot send connections: %s",
-			    dp->a->cfg->name, w->gen->id, w->index, (int)w->pid, strerror(-r));
+		if (r == -EPIPE || r == -ECONNRESET) {
 			w->channel_full = true; /* skip it; its exit will be reported */
 			break;
+		}
+		if (r < 0) {
+			/* Not the worker's fault and not a full channel: do not retry
+			 * these for ever, and do not stop serving. */
+			log_warn("%s: generation %u worker %u (pid %d): cannot send %zu "
+				 "connection%s: %s; closing them",
+				 dp->a->cfg->name, w->gen->id, w->index, (int)w->pid, k,
+				 k == 1 ? "" : "s", strerror(-r));
+			for (size_t i = 0; i < k; i++)
+				held_close(items[sent + i]);
+			sent += k;
+			continue;
 		}
 		for (size_t i = 0; i < k; i++)
 			held_close(items[sent + i]); /* the worker has its own copy now */
@@ -240,7 +271,8 @@ static size_t send_group(struct dispatch *dp, struct worker *w, struct held **it
 }
 
 /* One round: up to BATCH_MAX connections from the head, routed and sent.
- * Returns how many were delivered. */
+ * Returns how many left the queue plus how many workers were found full: while
+ * that is not 0, another round may route what is left to other workers. */
 static size_t flush_round(struct dispatch *dp)
 {
 	struct gen *g = dp->a->serving;
@@ -274,10 +306,11 @@ static size_t flush_round(struct dispatch *dp)
 				items[k++] = &round[j];
 				to[j] = NULL;
 			}
+		bool was_full = w->channel_full;
 		size_t n_sent = send_group(dp, w, items, k);
 		for (size_t j = 0; j < n_sent; j++)
 			sent[idx[j]] = true;
-		delivered += n_sent;
+		delivered += n_sent + (!was_full && w->channel_full);
 	}
 	/* What could not be sent goes back to the head, in its order. */
 	for (size_t i = taken; i-- > 0;)
@@ -289,6 +322,10 @@ static size_t flush_round(struct dispatch *dp)
 static bool can_accept(const struct dispatch *dp)
 {
 	if (dp->stopped)
+		return false;
+	int backoff = 0;
+	if (dp->backoff_timer && sd_event_source_get_enabled(dp->backoff_timer, &backoff) >= 0 &&
+	    backoff)
 		return false;
 	const struct gen *g = dp->a->serving;
 	for (unsigned i = 0; g && i < g->n_workers; i++)
@@ -334,6 +371,11 @@ static void arm_hold_timer(struct dispatch *dp)
 static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct dispatch *dp = userdata;
+	/* A worker may take them now: only what still cannot go is expired. */
+	dp->flushing = true;
+	while (dp->count > 0 && flush_round(dp) > 0)
+		;
+	dp->flushing = false;
 	uint64_t now = daemon_now_usec(dp->a->d);
 	unsigned closed = 0;
 	while (dp->count > 0 && ring_at(dp, 0)->deadline_usec <= now) {
@@ -363,6 +405,36 @@ void dispatch_kick(struct dispatch *dp)
 	update_accepting(dp);
 }
 
+#define ACCEPT_BACKOFF_USEC (100 * 1000)
+
+static int on_backoff_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct dispatch *dp = userdata;
+	sd_event_source_set_enabled(s, SD_EVENT_OFF);
+	update_accepting(dp);
+	return 0;
+}
+
+/* accept failed for want of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+ * the listener stays readable, so stop accepting for a while rather than spin;
+ * clients wait in the backlog meanwhile. */
+static void accept_backoff(struct dispatch *dp, const struct dlistener *l, int err)
+{
+	log_warn("%s: listener \"%s\": accept: %s; pausing accept for %d ms", dp->a->cfg->name,
+		 app_listener(dp->a, l->idx)->name, strerror(err), ACCEPT_BACKOFF_USEC / 1000);
+	int r;
+	if (!dp->backoff_timer)
+		r = sd_event_add_time_relative(dp->a->d->event, &dp->backoff_timer,
+					       CLOCK_MONOTONIC, ACCEPT_BACKOFF_USEC, 10000,
+					       on_backoff_timer, dp);
+	else if ((r = sd_event_source_set_time_relative(dp->backoff_timer,
+							  ACCEPT_BACKOFF_USEC)) >= 0)
+		r = sd_event_source_set_enabled(dp->backoff_timer, SD_EVENT_ONESHOT);
+	if (r < 0)
+		log_warn("%s: cannot arm the accept back-off: %s", dp->a->cfg->name,
+			 strerror(-r));
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct dlistener *l = userdata;
@@ -378,10 +450,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 				if (errno == EINTR || errno == ECONNABORTED)
 					continue;
 				if (errno != EAGAIN)
-					/* EMFILE and friends: back off until something changes. */
-					log_warn(
-					    "%s: listener \"%s\": accept: %s", dp->a->cfg->name,
-					    app_listener(dp->a, l->idx)->name, strerror(errno));
+					accept_backoff(dp, l, errno);
 				round = ACCEPT_ROUNDS;
 				break;
 			}
@@ -454,6 +523,7 @@ void dispatch_free(struct dispatch *dp)
 	for (size_t i = 0; i < dp->n_listeners; i++)
 		sd_event_source_disable_unref(dp->listeners[i].src);
 	sd_event_source_disable_unref(dp->hold_timer);
+	sd_event_source_disable_unref(dp->backoff_timer);
 	free(dp->listeners);
 	free(dp->ring);
 	free(dp);
@@ -493,10 +563,20 @@ void dispatch_park(struct worker *w, int fd, const struct proto_conn *rec)
 	       (strlen(app_listener(a, i)->name) != rec->name_len ||
 		memcmp(app_listener(a, i)->name, rec->name, rec->name_len) != 0))
 		i++;
-	if (i == a->cfg->n_listeners || dp->stopped || rec->addr_len > sizeof(h.addr)) {
-		log_warn("%s: worker %u (pid %d) parked a connection of unknown listener "
-			 "\"%.*s\"; closing it",
-			 a->cfg->name, w->index, (int)w->pid, (int)rec->name_len, rec->name);
+	if (i == a->cfg->n_listeners || dp->stopped || rec->addr_len > sizeof(h.addr) ||
+	    rec->state_len > PROTO_STATE_MAX) {
+		log_warn("%s: worker %u (pid %d) parked a connection of listener \"%.*s\" "
+			 "with %u bytes of state: %s; closing it",
+			 a->cfg->name, w->index, (int)w->pid, (int)rec->name_len, rec->name,
+			 (unsigned)rec->state_len,
+			 i == a->cfg->n_listeners ? "no such listener in this app"
+			 : dp->stopped		  ? "batond is stopping"
+			 : rec->state_len > PROTO_STATE_MAX ? "more state than 8192 bytes"
+							    : "bad peer address");
+		close(fd);
+		return;
+	}
+	if (rec->tag_len && !(h.tag = strndup(rec->tag, rec->tag_len))) {
 		close(fd);
 		return;
 	}
@@ -507,7 +587,7 @@ void dispatch_park(struct worker *w, int fd, const struct proto_conn *rec)
 	if (rec->state_len) {
 		h.state = malloc(rec->state_len);
 		if (!h.state) {
-			close(fd);
+			held_close(&h);
 			return;
 		}
 		memcpy(h.state, rec->state, rec->state_len);

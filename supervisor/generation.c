@@ -395,6 +395,7 @@ static void worker_spawn(struct worker *w)
 	w->state = WORKER_STARTING;
 	w->delivered = w->done = 0;
 	w->channel_full = false;
+	w->drain_pending = false;
 	w->exec_errno = 0;
 	w->ready_usec = 0;
 	w->started_usec = now_usec(g);

@@ -44,6 +44,7 @@ struct worker {
 	uint64_t delivered; /* dispatch: connections sent to this process */
 	uint64_t done;	    /* dispatch: connections it reported finished */
 	bool channel_full;  /* dispatch: last send hit EAGAIN, wait for EPOLLOUT */
+	bool drain_pending; /* DRAIN found the channel full: sent on EPOLLOUT */
 	unsigned crashes;   /* consecutive short-lived exits, for backoff */
 	unsigned restarts;
 	char status[128]; /* last STATUS= */

@@ -1,8 +1,10 @@
 /* A libbaton dispatch worker that keeps per-connection state: each line a
- * client sends is answered "gen G count N", N counting the lines of that
- * connection. On DRAIN (or SIGTERM) it parks every open connection with its
- * count, so that the next generation continues the count on the same TCP
- * connection: live handoff, end to end. */
+ * client sends is answered "gen G count N from F", N counting the lines of that
+ * connection and F the tag it came with ("gen1" when generation 1 parked it, "-"
+ * for none). On DRAIN (or SIGTERM) it parks every open connection with its count
+ * in a state of BATON_STATE_MAX bytes (the rest a pattern the next one checks)
+ * and the tag "genG", so that the next generation continues the count on the
+ * same TCP connection: live handoff, end to end. */
 #include <baton.h>
 
 #include <errno.h>
@@ -19,24 +21,46 @@
 
 static struct pollfd pfds[2 + MAX_CONNS];
 static uint32_t counts[MAX_CONNS];
+static char froms[MAX_CONNS][BATON_TAG_MAX + 1];
 static size_t n_conns;
+static uint8_t state[BATON_STATE_MAX];
 
 static void drop(size_t i)
 {
 	n_conns--;
 	pfds[2 + i] = pfds[2 + n_conns];
 	counts[i] = counts[n_conns];
+	memcpy(froms[i], froms[n_conns], sizeof(froms[i]));
 }
 
-static void park_all(void)
+static void park_all(const char *gen)
 {
+	char tag[BATON_TAG_MAX + 1];
+	snprintf(tag, sizeof(tag), "gen%s", gen ? gen : "?");
+	for (size_t k = sizeof(uint32_t); k < sizeof(state); k++)
+		state[k] = (uint8_t)k;
 	while (n_conns > 0) {
 		int fd = pfds[2].fd;
-		if (baton_park(fd, "http", NULL, &counts[0], sizeof(counts[0])) < 0)
+		memcpy(state, &counts[0], sizeof(counts[0]));
+		if (baton_park(fd, "http", tag, state, sizeof(state)) < 0)
 			close(fd);
 		baton_conn_done(1);
 		drop(0);
 	}
+}
+
+/* The count a parked connection carried, 0 if its state is not whole. */
+static uint32_t adopted_count(const struct baton_event *ev)
+{
+	const uint8_t *p = ev->state;
+	uint32_t count = 0;
+	if (ev->state_len != sizeof(state))
+		return 0;
+	for (size_t k = sizeof(uint32_t); k < sizeof(state); k++)
+		if (p[k] != (uint8_t)k)
+			return 0;
+	memcpy(&count, p, sizeof(count));
+	return count;
 }
 
 int main(void)
@@ -57,7 +81,7 @@ int main(void)
 		if (poll(pfds, 2 + n_conns, -1) < 0 && errno != EINTR)
 			return 1;
 		if (pfds[0].revents) {
-			park_all();
+			park_all(gen);
 			return 0;
 		}
 		struct baton_event ev;
@@ -68,7 +92,7 @@ int main(void)
 			if (r < 0)
 				continue;
 			if (ev.type == BATON_EVENT_DRAIN) {
-				park_all();
+				park_all(gen);
 				return 0;
 			}
 			if (n_conns == MAX_CONNS) {
@@ -76,11 +100,10 @@ int main(void)
 				baton_conn_done(1);
 				continue;
 			}
-			uint32_t count = 0;
-			if ((ev.flags & BATON_CONN_ADOPTED) && ev.state_len == sizeof(count))
-				memcpy(&count, ev.state, sizeof(count));
 			pfds[2 + n_conns] = (struct pollfd){.fd = ev.fd, .events = POLLIN};
-			counts[n_conns++] = count;
+			snprintf(froms[n_conns], sizeof(froms[n_conns]), "%s",
+				 ev.tag[0] ? ev.tag : "-");
+			counts[n_conns++] = ev.flags & BATON_CONN_ADOPTED ? adopted_count(&ev) : 0;
 		}
 		for (size_t i = n_conns; i-- > 0;) {
 			if (!pfds[2 + i].revents)
@@ -96,9 +119,9 @@ int main(void)
 			for (ssize_t k = 0; k < n; k++) {
 				if (buf[k] != '\n')
 					continue;
-				char reply[64];
-				int len = snprintf(reply, sizeof(reply), "gen %s count %u\n",
-						   gen ? gen : "?", ++counts[i]);
+				char reply[128];
+				int len = snprintf(reply, sizeof(reply), "gen %s count %u from %s\n",
+						   gen ? gen : "?", ++counts[i], froms[i]);
 				if (write(pfds[2 + i].fd, reply, (size_t)len) != len)
 					break;
 			}

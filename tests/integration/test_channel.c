@@ -128,27 +128,39 @@ static void parked_connection_continues_in_the_next_generation(void **state)
 	batond_write_config(&b, conf);
 	batond_start(&b);
 	assert_true(wait_workers(&b, "ready", 1, 10000));
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Three connections: their parked states (8 KiB each) do not fit one
+	 * message of a worker channel together. */
+	int fd[3];
 	struct sockaddr_in to = {.sin_family = AF_INET,
 				 .sin_port = htons((uint16_t)b.port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct timeval tv = {.tv_sec = 5};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
-	char reply[64];
-	exchange(fd, reply, sizeof(reply));
-	assert_string_equal(reply, "gen 1 count 1\n");
-	exchange(fd, reply, sizeof(reply));
-	assert_string_equal(reply, "gen 1 count 2\n");
+	char reply[64], want[64];
+	for (int i = 0; i < 3; i++) {
+		fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		setsockopt(fd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		assert_int_equal(connect(fd[i], (struct sockaddr *)&to, sizeof(to)), 0);
+		for (int n = 1; n <= i + 1; n++) {
+			exchange(fd[i], reply, sizeof(reply));
+			snprintf(want, sizeof(want), "gen 1 count %d from -\n", n);
+			assert_string_equal(reply, want);
+		}
+	}
 	char out[1024];
-	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
-	/* Same TCP connection, no reconnect: generation 2 continues the count. */
-	exchange(fd, reply, sizeof(reply));
-	assert_string_equal(reply, "gen 2 count 3\n");
-	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
-	exchange(fd, reply, sizeof(reply));
-	assert_string_equal(reply, "gen 3 count 4\n");
-	close(fd);
+	for (int gen = 2; gen <= 3; gen++) {
+		assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+		/* Same TCP connections, no reconnect: the next generation continues
+		 * each count, from a state of BATON_STATE_MAX bytes, with the tag the
+		 * generation before gave. */
+		for (int i = 0; i < 3; i++) {
+			exchange(fd[i], reply, sizeof(reply));
+			snprintf(want, sizeof(want), "gen %d count %d from gen%d\n", gen,
+				 i + gen, gen - 1);
+			assert_string_equal(reply, want);
+		}
+	}
+	for (int i = 0; i < 3; i++)
+		close(fd[i]);
 	assert_int_equal(batond_stop(&b), 0);
 }
 

@@ -114,7 +114,7 @@ static void without_environment_everything_says_not_available(void **state)
 	assert_int_equal(baton_fd(), -ENXIO);
 	assert_int_equal(baton_next_event(&ev), -ENXIO);
 	assert_int_equal(baton_conn_done(1), -ENXIO);
-	assert_int_equal(baton_park(0, NULL, NULL, NULL, 0), -ENXIO);
+	assert_int_equal(baton_park(0, "http", NULL, NULL, 0), -ENXIO);
 	assert_int_equal(baton_listeners(NULL, 0), 0);
 	assert_int_equal(baton_notify("READY=1"), 0);
 	assert_int_equal(baton_ready(), 0);
@@ -608,8 +608,11 @@ static void park_hands_the_connection_and_its_state_to_batond(void **state)
 	memset(toolong, 'x', sizeof(toolong) - 1);
 	toolong[sizeof(toolong) - 1] = 0;
 	assert_int_equal(baton_park(conn, toolong, NULL, NULL, 0), -EINVAL);
-	assert_int_equal(baton_park(conn, NULL, NULL, NULL, 1), -EINVAL);
-	assert_int_equal(baton_park(conn, NULL, NULL, "s", 70000), -EMSGSIZE);
+	assert_int_equal(baton_park(conn, NULL, NULL, NULL, 0), -EINVAL);
+	assert_int_equal(baton_park(conn, "", NULL, NULL, 0), -EINVAL);
+	assert_int_equal(baton_park(conn, "ws", NULL, NULL, 1), -EINVAL);
+	static const char big[BATON_STATE_MAX + 1];
+	assert_int_equal(baton_park(conn, "ws", NULL, big, sizeof(big)), -EMSGSIZE);
 	assert_int_equal(baton_park(-1, NULL, NULL, NULL, 0), -EBADF);
 	assert_int_equal(baton_park(conn, "ws", "user-42", "cursor=7", 8), 0);
 	assert_int_equal(fcntl(conn, F_GETFD), -1); /* closed on success */
