@@ -10,6 +10,7 @@
 #include "status.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +45,9 @@ struct ctl_conn {
 struct control {
 	struct daemon *d;
 	int fd;
+	int reserve_fd; /* /dev/null, given up to answer a client when out of fds */
 	sd_event_source *src;
+	sd_event_source *resume_timer; /* listening again after running out of fds */
 	char *path;
 	gid_t group;
 	bool has_group;
@@ -280,11 +283,53 @@ static bool peer_allowed(struct control *ctl, int fd, struct ucred *cred)
 	return ctl->has_group && (cred->gid == ctl->group || peer_in_group(cred->pid, ctl->group));
 }
 
+static int on_resume(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct control *ctl = userdata;
+	sd_event_source_set_enabled(ctl->src, SD_EVENT_ON);
+	if (ctl->reserve_fd < 0)
+		ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return 0;
+}
+
+/* Out of fds, the pending client would keep the listener readable and batond
+ * spinning: give up the reserve fd for one accept, tell the client why, and
+ * take the reserve back. Without a reserve, stop listening for a second. */
+static void refuse_out_of_fds(struct control *ctl, int fd)
+{
+	static const char text[] = "batond is out of file descriptors";
+	log_warn("control: accept: %s; answering \"%s\"", strerror(errno), text);
+	if (ctl->reserve_fd >= 0) {
+		close(ctl->reserve_fd);
+		int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (cfd >= 0) {
+			proto_send_status(cfd, MSG_ERROR, 0, EMFILE, text);
+			close(cfd);
+		}
+		ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (cfd >= 0)
+			return;
+	}
+	sd_event_source_set_enabled(ctl->src, SD_EVENT_OFF);
+	if (!ctl->resume_timer &&
+	    sd_event_add_time_relative(ctl->d->event, &ctl->resume_timer, CLOCK_MONOTONIC,
+				       1000 * 1000, 10000, on_resume, ctl) < 0) {
+		sd_event_source_set_enabled(ctl->src, SD_EVENT_ON);
+		return;
+	}
+	sd_event_source_set_time_relative(ctl->resume_timer, 1000 * 1000);
+	sd_event_source_set_enabled(ctl->resume_timer, SD_EVENT_ONESHOT);
+}
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct control *ctl = userdata;
 	for (int budget = 16; budget > 0; budget--) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (cfd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			refuse_out_of_fds(ctl, fd);
+			return 0;
+		}
 		if (cfd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 				log_warn("control: accept: %s", strerror(errno));
@@ -355,6 +400,7 @@ int control_open(struct daemon *d, struct control **ret)
 		return -ENOMEM;
 	ctl->d = d;
 	ctl->fd = -1;
+	ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	int r;
 	if (cfg->control_group) {
 		struct group *gr = getgrnam(cfg->control_group);
@@ -426,6 +472,8 @@ fail:
 		unlink(ctl->path);
 	if (ctl->fd >= 0)
 		close(ctl->fd);
+	if (ctl->reserve_fd >= 0)
+		close(ctl->reserve_fd);
 	free(ctl->path);
 	free(ctl);
 	return r;
@@ -442,7 +490,10 @@ void control_close(struct control *ctl)
 	while (ctl->conns)
 		conn_close(ctl->conns);
 	sd_event_source_disable_unref(ctl->src);
+	sd_event_source_disable_unref(ctl->resume_timer);
 	close(ctl->fd);
+	if (ctl->reserve_fd >= 0)
+		close(ctl->reserve_fd);
 	unlink(ctl->path);
 	free(ctl->path);
 	free(ctl);

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -280,6 +281,73 @@ static void hold_max_and_hold_timeout_bound_what_batond_holds(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* utime + stime of @pid in clock ticks. */
+static long long cpu_ticks(pid_t pid)
+{
+	char path[64], line[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	unsigned long long ut = 0, st = 0;
+	char *p = strrchr(line, ')');
+	assert_non_null(p);
+	/* After "(comm)": state, then fields 4..13; utime and stime are 14 and 15. */
+	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+				&ut, &st),
+			 2);
+	return (long long)(ut + st);
+}
+
+static void accept_pauses_when_batond_runs_out_of_fds(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	write_script(&b, "never", "exec sleep 30");
+	batond_write_config(&b,
+			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			    "app web {\n  exec = { \"@DIR@/never\" }\n  listeners = { \"http\" }\n"
+			    "  mode = dispatch\n  hold-timeout = 3\n}\n");
+	batond_start(&b);
+	/* Room for two more fds: the third connection meets EMFILE. */
+	int n = count_fds_settled(b.pid);
+	struct rlimit old;
+	assert_int_equal(prlimit(b.pid, RLIMIT_NOFILE, NULL, &old), 0);
+	/* The soft limit only: raising it back needs no privilege. */
+	struct rlimit lim = {.rlim_cur = (rlim_t)n + 2, .rlim_max = old.rlim_max};
+	assert_int_equal(prlimit(b.pid, RLIMIT_NOFILE, &lim, NULL), 0);
+	int fds[6];
+	for (int i = 0; i < 6; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_in to = {.sin_family = AF_INET,
+					 .sin_port = htons((uint16_t)b.port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&to, sizeof(to)), 0);
+	}
+	assert_true(batond_wait_log(&b, "pausing accept for 100 ms", 5000));
+	/* Paused, not spinning on a listener that stays readable: about 10
+	 * attempts a second cost batond next to nothing. */
+	long long t0 = cpu_ticks(b.pid);
+	usleep(1000 * 1000);
+	long long used = cpu_ticks(b.pid) - t0;
+	long hz = sysconf(_SC_CLK_TCK);
+	if (used * 4 > hz)
+		fail_msg("batond used %lld of %ld ticks in 1 s while out of fds", used, hz);
+	/* batonctl is told why batond cannot take it, not left waiting. */
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 1);
+	assert_non_null(strstr(out, "batond is out of file descriptors"));
+	/* With fds again, batond takes what waited in the backlog. */
+	if (prlimit(b.pid, RLIMIT_NOFILE, &old, NULL) < 0)
+		fail_msg("prlimit %llu:%llu: %s", (unsigned long long)old.rlim_cur,
+			 (unsigned long long)old.rlim_max, strerror(errno));
+	assert_true(wait_status_sum(&b, "held", 6, 5000));
+	for (int i = 0; i < 6; i++)
+		close(fds[i]);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +357,7 @@ int main(void)
 	    harness_test(sticky_policy_sends_a_peer_to_the_same_worker),
 	    harness_test(held_connections_are_served_once_a_worker_is_ready),
 	    harness_test(hold_max_and_hold_timeout_bound_what_batond_holds),
+	    harness_test(accept_pauses_when_batond_runs_out_of_fds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
