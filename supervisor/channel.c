@@ -10,6 +10,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -121,8 +122,21 @@ static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userda
 	return 0;
 }
 
+/* A SEQPACKET datagram must fit the send buffer, less the kernel's 32 bytes,
+ * header included. */
+static size_t payload_max(int fd)
+{
+	int sndbuf = 0;
+	socklen_t len = sizeof(sndbuf);
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 || sndbuf < 1024)
+		sndbuf = 1024;
+	size_t max = (size_t)sndbuf - 32 - sizeof(struct proto_hdr);
+	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
+}
+
 void channel_attach(struct worker *w)
 {
+	w->channel_payload_max = payload_max(w->channel_fd);
 	int r = sd_event_add_io(w->gen->app->d->event, &w->channel_src, w->channel_fd, EPOLLIN,
 				on_channel, w);
 	if (r < 0) {

@@ -188,26 +188,13 @@ static struct worker *pick(struct dispatch *dp, const struct held *h, const unsi
 	return best;
 }
 
-/* The largest MSG_CONN payload @w's channel takes: a SEQPACKET datagram must fit
- * its send buffer (less the kernel's 32 bytes), header included. */
-static size_t channel_payload_max(const struct worker *w)
-{
-	int sndbuf = 0;
-	socklen_t len = sizeof(sndbuf);
-	if (getsockopt(w->channel_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 ||
-	    sndbuf < 1024)
-		return 1024 - 32 - sizeof(struct proto_hdr);
-	size_t max = (size_t)sndbuf - 32 - sizeof(struct proto_hdr);
-	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
-}
-
 /* Sends @n connections to @w in MSG_CONNs as large as its channel takes.
  * Returns how many were taken from the start of @items: sent, or closed when
  * they could never be sent. */
 static size_t send_group(struct dispatch *dp, struct worker *w, struct held **items, size_t n)
 {
 	static uint8_t payload[PROTO_MAX_PAYLOAD];
-	size_t limit = channel_payload_max(w);
+	size_t limit = w->channel_payload_max;
 	size_t sent = 0;
 	while (sent < n) {
 		int fds[PROTO_MAX_FDS];

@@ -45,6 +45,7 @@ struct worker {
 	uint64_t done;	    /* dispatch: connections it reported finished */
 	bool channel_full;  /* dispatch: last send hit EAGAIN, wait for EPOLLOUT */
 	bool drain_pending; /* DRAIN found the channel full: sent on EPOLLOUT */
+	size_t channel_payload_max; /* the largest payload its channel takes in one message */
 	unsigned crashes;   /* consecutive short-lived exits, for backoff */
 	unsigned restarts;
 	char status[128]; /* last STATUS= */
