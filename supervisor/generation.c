@@ -156,6 +156,7 @@ static void worker_ready(struct worker *w)
 	struct gen *g = w->gen;
 	if (w->state != WORKER_STARTING)
 		return;
+	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 	w->state = WORKER_READY;
 	w->ready_usec = now_usec(g);
 	log_info("%s: generation %u worker %u (pid %d) ready in %llu ms", app_name(g), g->id,
@@ -213,13 +214,38 @@ static int on_exec_status(sd_event_source *s, int fd, uint32_t revents, void *us
 	return 0;
 }
 
+/* A restarted worker of a serving generation has ready-timeout to be ready
+ * again, like the generation had: else it is killed, which counts as a crash
+ * and restarts it with the next back-off. */
+static int on_ready_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct worker *w = userdata;
+	struct gen *g = w->gen;
+	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
+	if (w->state != WORKER_STARTING || w->pid <= 0)
+		return 0;
+	log_warn("%s: generation %u worker %u (pid %d) not ready within %.3g s of its restart "
+		 "(ready-timeout); killing it",
+		 app_name(g), g->id, w->index, (int)w->pid,
+		 (double)g->app->cfg->ready_timeout_usec / 1e6);
+	worker_signal(w, SIGKILL);
+	return 0;
+}
+
 static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct worker *w = userdata;
+	struct gen *g = w->gen;
 	w->restart_timer = sd_event_source_disable_unref(w->restart_timer);
 	w->restarts++;
-	app_worker_restarted(w->gen->app);
+	app_worker_restarted(g->app);
 	worker_spawn(w);
+	if (w->state == WORKER_STARTING &&
+	    sd_event_add_time_relative(gen_daemon(g)->event, &w->ready_timer, CLOCK_MONOTONIC,
+				       g->app->cfg->ready_timeout_usec, 10000, on_ready_timeout,
+				       w) < 0)
+		log_warn("%s: generation %u worker %u: no ready-timeout for its restart",
+			 app_name(g), g->id, w->index);
 	return 0;
 }
 
@@ -324,6 +350,7 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	worker_close_exec(w);
 	channel_detach(w);
 	w->child_src = sd_event_source_disable_unref(w->child_src);
+	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 	uint64_t lifetime = now_usec(g) - w->started_usec;
 	log_info("%s: generation %u worker %u (pid %d) %s after %llu ms", app_name(g), g->id,
 		 w->index, (int)w->pid, how, (unsigned long long)lifetime / 1000);
@@ -497,6 +524,7 @@ void gen_drain(struct gen *g)
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct worker *w = &g->workers[i];
 		w->restart_timer = sd_event_source_disable_unref(w->restart_timer);
+		w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 		if (w->pid <= 0) {
 			w->state = WORKER_EXITED;
 			continue;
@@ -550,6 +578,7 @@ void gen_free(struct gen *g)
 		channel_detach(w);
 		sd_event_source_disable_unref(w->child_src);
 		sd_event_source_disable_unref(w->restart_timer);
+		sd_event_source_disable_unref(w->ready_timer);
 		sd_event_source_disable_unref(w->group_timer);
 		/* Not checked yet or still lingering: nothing is left to wait for it. */
 		if (w->lingering_pgid > 0)

@@ -35,6 +35,7 @@ struct worker {
 	int exec_errno;
 	sd_event_source *child_src;
 	sd_event_source *restart_timer;
+	sd_event_source *ready_timer; /* a restarted worker's ready-timeout */
 	pid_t lingering_pgid;	      /* its exited process's group, checked for leftovers */
 	sd_event_source *group_timer; /* on_group_check: polls that group until empty */
 	uint64_t linger_killed_usec;  /* when the group got SIGKILL (0: not yet) */

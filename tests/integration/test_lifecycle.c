@@ -357,6 +357,35 @@ static void after_a_rollback_a_restarted_worker_runs_the_binary_it_started_with(
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+static void a_restarted_worker_that_is_never_ready_is_killed_after_ready_timeout(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	/* Ready the first time, then it crashes; restarted, it is never ready. */
+	char path[400];
+	snprintf(path, sizeof(path), "%s/app", b.dir);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fprintf(f,
+		"#!/bin/sh\nif [ -e '%s/once' ]; then exec %s --never-ready; fi\n"
+		": > '%s/once'\nexec %s --crash-after-ms 300\n",
+		b.dir, TESTSRV_PATH, b.dir, TESTSRV_PATH);
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@DIR@/app\" }\n"
+				"  listeners = { \"http\" }\n  ready-timeout = 1\n}\n");
+	batond_start(&b);
+	if (!batond_wait_log(&b, "not ready within 1 s of its restart (ready-timeout); killing it",
+			     10000)) {
+		batond_dump_log(&b);
+		fail_msg("the restarted worker was not killed after ready-timeout");
+	}
+	/* Killed, it counts as a crash: restarted again with the next back-off. */
+	assert_true(batond_wait_log(&b, "restarting in 200 ms", 5000));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 static void crashed_worker_is_restarted_and_the_listener_stays_open(void **state)
 {
 	struct batond b;
@@ -438,6 +467,7 @@ int main(void)
 	    harness_test(drain_timeout_kills_what_a_wrapper_left_behind),
 	    harness_test(crashed_worker_is_restarted_and_the_listener_stays_open),
 	    harness_test(after_a_rollback_a_restarted_worker_runs_the_binary_it_started_with),
+	    harness_test(a_restarted_worker_that_is_never_ready_is_killed_after_ready_timeout),
 	    harness_test(environment_of_the_config_wins_over_batonds_own),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
