@@ -248,25 +248,40 @@ static void held_connections_are_served_once_a_worker_is_ready(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* A dispatch app whose worker is never ready: batond holds what it accepts. */
+static void start_never_ready(struct batond *b, const char *app_options)
+{
+	batond_prepare(b);
+	write_script(b, "never", "exec sleep 30");
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"@DIR@/never\" }\n  listeners = { \"http\" }\n"
+		 "  mode = dispatch\n%s}\n",
+		 app_options);
+	batond_write_config(b, conf);
+	batond_start(b);
+}
+
+/* @n connections to batond's listener; the kernel backlog takes what batond
+ * does not accept. */
+static void connect_clients(const struct batond *b, int *fds, int n)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)b->port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	for (int i = 0; i < n; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&to, sizeof(to)), 0);
+	}
+}
+
 static void hold_max_and_hold_timeout_bound_what_batond_holds(void **state)
 {
 	struct batond b;
-	batond_prepare(&b);
-	write_script(&b, "never", "exec sleep 30");
-	batond_write_config(&b,
-			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-			    "app web {\n  exec = { \"@DIR@/never\" }\n  listeners = { \"http\" }\n"
-			    "  mode = dispatch\n  hold-max = 3\n  hold-timeout = 1\n}\n");
-	batond_start(&b);
+	start_never_ready(&b, "  hold-max = 3\n  hold-timeout = 1\n");
 	int fds[6];
-	for (int i = 0; i < 6; i++) {
-		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct sockaddr_in to = {.sin_family = AF_INET,
-					 .sin_port = htons((uint16_t)b.port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		/* The kernel backlog takes what batond does not accept. */
-		assert_int_equal(connect(fds[i], (struct sockaddr *)&to, sizeof(to)), 0);
-	}
+	connect_clients(&b, fds, 6);
 	assert_true(wait_status_sum(&b, "held", 3, 5000));
 	assert_int_equal(status_sum(&b, "accepted"), 3); /* never more than hold-max */
 	/* After hold-timeout the three are closed and the next three accepted. */
@@ -303,13 +318,7 @@ static long long cpu_ticks(pid_t pid)
 static void accept_pauses_when_batond_runs_out_of_fds(void **state)
 {
 	struct batond b;
-	batond_prepare(&b);
-	write_script(&b, "never", "exec sleep 30");
-	batond_write_config(&b,
-			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-			    "app web {\n  exec = { \"@DIR@/never\" }\n  listeners = { \"http\" }\n"
-			    "  mode = dispatch\n  hold-timeout = 3\n}\n");
-	batond_start(&b);
+	start_never_ready(&b, "  hold-timeout = 3\n");
 	/* Room for two more fds: the third connection meets EMFILE. */
 	int n = count_fds_settled(b.pid);
 	struct rlimit old;
@@ -318,13 +327,7 @@ static void accept_pauses_when_batond_runs_out_of_fds(void **state)
 	struct rlimit lim = {.rlim_cur = (rlim_t)n + 2, .rlim_max = old.rlim_max};
 	assert_int_equal(prlimit(b.pid, RLIMIT_NOFILE, &lim, NULL), 0);
 	int fds[6];
-	for (int i = 0; i < 6; i++) {
-		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		struct sockaddr_in to = {.sin_family = AF_INET,
-					 .sin_port = htons((uint16_t)b.port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		assert_int_equal(connect(fds[i], (struct sockaddr *)&to, sizeof(to)), 0);
-	}
+	connect_clients(&b, fds, 6);
 	assert_true(batond_wait_log(&b, "pausing accept for 100 ms", 5000));
 	/* Paused, not spinning on a listener that stays readable: about 10
 	 * attempts a second cost batond next to nothing. */

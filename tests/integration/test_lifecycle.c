@@ -197,27 +197,6 @@ static void drain_kills_a_worker_that_ignores_the_stop_signal(void **state)
 	assert_int_equal(batond_stop(&b), 0); /* SIGKILL after drain-timeout again */
 }
 
-/* The app is a wrapper script that runs testsrv as its child, not by exec (the
- * inner sh sets LISTEN_PID to what becomes testsrv's pid). */
-static void start_wrapped_app(struct batond *b, const char *args)
-{
-	batond_prepare(b);
-	char path[400];
-	snprintf(path, sizeof(path), "%s/wrapper", b->dir);
-	FILE *f = fopen(path, "we");
-	assert_non_null(f);
-	fprintf(f, "#!/bin/sh\n/bin/sh -c 'LISTEN_PID=$$ exec %s --no-notify %s'\nexit 0\n",
-		TESTSRV_PATH, args);
-	fclose(f);
-	assert_int_equal(chmod(path, 0755), 0);
-	batond_write_config(b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-			       "app web {\n  exec = { \"@DIR@/wrapper\" }\n"
-			       "  listeners = { \"http\" }\n  ready = immediate\n"
-			       "  drain-timeout = 1\n}\n");
-	batond_start(b);
-	wait_ready(b, 1);
-}
-
 /* The pid of the process named @comm in process group @pgid, or 0. */
 static pid_t find_in_group(pid_t pgid, const char *comm)
 {
@@ -240,6 +219,32 @@ static pid_t find_in_group(pid_t pgid, const char *comm)
 	}
 	closedir(d);
 	return found;
+}
+
+/* The app is a wrapper script that runs testsrv as its child, not by exec (the
+ * inner sh sets LISTEN_PID to what becomes testsrv's pid). Returns testsrv's
+ * pid, with the wrapper's (the worker's) in *wrapper. */
+static pid_t start_wrapped_app(struct batond *b, const char *args, pid_t *wrapper)
+{
+	batond_prepare(b);
+	char path[400];
+	snprintf(path, sizeof(path), "%s/wrapper", b->dir);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fprintf(f, "#!/bin/sh\n/bin/sh -c 'LISTEN_PID=$$ exec %s --no-notify %s'\nexit 0\n",
+		TESTSRV_PATH, args);
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+	batond_write_config(b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			       "app web {\n  exec = { \"@DIR@/wrapper\" }\n"
+			       "  listeners = { \"http\" }\n  ready = immediate\n"
+			       "  drain-timeout = 1\n}\n");
+	batond_start(b);
+	wait_ready(b, 1);
+	assert_int_equal(worker_pids(b, "ready", wrapper, 1), 1);
+	pid_t program = find_in_group(*wrapper, "testsrv");
+	assert_true(program > 0);
+	return program;
 }
 
 /* `batonctl upgrade web` in the background while this process reaps the orphans
@@ -278,11 +283,7 @@ static int upgrade_reaping_orphans(const struct batond *b)
 static void a_wrapper_scripts_program_is_drained_with_it(void **state)
 {
 	struct batond b;
-	start_wrapped_app(&b, "");
-	pid_t wrapper;
-	assert_int_equal(worker_pids(&b, "ready", &wrapper, 1), 1);
-	pid_t old = find_in_group(wrapper, "testsrv");
-	assert_true(old > 0);
+	pid_t wrapper, old = start_wrapped_app(&b, "", &wrapper);
 	assert_serves_generation(&b, 1);
 	assert_int_equal(upgrade_reaping_orphans(&b), 0);
 	/* The stop signal went to the wrapper's whole process group, and batond
@@ -296,11 +297,7 @@ static void a_wrapper_scripts_program_is_drained_with_it(void **state)
 static void drain_timeout_kills_what_a_wrapper_left_behind(void **state)
 {
 	struct batond b;
-	start_wrapped_app(&b, "--ignore-term");
-	pid_t wrapper;
-	assert_int_equal(worker_pids(&b, "ready", &wrapper, 1), 1);
-	pid_t old = find_in_group(wrapper, "testsrv");
-	assert_true(old > 0);
+	pid_t wrapper, old = start_wrapped_app(&b, "--ignore-term", &wrapper);
 	assert_int_equal(upgrade_reaping_orphans(&b), 0);
 	char want[160];
 	snprintf(want, sizeof(want),
