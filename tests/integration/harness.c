@@ -194,6 +194,13 @@ void batond_start(struct batond *b)
 		}
 		pause_ms(10);
 	}
+	/* The control socket listens before batond binds its listeners; a status
+	 * answered comes from the event loop, which runs once they are bound. */
+	char out[256];
+	if (batonctl(b, out, sizeof(out), "status", NULL) != 0) {
+		batond_dump_log(b);
+		fail_msg("batond's first status failed: %s", out);
+	}
 }
 
 static void remove_dir(const char *dir)
