@@ -329,8 +329,10 @@ static int on_group_check(sd_event_source *s, uint64_t usec, void *userdata)
 static int worker_check_group(struct worker *w, pid_t pgid)
 {
 	w->group_timer = sd_event_source_disable_unref(w->group_timer);
+	/* Accuracy 1 µs: 0 would mean sd-event's default of 250 ms, which every
+	 * drain would wait. */
 	int r = sd_event_add_time_relative(gen_daemon(w->gen)->event, &w->group_timer,
-					   CLOCK_MONOTONIC, 0, 0, on_group_check, w);
+					   CLOCK_MONOTONIC, 0, 1, on_group_check, w);
 	if (r < 0)
 		return r;
 	w->lingering_pgid = pgid;
