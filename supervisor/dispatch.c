@@ -233,8 +233,10 @@ static size_t send_group(struct dispatch *dp, struct worker *w, struct held **it
 			dispatch_channel_full(w);
 			break;
 		}
-		if (r == -EPIPE || r == -ECONNRESET) {
-			w->channel_full = true; /* skip it; its exit will be reported */
+		if (r == -EPIPE || r == -ECONNRESET || r == -ECONNREFUSED || r == -ENOTCONN) {
+			/* The worker is gone (a dead SEQPACKET peer refuses): skip it
+			 * until its exit is reported; these go to another worker. */
+			w->channel_full = true;
 			break;
 		}
 		if (r < 0) {

@@ -157,10 +157,15 @@ static void dispatch_holds_connections_while_every_worker_restarts(void **state)
 	loadgen_wait(lg, lg_out, &ok, &failed);
 	assert_true(rounds >= 1);
 	/* Never refused: the listener stays open and batond holds what arrives
-	 * while no worker is ready. The only losses are requests the killed workers
-	 * had already received, at most one per client connection per round. */
+	 * while no worker is ready. The only losses are connections the killed
+	 * workers had taken: those they had read (at most one per client) and
+	 * those in their channels. A SIGKILLed process closes its fds only after
+	 * tearing down its memory (slow under ASan), so batond may still send to it
+	 * meanwhile: the channel's bound, 22 single-connection messages per worker
+	 * (docs/dispatch.md), is what holds. */
 	assert_int_equal(loadgen_field(lg_out, "refused"), 0);
-	assert_true(failed <= 4L * rounds);
+	if (failed > rounds * (4L + 2 * 22))
+		fail_msg("%ld requests failed over %d rounds of kill -9", failed, rounds);
 	char body[256];
 	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
 	assert_int_equal(batond_stop(&b), 0);
