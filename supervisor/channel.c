@@ -10,9 +10,9 @@
 #include "proto.h"
 
 #include <errno.h>
-#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CHANNEL_MAX_ERRORS 3
