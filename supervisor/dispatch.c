@@ -357,14 +357,21 @@ static void arm_hold_timer(struct dispatch *dp)
 	sd_event_source_set_enabled(dp->hold_timer, SD_EVENT_ONESHOT);
 }
 
-static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata)
+/* Rounds until nothing more goes out. */
+static void flush(struct dispatch *dp)
 {
-	struct dispatch *dp = userdata;
-	/* A worker may take them now: only what still cannot go is expired. */
-	dp->flushing = true;
+	if (dp->flushing)
+		return;
+	dp->flushing = true; /* sending can report a full channel, which kicks again */
 	while (dp->count > 0 && flush_round(dp) > 0)
 		;
 	dp->flushing = false;
+}
+
+static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct dispatch *dp = userdata;
+	flush(dp); /* a worker may take them now: only what still cannot go expires */
 	uint64_t now = daemon_now_usec(dp->a->d);
 	unsigned closed = 0;
 	while (dp->count > 0 && ring_at(dp, 0)->deadline_usec <= now) {
@@ -378,7 +385,8 @@ static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	if (closed)
 		log_warn("%s: closed %u connection%s held longer than hold-timeout",
 			 dp->a->cfg->name, closed, closed == 1 ? "" : "s");
-	dispatch_kick(dp);
+	arm_hold_timer(dp);
+	update_accepting(dp);
 	return 0;
 }
 
@@ -386,10 +394,7 @@ void dispatch_kick(struct dispatch *dp)
 {
 	if (!dp || dp->flushing)
 		return;
-	dp->flushing = true; /* sending can report a full channel, which kicks again */
-	while (dp->count > 0 && flush_round(dp) > 0)
-		;
-	dp->flushing = false;
+	flush(dp);
 	arm_hold_timer(dp);
 	update_accepting(dp);
 }
@@ -455,8 +460,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 		}
 		if (n == 0)
 			break;
-		while (dp->count > 0 && flush_round(dp) > 0)
-			;
+		flush(dp);
 	}
 	arm_hold_timer(dp);
 	update_accepting(dp);
