@@ -13,6 +13,7 @@
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,7 +74,9 @@ struct run {
 	char *request;
 	size_t request_len;
 	uint64_t start_ns; /* CLOCK_MONOTONIC, absolute */
-	uint64_t deadline_ns;
+	/* Brought forward to now by SIGTERM or SIGINT (stop_on_signal): the run ends early,
+	 * requests in flight finish and the report is printed as usual. */
+	_Atomic uint64_t deadline_ns;
 	size_t n_buckets;
 };
 
@@ -629,13 +632,55 @@ static int record(struct worker *w, enum outcome out, const struct response *res
 	return 0;
 }
 
+/* SIGTERM and SIGINT end the run early: a caller that drives its own events (N upgrades)
+ * runs the load until they are done, with --duration-ms as a ceiling. */
+static void *signal_main(void *arg)
+{
+	struct run *run = arg;
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	while (sigwait(&set, &sig) != 0)
+		;
+	uint64_t now = now_ns();
+	if (now < atomic_load(&run->deadline_ns))
+		atomic_store(&run->deadline_ns, now);
+	return NULL;
+}
+
+/* Blocks SIGTERM and SIGINT in every thread (the mask is inherited) and waits for them in
+ * one thread of its own, detached: it never keeps the process from exiting. */
+static int stop_on_signal(struct run *run)
+{
+	sigset_t set;
+	pthread_t t;
+	int r;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	r = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (r == 0)
+		r = pthread_create(&t, NULL, signal_main, run);
+	if (r == 0)
+		r = pthread_detach(t);
+	if (r != 0) {
+		fprintf(stderr, "loadgen: signal thread: %s\n", strerror(r));
+		return -r;
+	}
+	return 0;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	const struct run *run = w->run;
 	uint64_t timeout_ns = run->opt.timeout_ms * NSEC_PER_MSEC;
 
-	while (now_ns() < run->deadline_ns) {
+	while (now_ns() < atomic_load_explicit(&run->deadline_ns, memory_order_relaxed)) {
 		struct response resp = {0};
 		uint64_t t0 = now_ns();
 		/* Every request, a retried one included, must be over within the timeout: that
@@ -778,7 +823,7 @@ static int summarize(const struct run *run, struct worker *workers, uint64_t end
 	/* The longest stall: the longest time without a completed request, counting from the
 	 * start to the first and from the last to the planned end. */
 	qsort(done, n, sizeof(*done), cmp_u64);
-	run_end = run->deadline_ns - run->start_ns;
+	run_end = atomic_load(&run->deadline_ns) - run->start_ns;
 	{
 		uint64_t best = 0, best_at = 0;
 		for (size_t i = 0; i <= n; i++) {
@@ -956,6 +1001,7 @@ static void usage(FILE *f)
 		   "[--path /]\n"
 		   "               [--json FILE] [--quiet]\n"
 		   "Closed-loop HTTP/1.1 load: each connection keeps one request in flight.\n"
+		   "SIGTERM or SIGINT ends the run early; the report is printed as usual.\n"
 		   "Exits 0 iff no request failed and at least one succeeded.\n");
 }
 
@@ -1154,14 +1200,16 @@ int main(int argc, char **argv)
 	}
 
 	run.start_ns = now_ns();
-	run.deadline_ns = run.start_ns + run.opt.duration_ms * NSEC_PER_MSEC;
+	atomic_store(&run.deadline_ns, run.start_ns + run.opt.duration_ms * NSEC_PER_MSEC);
+	if (stop_on_signal(&run) < 0)
+		goto out;
 	for (; started < run.opt.connections; started++) {
 		r = pthread_create(&workers[started].thread, NULL, worker_main, &workers[started]);
 		if (r != 0) {
 			fprintf(stderr, "loadgen: starting thread %u: %s\n", started, strerror(r));
 			broken = true;
 			/* The ones already running still have to be joined. */
-			run.deadline_ns = run.start_ns;
+			atomic_store(&run.deadline_ns, run.start_ns);
 			break;
 		}
 	}

@@ -435,6 +435,12 @@ int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+int loadgen_stop(pid_t pid, const char *out_path, long *ok, long *failed)
+{
+	kill(pid, SIGTERM);
+	return loadgen_wait(pid, out_path, ok, failed);
+}
+
 void loadgen_report(const char *out_path, long *ok, long *failed)
 {
 	*ok = *failed = -1;

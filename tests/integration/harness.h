@@ -66,6 +66,12 @@ bool wait_workers(const struct batond *b, const char *state, int n, int timeout_
 pid_t loadgen_start(const struct batond *b, int conns, int duration_ms, const char *out_path);
 /* Waits for it; returns its exit status and parses ok/failed. */
 int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed);
+/* Load that lasts as long as the test's own events: loadgen_start with
+ * LOADGEN_CEILING_MS as the duration (a guard against hangs only), then
+ * loadgen_stop once the events are done: SIGTERM ends the run, requests in
+ * flight finish, and it reports as loadgen_wait does. */
+#define LOADGEN_CEILING_MS 120000
+int loadgen_stop(pid_t pid, const char *out_path, long *ok, long *failed);
 /* Parses the output of a loadgen that was already reaped. */
 void loadgen_report(const char *out_path, long *ok, long *failed);
 
