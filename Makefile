@@ -18,21 +18,32 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-demo: deps build
+# Only what the demo runs: batond, batonctl, the example app and the load generator.
+DEMO_TARGETS = batond batonctl sdhttp loadgen
+
+demo: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target $(DEMO_TARGETS)
 	examples/demo.sh $(BUILD)
 
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+# Both builds run to the end, then one line says what passed, failed and skipped in each.
 check: deps
 	cmake -S . -B $(BUILD) -DBATON_WERROR=ON $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	$(MAKE) check-asan
+	cmake -S . -B $(ASAN_BUILD) -DBATON_WERROR=ON -DBATON_SANITIZE=ON $(CMAKE_ARGS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@rc=0; \
+	tests/ctest.sh $(BUILD) -j $(JOBS) || rc=1; \
+	$(SAN_ENV) tests/ctest.sh $(ASAN_BUILD) -j $(JOBS) -LE nosan || rc=1; \
+	echo "make check: $$([ $$rc = 0 ] && echo PASS || echo FAIL): gcc: $$(cat $(BUILD)/ctest.summary); ASan+UBSan: $$(cat $(ASAN_BUILD)/ctest.summary)"; \
+	exit $$rc
 
 check-asan:
 	cmake -S . -B $(ASAN_BUILD) -DBATON_WERROR=ON -DBATON_SANITIZE=ON $(CMAKE_ARGS)
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --output-on-failure -j $(JOBS) -LE nosan
+	$(SAN_ENV) tests/ctest.sh $(ASAN_BUILD) -j $(JOBS) -LE nosan
 
 bench: deps build
 	bench/run.sh $(BUILD)

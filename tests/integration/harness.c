@@ -24,6 +24,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <json-c/json.h>
 
 /* Copies, not pointers: a failed test has left the frame its batond lived in. */
 static struct batond running[8];
@@ -377,22 +378,118 @@ int count_fds_when(pid_t pid, int want, int timeout_ms)
 	return n;
 }
 
+struct json_object *status_json(const struct batond *b)
+{
+	static char out[256 * 1024];
+	int rc = batonctl(b, out, sizeof(out), "status", "--json", NULL);
+	if (rc != 0)
+		fail_msg("batonctl status --json: exit %d: %s", rc, out);
+	enum json_tokener_error err;
+	struct json_object *o = json_tokener_parse_verbose(out, &err);
+	if (!o)
+		fail_msg("batonctl status --json: %s: %s", json_tokener_error_desc(err), out);
+	return o;
+}
+
+static long long sum_members(struct json_object *o, const char *key)
+{
+	long long sum = 0;
+	if (json_object_is_type(o, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			sum += sum_members(json_object_array_get_idx(o, i), key);
+	} else if (json_object_is_type(o, json_type_object)) {
+		json_object_object_foreach(o, k, v)
+		{
+			if (strcmp(k, key) == 0 && json_object_is_type(v, json_type_int))
+				sum += json_object_get_int64(v);
+			else
+				sum += sum_members(v, key);
+		}
+	}
+	return sum;
+}
+
+long long status_sum(const struct batond *b, const char *key)
+{
+	struct json_object *st = status_json(b);
+	long long sum = sum_members(st, key);
+	json_object_put(st);
+	return sum;
+}
+
+bool wait_status_sum(const struct batond *b, const char *key, long long want, int timeout_ms)
+{
+	long long deadline = now_ms() + timeout_ms;
+	while (status_sum(b, key) != want) {
+		if (now_ms() > deadline)
+			return false;
+		pause_ms(10);
+	}
+	return true;
+}
+
+/* The member "apps"[i] whose name is @app, borrowed from @st. */
+static struct json_object *find_app(struct json_object *st, const char *app)
+{
+	struct json_object *apps = json_object_object_get(st, "apps");
+	for (size_t i = 0; i < json_object_array_length(apps); i++) {
+		struct json_object *a = json_object_array_get_idx(apps, i);
+		if (strcmp(json_object_get_string(json_object_object_get(a, "name")), app) == 0)
+			return a;
+	}
+	fail_msg("no app \"%s\" in batonctl status --json", app);
+	return NULL;
+}
+
+long long app_status(const struct batond *b, const char *app, const char *key)
+{
+	struct json_object *st = status_json(b), *v;
+	if (!json_object_object_get_ex(find_app(st, app), key, &v))
+		fail_msg("app \"%s\" has no \"%s\" in batonctl status --json", app, key);
+	long long n = json_object_get_int64(v);
+	json_object_put(st);
+	return n;
+}
+
+pid_t app_worker_pid(const struct batond *b, const char *app, unsigned index)
+{
+	struct json_object *st = status_json(b);
+	struct json_object *gens = json_object_object_get(find_app(st, app), "generations");
+	size_t n = json_object_array_length(gens);
+	pid_t pid = 0;
+	if (n > 0) {
+		struct json_object *workers =
+		    json_object_object_get(json_object_array_get_idx(gens, n - 1), "workers");
+		if (index < json_object_array_length(workers))
+			pid = json_object_get_int(json_object_object_get(
+			    json_object_array_get_idx(workers, index), "pid"));
+	}
+	json_object_put(st);
+	return pid;
+}
+
 int worker_pids(const struct batond *b, const char *state, pid_t *pids, int max)
 {
-	char out[16384];
-	if (batonctl(b, out, sizeof(out), "status", NULL) != 0)
-		return 0;
+	struct json_object *st = status_json(b);
+	struct json_object *apps = json_object_object_get(st, "apps");
 	int n = 0;
-	char want[64];
-	snprintf(want, sizeof(want), ", %s", state);
-	for (char *line = strtok(out, "\n"); line && n < max; line = strtok(NULL, "\n")) {
-		int pid;
-		char *p = strstr(line, "worker ");
-		if (!p || !(p = strstr(p, ": pid ")) || sscanf(p, ": pid %d", &pid) != 1)
-			continue;
-		if (pid > 0 && strstr(p, want))
-			pids[n++] = pid;
+	for (size_t i = 0; i < json_object_array_length(apps); i++) {
+		struct json_object *gens =
+		    json_object_object_get(json_object_array_get_idx(apps, i), "generations");
+		for (size_t g = 0; g < json_object_array_length(gens); g++) {
+			struct json_object *workers =
+			    json_object_object_get(json_object_array_get_idx(gens, g), "workers");
+			for (size_t w = 0; w < json_object_array_length(workers) && n < max; w++) {
+				struct json_object *wk = json_object_array_get_idx(workers, w);
+				pid_t pid = json_object_get_int(json_object_object_get(wk, "pid"));
+				const char *ws =
+				    json_object_get_string(json_object_object_get(wk, "state"));
+				if (pid > 0 && ws && strcmp(ws, state) == 0)
+					pids[n++] = pid;
+			}
+		}
 	}
+	json_object_put(st);
 	return n;
 }
 

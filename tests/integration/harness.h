@@ -55,8 +55,21 @@ int count_fds_settled(pid_t pid);
 /* count_fds (fds.h) once it equals @want, or after @timeout_ms: batond closes a
  * batonctl connection an instant after batonctl exits, a leak never. */
 int count_fds_when(pid_t pid, int want, int timeout_ms);
+/* `batonctl status --json`, parsed with json-c (the test fails if batonctl
+ * does or the output is not JSON). Release with json_object_put. */
+struct json_object *status_json(const struct batond *b);
+/* The sum of every integer member named @key anywhere in the status: over
+ * listeners ("accepted", "held", "timed_out") or workers ("delivered", "load"). */
+long long status_sum(const struct batond *b, const char *key);
+/* Waits (bounded) until status_sum(@key) is @want. */
+bool wait_status_sum(const struct batond *b, const char *key, long long want, int timeout_ms);
+/* Member @key of app @app in the status ("serving": the serving generation, 0
+ * for none; "upgrades", "rollbacks", "restarts"); the test fails without it. */
+long long app_status(const struct batond *b, const char *app, const char *key);
+/* Pid of worker @index of the newest generation of app @app, 0 if none. */
+pid_t app_worker_pid(const struct batond *b, const char *app, unsigned index);
 /* Pids of workers in state @state ("ready", "starting"...) from batonctl
- * status, up to @max; returns the number found. */
+ * status --json, up to @max; returns the number found. */
 int worker_pids(const struct batond *b, const char *state, pid_t *pids, int max);
 /* Waits until batonctl status shows @n workers in @state (bounded). */
 bool wait_workers(const struct batond *b, const char *state, int n, int timeout_ms);

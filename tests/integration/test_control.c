@@ -359,11 +359,7 @@ static void concurrent_upgrades_are_serialised(void **state)
 	}
 	fclose(f);
 	assert_true(starting >= 3 && starting <= 4);
-	char out[4096];
-	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
-	char want[64];
-	snprintf(want, sizeof(want), "app web: generation %d serving", starting);
-	assert_output(out, want);
+	assert_int_equal(app_status(&b, "web", "serving"), starting);
 	assert_int_equal(batond_stop(&b), 0);
 }
 
@@ -427,9 +423,7 @@ static void a_missing_binary_at_first_start_is_retried_while_batond_stays_up(voi
 	assert_true(batond_wait_log(&b, want, 5000));
 	assert_true(batond_wait_log(&b, "retrying start in 500 ms", 5000));
 	assert_true(batond_wait_log(&b, "retrying start in 1000 ms", 5000));
-	char out[4096];
-	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
-	assert_output(out, "app web: no generation serving");
+	assert_int_equal(app_status(&b, "web", "serving"), 0);
 	assert_int_equal(batond_stop(&b), 0);
 }
 

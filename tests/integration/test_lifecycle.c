@@ -122,8 +122,7 @@ static void upgrade_rolls_back_when_new_binary_is_missing(void **state)
 		 app);
 	assert_output(out, want);
 	assert_serves_generation(&b, 1);
-	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
-	assert_output(out, "1 rolled back");
+	assert_int_equal(app_status(&b, "web", "rollbacks"), 1);
 	assert_int_equal(batond_stop(&b), 0);
 }
 
@@ -401,9 +400,7 @@ static void crashed_worker_is_restarted_and_the_listener_stays_open(void **state
 		assert_int_equal(worker_pids(&b, "ready", &now, 1), 1);
 		assert_int_not_equal(now, pid);
 	}
-	char out[2048];
-	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
-	assert_output(out, "3 restarts");
+	assert_int_equal(app_status(&b, "web", "restarts"), 3);
 	/* Backoff grows with consecutive crashes. */
 	assert_true(batond_log_contains(&b, "restarting in 100 ms"));
 	assert_true(batond_log_contains(&b, "restarting in 200 ms"));
