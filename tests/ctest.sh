@@ -3,7 +3,7 @@
 # "N passed, N failed, N skipped", to BUILD_DIR/ctest.summary (with the names of
 # the tests that failed or skipped), for make check's last line. Exits as ctest did.
 set -u
-build=$1
+build=$(cd "$1" && pwd) || exit 1
 shift
 log=$build/ctest.log
 cd "$build" || exit 1
