@@ -558,6 +558,7 @@ static void load_app(struct loader *ld, cfg_t *sec, const struct config *c, stru
 	static const char *const ready_names[] = {"notify", "immediate", NULL};
 	static const char *const mode_names[] = {"inherit", "dispatch", NULL};
 	static const char *const policy_names[] = {"least-loaded", "round-robin", "sticky", NULL};
+	static const char *const kill_mode_names[] = {"mixed", "group", NULL};
 	unsigned long long number;
 	char what[NAME_MAX_LEN * 2 + 16];
 	int choice;
@@ -583,6 +584,8 @@ static void load_app(struct loader *ld, cfg_t *sec, const struct config *c, stru
 	get_seconds(ld, sec, what, "ready-timeout", false, &app->ready_timeout_usec);
 	get_seconds(ld, sec, what, "drain-timeout", true, &app->drain_timeout_usec);
 	get_signal(ld, sec, what, &app->stop_signal);
+	if (get_choice(ld, sec, what, "kill-mode", kill_mode_names, &choice))
+		app->kill_mode = (enum kill_mode)choice;
 
 	app->environment = get_list(ld, sec, "environment");
 	for (size_t i = 0; app->environment && app->environment[i]; i++) {
@@ -693,6 +696,7 @@ static cfg_t *confuse_init(void)
 	    CFG_STR("ready-timeout", "30", CFGF_NONE),
 	    CFG_STR("drain-timeout", "60", CFGF_NONE),
 	    CFG_STR("stop-signal", "TERM", CFGF_NONE),
+	    CFG_STR("kill-mode", "mixed", CFGF_NONE),
 	    CFG_STR_LIST("environment", NULL, CFGF_NONE),
 	    CFG_STR("mode", "inherit", CFGF_NONE),
 	    CFG_STR("policy", "least-loaded", CFGF_NONE),

@@ -12,6 +12,9 @@
 enum ready_mode { READY_NOTIFY, READY_IMMEDIATE };
 enum serve_mode { SERVE_INHERIT, SERVE_DISPATCH };
 enum dispatch_policy { POLICY_LEAST_LOADED, POLICY_ROUND_ROBIN, POLICY_STICKY };
+/* Who gets the stop signal: the worker's main process (mixed, as systemd's
+ * KillMode=mixed) or its whole process group. SIGKILL always goes to the group. */
+enum kill_mode { KILL_MIXED, KILL_GROUP };
 
 struct listener_cfg {
 	char *name;
@@ -36,6 +39,7 @@ struct app_cfg {
 	uint64_t ready_timeout_usec;
 	uint64_t drain_timeout_usec;
 	int stop_signal;
+	enum kill_mode kill_mode;
 	char **environment; /* NULL-terminated "K=V" */
 	enum serve_mode mode;
 	enum dispatch_policy policy;

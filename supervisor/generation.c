@@ -66,11 +66,11 @@ unsigned gen_live_workers(const struct gen *g)
 	return n;
 }
 
-/* Each worker leads its own process group (spawn.c), so a signal for the worker
+/* Each worker leads its own process group (spawn.c), so a signal for the group
  * reaches every process it started: a wrapper script's program too. A worker
  * that joined another group (setpgid) gets the signal alone. After it
- * exited, its lingering group only. */
-static int worker_signal(const struct worker *w, int sig)
+ * exited, its lingering group only. SIGKILL always goes this way. */
+static int worker_signal_group(const struct worker *w, int sig)
 {
 	pid_t pgid = w->pid > 0 ? w->pid : w->lingering_pgid;
 	if (pgid <= 0)
@@ -80,6 +80,22 @@ static int worker_signal(const struct worker *w, int sig)
 	if (errno == ESRCH && w->pid > 0 && kill(w->pid, sig) == 0)
 		return 0;
 	return -errno;
+}
+
+/* The stop signal goes to the main process alone in kill-mode mixed (systemd's
+ * KillMode=mixed): a pre-fork master stops its own children gracefully, and
+ * children signalled behind its back would die mid-request. What it leaves
+ * behind is waited for and SIGKILLed at drain-timeout. kill-mode group is for
+ * a wrapper script that does not exec and passes no signal on. */
+static int worker_signal_stop(const struct worker *w)
+{
+	int sig = w->gen->app->cfg->stop_signal;
+
+	if (w->gen->app->cfg->kill_mode == KILL_GROUP)
+		return worker_signal_group(w, sig);
+	if (w->pid <= 0)
+		return 0;
+	return kill(w->pid, sig) == 0 ? 0 : -errno;
 }
 
 static void describe_exit(const siginfo_t *si, char *buf, size_t len)
@@ -143,7 +159,7 @@ static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
 					 app_name(g), g->id, w->index, (int)w->lingering_pgid);
 			else
 				continue;
-			worker_signal(w, SIGKILL);
+			worker_signal_group(w, SIGKILL);
 			if (w->state == WORKER_LINGERING && !w->linger_killed_usec)
 				w->linger_killed_usec = now_usec(g);
 		}
@@ -228,7 +244,7 @@ static int on_ready_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 		 "(ready-timeout); killing it",
 		 app_name(g), g->id, w->index, (int)w->pid,
 		 (double)g->app->cfg->ready_timeout_usec / 1e6);
-	worker_signal(w, SIGKILL);
+	worker_signal_group(w, SIGKILL);
 	return 0;
 }
 
@@ -278,7 +294,8 @@ static void worker_schedule_restart(struct worker *w, uint64_t lifetime_usec)
  * (sd-event reaps it after on_child returns, so this runs from the loop, then
  * polls: those processes are not batond's children). A draining worker stays
  * counted as live (WORKER_LINGERING) until its group is empty: its processes
- * got the stop signal and finish their work. What a failed or crashed worker
+ * finish their work (told by the worker in kill-mode mixed, by the stop signal
+ * in group), else drain-timeout kills them. What a failed or crashed worker
  * left behind is killed, so that it does not go on holding the listeners. */
 static int on_group_check(sd_event_source *s, uint64_t usec, void *userdata)
 {
@@ -444,7 +461,7 @@ static void worker_spawn(struct worker *w)
 		 * (it may be in an uninterruptible exec), so it may stay a zombie. */
 		log_err("%s: generation %u worker %u: cannot watch pid %d: %s; killed",
 			a->cfg->name, g->id, w->index, (int)pid, strerror(-r));
-		worker_signal(w, SIGKILL);
+		worker_signal_group(w, SIGKILL);
 		waitpid(pid, NULL, WNOHANG);
 		w->pid = 0;
 		channel_detach(w);
@@ -521,7 +538,6 @@ void gen_drain(struct gen *g)
 		return;
 	g->state = GEN_DRAINING;
 	g->drain_started_usec = now_usec(g);
-	int sig = g->app->cfg->stop_signal;
 	unsigned live = 0;
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct worker *w = &g->workers[i];
@@ -533,7 +549,7 @@ void gen_drain(struct gen *g)
 		}
 		w->state = WORKER_DRAINING;
 		channel_send_drain(w);
-		int r = worker_signal(w, sig);
+		int r = worker_signal_stop(w);
 		if (r < 0)
 			log_warn("%s: generation %u worker %u (pid %d): kill: %s", app_name(g),
 				 g->id, w->index, (int)w->pid, strerror(-r));
@@ -547,7 +563,7 @@ void gen_drain(struct gen *g)
 		log_err("%s: generation %u: cannot arm drain timer, killing now", app_name(g),
 			g->id);
 		for (unsigned i = 0; i < g->n_workers; i++)
-			worker_signal(&g->workers[i], SIGKILL);
+			worker_signal_group(&g->workers[i], SIGKILL);
 	}
 }
 

@@ -71,8 +71,9 @@ struct gen {
 /* Creates generation @id of @app and spawns its workers. Returns 0, or a
  * negative errno with *ret untouched if nothing could be started (reason logged). */
 int gen_start(struct app *app, unsigned id, struct gen **ret);
-/* Stops taking new work: DRAIN on each channel and the stop signal; SIGKILL to
- * what is left after drain-timeout. Idempotent. */
+/* Stops taking new work: DRAIN on each channel and the stop signal (to each
+ * worker's main process, or its process group in kill-mode group); SIGKILL to
+ * every process left in their groups after drain-timeout. Idempotent. */
 void gen_drain(struct gen *g);
 void gen_free(struct gen *g);
 unsigned gen_live_workers(const struct gen *g);

@@ -237,7 +237,7 @@ static pid_t start_wrapped_app(struct batond *b, const char *args, pid_t *wrappe
 	batond_write_config(b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
 			       "app web {\n  exec = { \"@DIR@/wrapper\" }\n"
 			       "  listeners = { \"http\" }\n  ready = immediate\n"
-			       "  drain-timeout = 1\n}\n");
+			       "  kill-mode = group\n  drain-timeout = 1\n}\n");
 	batond_start(b);
 	wait_ready(b, 1);
 	assert_int_equal(worker_pids(b, "ready", wrapper, 1), 1);

@@ -140,6 +140,7 @@ static void omitted_options_take_their_defaults(void **state)
 	assert_int_equal(app->ready_timeout_usec, 30000000);
 	assert_int_equal(app->drain_timeout_usec, 60000000);
 	assert_int_equal(app->stop_signal, SIGTERM);
+	assert_int_equal(app->kill_mode, KILL_MIXED);
 	assert_non_null(app->environment);
 	assert_null(app->environment[0]);
 	assert_int_equal(app->mode, SERVE_INHERIT);
@@ -165,6 +166,7 @@ static void every_option_is_read(void **state)
 		    "  ready-timeout = 0.5\n"
 		    "  drain-timeout = 0\n"
 		    "  stop-signal = \"SIGQUIT\"\n"
+		    "  kill-mode = group\n"
 		    "  environment = { \"FOO=bar\", \"EMPTY=\" }\n"
 		    "  mode = dispatch\n"
 		    "  policy = sticky\n"
@@ -198,6 +200,7 @@ static void every_option_is_read(void **state)
 	assert_int_equal(app->ready_timeout_usec, 500000);
 	assert_int_equal(app->drain_timeout_usec, 0);
 	assert_int_equal(app->stop_signal, SIGQUIT);
+	assert_int_equal(app->kill_mode, KILL_GROUP);
 	assert_string_equal(app->environment[0], "FOO=bar");
 	assert_string_equal(app->environment[1], "EMPTY=");
 	assert_null(app->environment[2]);
@@ -367,13 +370,15 @@ static void a_choice_outside_its_list_names_the_valid_ones(void **state)
 			"  mode = fork\n"
 			"  policy = random\n"
 			"  stop-signal = KILL\n"
+			"  kill-mode = \"process\"\n"
 			"}\n",
 	    "batond.conf:4: app \"web\": ready: \"maybe\" is not one of notify, immediate\n"
 	    "batond.conf:5: app \"web\": mode: \"fork\" is not one of inherit, dispatch\n"
 	    "batond.conf:6: app \"web\": policy: \"random\" is not one of least-loaded, "
 	    "round-robin, sticky\n"
 	    "batond.conf:7: app \"web\": stop-signal: \"KILL\" is not one of TERM, INT, "
-	    "QUIT, HUP, USR1, USR2\n");
+	    "QUIT, HUP, USR1, USR2\n"
+	    "batond.conf:8: app \"web\": kill-mode: \"process\" is not one of mixed, group\n");
 }
 
 static void numbers_out_of_range_or_malformed_are_refused(void **state)
