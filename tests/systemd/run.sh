@@ -3,7 +3,9 @@
 # uts and ipc namespaces: the shipped units/batond.service with a test drop-in,
 # Type=notify start and STATUS, reload under load, kill -9 under load with the
 # listener coming back from the fd store, the watchdog, and socket activation.
-# Usage: run.sh BUILD_DIR SOURCE_DIR. Exits 77 (skipped) where systemd cannot boot.
+# Usage: run.sh BUILD_DIR SOURCE_DIR. Exits 77 (skipped) where systemd cannot boot,
+# saying why; with BATON_REQUIRE_SYSTEMD=1, as root where /lib/systemd/systemd
+# exists, such a skip is a failure (exit 1) instead.
 set -euo pipefail
 
 build=$(cd "$1" && pwd)
@@ -15,6 +17,10 @@ testsrv=$build/tests/apps/testsrv
 loadgen=$build/bench/loadgen
 
 skip() {
+	if [ "${BATON_REQUIRE_SYSTEMD:-}" = 1 ] && [ "$(id -u)" -eq 0 ] && [ -x /lib/systemd/systemd ]; then
+		echo "systemd-test: FAIL: BATON_REQUIRE_SYSTEMD=1 and the test cannot run: $*" >&2
+		exit 1
+	fi
 	echo "SKIPPED: $*"
 	exit 77
 }
@@ -22,21 +28,30 @@ skip() {
 [ -x /lib/systemd/systemd ] || skip "no /lib/systemd/systemd"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || skip "no unshare/nsenter"
 command -v ss >/dev/null || skip "no ss (iproute2)"
+command -v python3 >/dev/null || skip "no python3"
+# boot.sh keeps the build directory on the namespace's fresh /run while it
+# replaces /tmp, /var/tmp and /etc/systemd/system: it cannot come from there.
+for d in /run /etc/systemd/system; do
+	case $build/ in "$d"/*) skip "build directory $build is under $d, which the namespace replaces" ;; esac
+done
 
 rm -rf "$work"
 mkdir -p "$work/units/batond.service.d" "$work/units/batond.socket.d"
 unshare_pid=
 sd=
+lg=
 
 say() { printf 'systemd-test: %s\n' "$*"; }
 fail() {
 	printf 'systemd-test: FAIL: %s\n' "$*" >&2
 	[ -f "$work/batond.log" ] && { echo "--- batond log" >&2; tail -40 "$work/batond.log" >&2; }
 	[ -f "$work/systemd.log" ] && { echo "--- systemd log" >&2; tail -30 "$work/systemd.log" >&2; }
+	[ -n "$sd" ] && { echo "--- systemctl status" >&2; sctl status --no-pager batond.service >&2 || true; }
 	exit 1
 }
 # PID 1 ignores SIGTERM: SIGKILL to it ends everything in the namespace.
 cleanup() {
+	if [ -n "$lg" ]; then kill -KILL "$lg" 2>/dev/null || true; fi
 	if [ -n "$sd" ]; then kill -KILL "$sd" 2>/dev/null || true; fi
 	if [ -n "$unshare_pid" ]; then wait "$unshare_pid" 2>/dev/null || true; fi
 }
@@ -66,7 +81,52 @@ batond_inode() {
 	main=$(prop batond.service MainPID)
 	in_ns readlink "/proc/$main/fd/$fd" | sed -n 's/socket:\[\([0-9]*\)\]/\1/p'
 }
-loadgen_field() { sed -n "s/^loadgen: .* $2=\([^ ]*\).*/\1/p" "$1"; }
+loadgen_field() { sed -n "s/^loadgen: \(.* \)*$2=\([^ ]*\).*/\2/p" "$1"; }
+# running PID: alive, and not a zombie waiting for us to reap it.
+running() {
+	local state
+	state=$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]
+}
+serving_gen() { "$batonctl" -s "$work/ctl.sock" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["apps"][0]["serving"])'; }
+# The CPU time (ns) used so far by the workers of web's serving generation.
+# Idle, testsrv sleeps in epoll_wait: the sum grows only when connections come.
+# Read in the namespace, whose pids batonctl reports.
+serving_cpu_ns() {
+	"$batonctl" -s "$work/ctl.sock" status --json | in_ns python3 -c '
+import json, sys
+app = json.load(sys.stdin)["apps"][0]
+pids = [w["pid"] for g in app["generations"] if g["id"] == app["serving"]
+        for w in g["workers"] if w["pid"] > 0]
+if not pids:
+    sys.exit("no worker serving")
+print(sum(int(open("/proc/%d/schedstat" % pid).read().split()[0]) for pid in pids))'
+}
+# serving_gen_gets_load NS: the serving generation has used more CPU than NS,
+# a serving_cpu_ns of before: the load reaches it.
+serving_gen_gets_load() {
+	local ns
+	ns=$(serving_cpu_ns) && [ "$ns" -gt "$1" ]
+}
+# Load that lasts as long as the events it covers: --duration-ms is a ceiling
+# against hangs only. loadgen_start returns once the load reaches the serving
+# generation (by then loadgen has blocked SIGTERM, which it takes as "stop");
+# loadgen_stop ends the run, requests in flight finish, and loadgen prints its
+# report and exits 0 if none failed and at least one succeeded.
+loadgen_start() {
+	local idle_ns
+	idle_ns=$(serving_cpu_ns) || fail "no serving generation before the load"
+	"$loadgen" --port "$port" --connections 4 --duration-ms 120000 >"$1" 2>&1 &
+	lg=$!
+	wait_for 30 serving_gen_gets_load "$idle_ns" ||
+		fail "the load does not reach generation $(serving_gen): $(cat "$1")"
+}
+loadgen_stop() {
+	local rc=0
+	kill -TERM "$lg"
+	wait "$lg" || rc=$?
+	lg=
+	return "$rc"
+}
 
 port=$(free_port)
 port2=$(free_port)
@@ -104,17 +164,33 @@ ExecReload=
 ExecReload=$batonctl -s $work/ctl.sock upgrade
 StandardOutput=append:$work/batond.log
 StandardError=append:$work/batond.log
+# The shipped sandbox hides /tmp (PrivateTmp=) and makes homes read-only
+# (ProtectHome=): the build directory, wherever it is, is seen as it is on the
+# host, read-only, with $work (control socket) writable.
+BindReadOnlyPaths=$build
+BindPaths=$work
 EOF
 printf '[Unit]\nDefaultDependencies=no\n' >"$work/units/batond.socket.d/test.conf"
 printf '[Unit]\nDescription=baton test\nDefaultDependencies=no\n' >"$work/units/baton-test.target"
 
 # Inside the namespaces: fresh tmpfs where a booting systemd writes or cleans
 # (it would otherwise empty the host's /tmp), the test units, then systemd.
+# The build directory (batond, the units, $work) may be under one of them, as
+# in a clone under /tmp: bound onto the new /run before the others hide it, it
+# is moved back onto its own path on top of them. A bind mount shares the
+# files, so every path here and in the units means the same file inside the
+# namespace as outside, where this script keeps using them.
 cat >"$work/boot.sh" <<EOF
 #!/bin/sh
 set -e
-for d in /tmp /var/tmp /run /etc/systemd/system; do mount -t tmpfs tmpfs "\$d"; done
+mount -t tmpfs tmpfs /run
+mkdir /run/baton-build
+mount --bind "$build" /run/baton-build
+for d in /tmp /var/tmp /etc/systemd/system; do mount -t tmpfs tmpfs "\$d"; done
 if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi
+mkdir -p "$build"
+mount --move /run/baton-build "$build"
+rmdir /run/baton-build
 cp -r "$work/units/." /etc/systemd/system/
 # As in a container: systemd leaves the host's hardware and settings alone.
 export container=baton-test
@@ -124,10 +200,23 @@ chmod +x "$work/boot.sh"
 setsid unshare --pid --fork --mount --uts --ipc --mount-proc --propagation private \
 	"$work/boot.sh" >"$work/systemd.log" 2>&1 </dev/null &
 unshare_pid=$!
+# Why the namespace ended: unshare's status and the last words of boot.sh or systemd.
+boot_ended() {
+	local rc=0
+	wait "$unshare_pid" || rc=$?
+	unshare_pid=
+	sd=
+	skip "the namespace ended before systemd booted (unshare: status $rc): $(tail -5 "$work/systemd.log" | tr -s ' \n' '  ')"
+}
 child_of_unshare() { sd=$(pgrep -P "$unshare_pid" | head -1) && [ -n "$sd" ]; }
-wait_for 10 child_of_unshare || skip "systemd did not start in a namespace here"
+started_or_ended() { child_of_unshare || ! running "$unshare_pid"; }
+wait_for 30 started_or_ended || skip "unshare started no process in 30 s"
+running "$unshare_pid" || boot_ended
 booted() { sctl is-system-running | grep -Eq 'running|degraded'; }
-wait_for 20 booted || skip "systemd did not finish booting: $(sctl is-system-running 2>&1)"
+booted_or_ended() { booted || ! running "$unshare_pid"; }
+wait_for 60 booted_or_ended ||
+	skip "systemd did not finish booting in 60 s: $(sctl is-system-running 2>&1); jobs: $(sctl list-jobs --no-legend 2>&1 | head -5 | tr -s ' \n' '  ')"
+running "$unshare_pid" || boot_ended
 say "systemd booted in a namespace (pid $sd)"
 
 # 1. Type=notify: start returns once every app's first generation is ready.
@@ -141,11 +230,14 @@ say "start: active, Status: $status"
 # 2. systemctl reload under load: a new generation, no request failed.
 inode=$(listener_inode "$port")
 [ -n "$inode" ] && [ "$inode" = "$(batond_inode)" ] || fail "batond does not hold the listener"
-"$loadgen" --port "$port" --connections 4 --duration-ms 3000 >"$work/reload.out" 2>&1 &
-lg=$!
-sleep 1
+loadgen_start "$work/reload.out"
+# Synchronous: generation 1 is gone when reload returns, and from then on
+# every request of the load is generation 2's.
 sctl reload batond.service || fail "systemctl reload failed"
-wait "$lg" || fail "requests failed during reload: $(grep '^loadgen:' "$work/reload.out")"
+[ "$(serving_gen)" = 2 ] || fail "generation $(serving_gen) serves after the reload"
+ns=$(serving_cpu_ns) || fail "no workers of generation 2"
+wait_for 30 serving_gen_gets_load "$ns" || fail "the load does not reach generation 2"
+loadgen_stop || fail "requests failed during reload: $(grep '^loadgen:' "$work/reload.out")"
 grep -q 'gens=1:[0-9]*,2:' "$work/reload.out" || fail "generation 2 served nothing"
 status=$(prop batond.service StatusText)
 [[ $status == "web: gen 2 ready, 2 workers, 1 upgrade, 0 rolled back" ]] ||
@@ -155,16 +247,18 @@ say "reload under load: $(grep '^loadgen:' "$work/reload.out" | cut -d' ' -f2-4)
 # 3. kill -9 of batond under load: systemd restarts it, the listener comes back
 # from the fd store (same socket), no connection is refused.
 main=$(prop batond.service MainPID)
-"$loadgen" --port "$port" --connections 4 --duration-ms 4000 >"$work/kill.out" 2>&1 &
-lg=$!
-sleep 1
+loadgen_start "$work/kill.out"
 sctl kill -s KILL --kill-who=main batond.service
 restarted() { [ "$(prop batond.service NRestarts)" = 1 ] && [ "$(prop batond.service ActiveState)" = active ]; }
-wait_for 20 restarted || fail "batond was not restarted"
+wait_for 30 restarted || fail "batond was not restarted"
 [ "$(prop batond.service MainPID)" != "$main" ] || fail "same MainPID after kill -9"
-wait "$lg" || true
+ns=$(serving_cpu_ns) || fail "the restarted batond has no workers"
+wait_for 30 serving_gen_gets_load "$ns" || fail "the load does not reach the restarted batond's workers"
+# The requests the SIGKILLed workers had in hand fail: no status to check.
+loadgen_stop || true
 refused=$(loadgen_field "$work/kill.out" refused)
 [ "$refused" = 0 ] || fail "connections refused while batond restarted: $(grep '^loadgen:' "$work/kill.out")"
+[ "$(loadgen_field "$work/kill.out" ok)" -gt 0 ] || fail "no request succeeded: $(grep '^loadgen:' "$work/kill.out")"
 [ "$(listener_inode "$port")" = "$inode" ] || fail "the listener is a new socket after the restart"
 [ "$(batond_inode)" = "$inode" ] || fail "the restarted batond does not hold the stored listener"
 grep -q "listener http: tcp://127.0.0.1:$port, fd [0-9]* from systemd" "$work/batond.log" ||
@@ -180,10 +274,10 @@ for n in 2 3; do
 	main=$(prop batond.service MainPID)
 	sctl kill -s KILL --kill-who=main batond.service
 	restarted_n() { [ "$(prop batond.service NRestarts)" = "$n" ] && [ "$(prop batond.service ActiveState)" = active ]; }
-	wait_for 20 restarted_n || fail "batond was not restarted ($n)"
+	wait_for 30 restarted_n || fail "batond was not restarted ($n)"
 	[ "$(prop batond.service MainPID)" != "$main" ] || fail "same MainPID after kill -9 ($n)"
 	port2_closed() { [ -z "$(listener_inode "$port2")" ]; }
-	wait_for 5 port2_closed || fail "port $port2 still listening: the stored fd of the removed listener was kept"
+	wait_for 30 port2_closed || fail "port $port2 still listening: the stored fd of the removed listener was kept"
 done
 [ "$(grep -c 'no listener named "spare"' "$work/batond.log")" = 1 ] ||
 	fail "the removed listener was not passed back exactly once (FDSTOREREMOVE)"
