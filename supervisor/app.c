@@ -1,15 +1,13 @@
 /* Apps: which generation serves, upgrades with rollback, serialisation of
- * upgrades and the app's share of batond's stop. Generations report here;
- * nothing here touches a process directly. */
+ * upgrades and the app's share of batond's stop. Generations mark what happens
+ * to them; app_settle decides what it means. Nothing here touches a process
+ * directly. */
 #include "app.h"
-#include "batond.h"
 #include "dispatch.h"
 #include "generation.h"
 #include "log.h"
-#include "notify.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,48 +29,92 @@ outcome(struct app *a, const char *fmt, ...)
 	return a->counters.last_outcome;
 }
 
-/* batond accepts on dispatch listeners, so they must not block. Listeners it
- * bound for inherit apps are handed out blocking, as systemd does by default
- * (NonBlocking=no), for programs that accept in blocking mode; what systemd
- * passed stays as the socket unit configured it. The flag lives in the shared
- * open file description: a worker that changes it changes it for every holder. */
-static void set_blocking_mode(const struct listener_rt *l, enum serve_mode mode)
+static void mark(struct app *a)
 {
-	int fl = fcntl(l->fd, F_GETFL);
-	if (fl < 0)
-		return;
-	if (mode == SERVE_DISPATCH)
-		fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
-	else if (!l->adopted)
-		fcntl(l->fd, F_SETFL, fl & ~O_NONBLOCK);
+	a->dirty = true;
+	a->env->ops->changed(a->env->userdata);
 }
 
-int app_new(struct daemon *d, const struct app_cfg *cfg, struct app **ret)
+static void on_gen_changed(void *userdata, struct gen *g)
+{
+	mark(userdata);
+}
+
+static void on_gen_conn_done(void *userdata, struct gen *g, unsigned worker, uint32_t n)
+{
+	struct app *a = userdata;
+	dispatch_conn_done(a->dispatch, g->id, worker, n);
+}
+
+static void on_gen_park(void *userdata, struct gen *g, int fd, const struct proto_conn *rec)
+{
+	struct app *a = userdata;
+	char who[96];
+	snprintf(who, sizeof(who), "%s: generation %u", a->cfg->name, g->id);
+	dispatch_park(a->dispatch, fd, rec, who);
+	mark(a); /* delivered to the serving generation once settled */
+}
+
+static void on_gen_restarted(void *userdata, struct gen *g)
+{
+	struct app *a = userdata;
+	a->counters.restarts++;
+}
+
+static const struct gen_ops app_gen_ops = {
+    .changed = on_gen_changed,
+    .conn_done = on_gen_conn_done,
+    .park = on_gen_park,
+    .restarted = on_gen_restarted,
+};
+
+static struct channel *serving_channel(void *userdata, unsigned index)
+{
+	struct app *a = userdata;
+	return a->serving ? gen_ready_channel(a->serving, index) : NULL;
+}
+
+static const struct dispatch_ops app_dispatch_ops = {.ready_channel = serving_channel};
+
+int app_new(const struct app_env *env, const struct app_cfg *cfg, struct app **ret)
 {
 	struct app *a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	a->d = d;
+	a->env = env;
 	a->cfg = cfg;
 	a->next_gen_id = 1;
-	a->listen_fds = calloc(cfg->n_listeners, sizeof(int));
-	size_t names_len = 1;
+	a->listen_fds = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(int));
+	a->listen_names = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(char *));
+	size_t joined_len = 1;
 	for (size_t i = 0; i < cfg->n_listeners; i++)
-		names_len += strlen(d->cfg->listeners[cfg->listener_idx[i]].name) + 1;
-	a->listen_names = calloc(1, names_len);
-	if (!a->listen_fds || !a->listen_names) {
+		joined_len += strlen(env->cfg->listeners[cfg->listener_idx[i]].name) + 1;
+	a->listen_names_joined = calloc(1, joined_len);
+	if (!a->listen_fds || !a->listen_names || !a->listen_names_joined) {
 		app_free(a);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		size_t idx = cfg->listener_idx[i];
-		a->listen_fds[i] = d->listeners[idx].fd;
+		a->listen_fds[i] = env->listener_fds[idx];
+		a->listen_names[i] = env->cfg->listeners[idx].name;
 		if (i)
-			strcat(a->listen_names, ":");
-		strcat(a->listen_names, d->cfg->listeners[idx].name);
-		set_blocking_mode(&d->listeners[idx], cfg->mode);
+			strcat(a->listen_names_joined, ":");
+		strcat(a->listen_names_joined, a->listen_names[i]);
 	}
-	int r = dispatch_new(a, &a->dispatch);
+	a->gen_env = (struct gen_env){
+	    .event = env->event,
+	    .cfg = cfg,
+	    .listen_fds = a->listen_fds,
+	    .listen_names = a->listen_names,
+	    .listen_names_joined = a->listen_names_joined,
+	    .notify_socket = env->notify_socket,
+	    .spawn = env->spawn,
+	    .ops = &app_gen_ops,
+	    .userdata = a,
+	};
+	int r = dispatch_new(env->event, env->cfg, cfg, a->listen_fds, &app_dispatch_ops, a,
+			     &a->dispatch);
 	if (r < 0) {
 		app_free(a);
 		return r;
@@ -106,6 +148,7 @@ void app_free(struct app *a)
 	dispatch_free(a->dispatch);
 	free(a->listen_fds);
 	free(a->listen_names);
+	free(a->listen_names_joined);
 	free(a);
 }
 
@@ -129,7 +172,7 @@ static int start_generation(struct app *a)
 		return -ENOMEM;
 	a->gens = gens;
 	struct gen *g;
-	int r = gen_start(a, a->next_gen_id, &g);
+	int r = gen_start(&a->gen_env, a->next_gen_id, &g);
 	if (r < 0)
 		return r;
 	a->next_gen_id++;
@@ -153,7 +196,7 @@ static void schedule_start(struct app *a)
 		delay = START_BACKOFF_MAX_USEC;
 	a->start_failures++;
 	log_info("%s: retrying start in %llu ms", a->cfg->name, (unsigned long long)delay / 1000);
-	int r = sd_event_add_time_relative(a->d->event, &a->start_timer, CLOCK_MONOTONIC, delay,
+	int r = sd_event_add_time_relative(a->env->event, &a->start_timer, CLOCK_MONOTONIC, delay,
 					   1000, on_start_timer, a);
 	if (r < 0)
 		log_err("%s: cannot arm start timer: %s; app stays down until an upgrade",
@@ -162,7 +205,7 @@ static void schedule_start(struct app *a)
 
 void app_start(struct app *a)
 {
-	if (a->d->stopping || a->starting)
+	if (a->stopping || a->starting)
 		return;
 	int r = start_generation(a);
 	if (r < 0) {
@@ -174,7 +217,7 @@ void app_start(struct app *a)
 
 void app_upgrade(struct app *a, struct app_waiter *w)
 {
-	if (a->d->stopping) {
+	if (a->stopping) {
 		if (w) {
 			w->done(w->userdata, ESHUTDOWN, "batond is stopping");
 			free(w);
@@ -196,7 +239,7 @@ void app_upgrade(struct app *a, struct app_waiter *w)
 		a->waiters = w;
 	}
 	upgrade_begin(a);
-	daemon_state_changed(a->d);
+	mark(a);
 }
 
 static void upgrade_begin(struct app *a)
@@ -221,7 +264,7 @@ static void upgrade_begin(struct app *a)
 static void upgrade_settled(struct app *a)
 {
 	a->upgrade_running = false;
-	if (!a->upgrade_queued || a->d->stopping)
+	if (!a->upgrade_queued || a->stopping)
 		return;
 	a->upgrade_queued = false;
 	a->waiters = a->next_waiters;
@@ -229,17 +272,16 @@ static void upgrade_settled(struct app *a)
 	upgrade_begin(a);
 }
 
-void app_gen_ready(struct app *a, struct gen *g)
+static void gen_ready(struct app *a, struct gen *g)
 {
-	a->starting = NULL;
 	a->start_failures = 0;
-	if (a->d->stopping) {
+	if (a->stopping) {
 		gen_drain(g);
 		return;
 	}
 	struct gen *old = a->serving;
 	a->serving = g;
-	dispatch_kick(a->dispatch); /* new connections go to the new generation from now */
+	dispatch_serve(a->dispatch, g->id, g->n_workers); /* new connections go to it from now */
 	if (old) {
 		/* Only now, with the successor ready, may the old generation stop. */
 		a->replacing = old;
@@ -258,11 +300,10 @@ void app_gen_ready(struct app *a, struct gen *g)
 	}
 }
 
-void app_gen_failed(struct app *a, struct gen *g)
+static void gen_failed(struct app *a, struct gen *g)
 {
-	a->starting = NULL;
 	gen_drain(g);
-	if (a->d->stopping)
+	if (a->stopping)
 		return;
 	if (!a->upgrade_running) {
 		/* First start (or a restart with nothing serving): retry with backoff.
@@ -281,14 +322,16 @@ void app_gen_failed(struct app *a, struct gen *g)
 	log_err("upgrade rolled back: %s", text);
 	waiters_finish(&a->waiters, ECANCELED, text);
 	upgrade_settled(a);
-	if (!a->serving && !a->starting && !a->d->stopping)
+	if (!a->serving && !a->starting && !a->stopping)
 		schedule_start(a);
 }
 
-void app_gen_gone(struct app *a, struct gen *g)
+static void gen_gone(struct app *a, struct gen *g)
 {
-	if (a->serving == g)
+	if (a->serving == g) {
 		a->serving = NULL;
+		dispatch_serve(a->dispatch, 0, 0);
+	}
 	if (a->starting == g)
 		a->starting = NULL;
 	if (a->replacing == g) {
@@ -306,18 +349,13 @@ void app_gen_gone(struct app *a, struct gen *g)
 		}
 	}
 	gens_remove(a, g);
+	dispatch_forget(a->dispatch, g->id);
 	gen_free(g);
-	if (a->d->stopping && a->n_gens == 0)
-		daemon_app_stopped(a->d);
-}
-
-void app_worker_restarted(struct app *a)
-{
-	a->counters.restarts++;
 }
 
 void app_stop(struct app *a)
 {
+	a->stopping = true;
 	a->start_timer = sd_event_source_disable_unref(a->start_timer);
 	waiters_finish(&a->waiters, ESHUTDOWN, "batond is stopping");
 	waiters_finish(&a->next_waiters, ESHUTDOWN, "batond is stopping");
@@ -326,8 +364,7 @@ void app_stop(struct app *a)
 	dispatch_stop(a->dispatch);
 	for (size_t i = 0; i < a->n_gens; i++)
 		gen_drain(a->gens[i]);
-	if (a->n_gens == 0)
-		daemon_app_stopped(a->d);
+	mark(a);
 }
 
 bool app_is_stopped(const struct app *a)
@@ -341,4 +378,29 @@ bool app_notify(struct app *a, pid_t pid, bool ready, bool stopping, const char 
 		if (gen_notify(a->gens[i], pid, ready, stopping, status))
 			return true;
 	return false;
+}
+
+void app_settle(struct app *a)
+{
+	if (!a->dirty)
+		return;
+	/* Each step may mark again (a failed generation drained with nothing
+	 * left is gone at once): settle until nothing moves. */
+	while (a->dirty) {
+		a->dirty = false;
+		struct gen *g = a->starting;
+		if (g && g->state == GEN_READY) {
+			a->starting = NULL;
+			gen_ready(a, g);
+		} else if (g && g->failed) {
+			a->starting = NULL;
+			gen_failed(a, g);
+		}
+		for (size_t i = 0; i < a->n_gens;)
+			if (a->gens[i]->state == GEN_GONE)
+				gen_gone(a, a->gens[i]); /* removes it from a->gens */
+			else
+				i++;
+	}
+	dispatch_kick(a->dispatch);
 }

@@ -1,16 +1,23 @@
 /* An app: its generations, its upgrades (serialised, with rollback) and its
- * stop. Decides what a generation's readiness, failure or end means. */
+ * stop. Decides what a generation's readiness, failure or end means, once per
+ * loop turn in app_settle.
+ *
+ * An upgrade: start generation g+1 as `starting`; when it is ready it becomes
+ * `serving` and the one before (`replacing`) drains; the upgrade is done when
+ * that one is gone. If g+1 fails, it is drained and g keeps serving (rollback).
+ * A request while an upgrade runs, or while the first generation starts, joins
+ * the next upgrade, which begins when this one settles. */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <systemd/sd-event.h>
 
 #include "config.h"
+#include "generation.h"
 
-struct daemon;
 struct dispatch;
-struct gen;
 
 /* Someone waiting for an upgrade's outcome: code 0 (done) or ECANCELED (rolled
  * back) or ESHUTDOWN (batond stopping), text one line naming the app. Called
@@ -23,6 +30,24 @@ struct app_waiter {
 	struct app_waiter *next;
 };
 
+struct app_ops {
+	/* Something changed that app_settle must look at. Only marks: the owner
+	 * calls app_settle from its loop (a post source), not from here. */
+	void (*changed)(void *userdata);
+};
+
+/* What apps take from batond: borrowed, outlives them. */
+struct app_env {
+	sd_event *event;
+	const struct config *cfg;
+	const int *listener_fds; /* batond's own, parallel to cfg->listeners */
+	const char *notify_socket;
+	int (*spawn)(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel,
+		     int *ret_exec_fd);
+	const struct app_ops *ops;
+	void *userdata;
+};
+
 struct app_counters {
 	unsigned upgrades;  /* completed */
 	unsigned rollbacks; /* failed new generations */
@@ -31,11 +56,13 @@ struct app_counters {
 };
 
 struct app {
-	struct daemon *d;
+	const struct app_env *env;
 	const struct app_cfg *cfg;
-	int *listen_fds;    /* batond's fds of this app's listeners, in LISTEN_FDS order */
-	char *listen_names; /* "a:b" */
-	struct gen **gens;  /* every generation not yet gone, oldest first */
+	int *listen_fds;	  /* batond's fds of this app's listeners, in LISTEN_FDS order */
+	const char **listen_names; /* parallel to listen_fds */
+	char *listen_names_joined; /* "a:b" */
+	struct gen_env gen_env;
+	struct gen **gens; /* every generation not yet freed, oldest first */
 	size_t n_gens;
 	unsigned next_gen_id;
 	struct gen *starting;		 /* the generation being brought up, or NULL */
@@ -45,27 +72,26 @@ struct app {
 	struct app_waiter *next_waiters; /* of the upgrade queued behind it */
 	bool upgrade_running;
 	bool upgrade_queued;
+	bool stopping;
+	bool dirty; /* app_settle has something to look at */
 	unsigned start_failures; /* consecutive failed first starts, for backoff */
-	struct sd_event_source *start_timer;
+	sd_event_source *start_timer;
 	struct dispatch *dispatch; /* accepts for dispatch apps; relays parked connections */
 	struct app_counters counters;
 };
 
-int app_new(struct daemon *d, const struct app_cfg *cfg, struct app **ret);
+int app_new(const struct app_env *env, const struct app_cfg *cfg, struct app **ret);
 void app_free(struct app *a);
 /* Starts the first generation. */
 void app_start(struct app *a);
 /* Upgrade: start generation g+1, wait for ready, drain g; rollback on failure.
- * @w (may be NULL) is told the outcome. Serialised: a request during an
- * upgrade joins the next one. */
+ * @w (may be NULL) is told the outcome. */
 void app_upgrade(struct app *a, struct app_waiter *w);
-/* Drain every generation; daemon_app_stopped() once nothing is left. */
+/* Drain every generation; app_is_stopped once nothing is left. */
 void app_stop(struct app *a);
 bool app_is_stopped(const struct app *a);
 bool app_notify(struct app *a, pid_t pid, bool ready, bool stopping, const char *status);
-
-/* Called by generation.c. */
-void app_gen_ready(struct app *a, struct gen *g);
-void app_gen_failed(struct app *a, struct gen *g);
-void app_gen_gone(struct app *a, struct gen *g);
-void app_worker_restarted(struct app *a);
+/* Acts on what the generations marked since the last call: a starting
+ * generation ready or failed, generations gone (freed here), connections that
+ * may move. Call once per loop turn, outside any generation's callback. */
+void app_settle(struct app *a);

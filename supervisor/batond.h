@@ -6,9 +6,9 @@
 #include <stdint.h>
 #include <systemd/sd-event.h>
 
+#include "app.h"
 #include "config.h"
 
-struct app;
 struct notify;
 struct control;
 
@@ -29,21 +29,20 @@ struct daemon {
 	sd_event *event;
 	struct config *cfg;
 	struct listener_rt *listeners; /* parallel to cfg->listeners */
+	int *listener_fds;	       /* their fds, parallel too, for the apps */
+	struct app_env app_env;	       /* what every app borrows */
 	struct app **apps;	       /* parallel to cfg->apps */
 	size_t n_apps;
 	struct notify *notify;
 	struct control *control;
 	bool stopping;
+	bool dirty;		/* an app has something to settle: on_post */
+	sd_event_source *post; /* settles apps, then tells systemd, once per loop turn */
 	uint64_t started_usec;
 	struct service_state service;
 };
 
 /* Drains every app, then leaves the loop. Idempotent. */
 void daemon_stop(struct daemon *d);
-/* Called by app.c when an app has no process left after a stop. */
-void daemon_app_stopped(struct daemon *d);
-/* Called after any change of an app's generations or upgrades: lets batond
- * tell its service manager (READY, RELOADING, STATUS). Cheap when nothing changed. */
-void daemon_state_changed(struct daemon *d);
 /* Monotonic now, in µs, from the loop's cached time. */
 uint64_t daemon_now_usec(const struct daemon *d);

@@ -2,87 +2,129 @@
  * (proto_recv with ROLE_WORKER_SERVER); a peer that keeps sending bad messages
  * is dropped. Received fds are closed unless a handler takes them. */
 #include "channel.h"
-#include "app.h"
-#include "batond.h"
-#include "dispatch.h"
-#include "generation.h"
 #include "log.h"
 #include "proto.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define CHANNEL_MAX_ERRORS 3
+#define CHANNEL_RECV_BUDGET 32 /* messages per wake-up, so one worker cannot starve the loop */
 
-static void reply_listener(struct worker *w, const struct proto_msg *m)
+struct channel {
+	int fd; /* -1 once closed */
+	sd_event_source *src;
+	const struct channel_ops *ops;
+	void *userdata;
+	uint64_t id;
+	unsigned errors;
+	bool full;	    /* the last send hit EAGAIN: EPOLLOUT is watched */
+	bool drain_pending; /* DRAIN found the channel full */
+	size_t payload_max;
+	const char *app;
+	char who[128];
+};
+
+/* One receive buffer for every channel: a message with its payload is 64 KiB,
+ * and handlers never receive on another channel while they run. */
+static struct proto_msg recv_msg;
+
+static void channel_close(struct channel *ch)
 {
-	struct app *a = w->gen->app;
+	ch->src = sd_event_source_disable_unref(ch->src);
+	if (ch->fd >= 0)
+		close(ch->fd);
+	ch->fd = -1;
+}
+
+static void watch_writable(struct channel *ch)
+{
+	ch->full = true;
+	if (ch->src)
+		sd_event_source_set_io_events(ch->src, EPOLLIN | EPOLLOUT);
+}
+
+static void reply_listener(struct channel *ch, const struct proto_msg *m)
+{
 	const char *name = (const char *)m->payload;
-	/* In dispatch mode batond accepts: a worker gets connections, not listeners. */
-	for (size_t i = 0; a->cfg->mode == SERVE_INHERIT && i < a->cfg->n_listeners; i++) {
-		if (strlen(name) != m->hdr.payload_bytes)
-			break; /* an embedded NUL: no listener has that name */
-		if (strcmp(a->d->cfg->listeners[a->cfg->listener_idx[i]].name, name) != 0)
-			continue;
+	/* An embedded NUL: no listener has that name. */
+	int fd = strlen(name) == m->hdr.payload_bytes ? ch->ops->listener_fd(ch->userdata, name)
+						       : -ENOENT;
+	if (fd >= 0) {
 		/* batond keeps its reference: the kernel duplicates the fd in flight. */
-		int r = proto_send(w->channel_fd, MSG_LISTENER, 0, m->hdr.request_id, name,
-				   strlen(name), &a->listen_fds[i], 1);
+		int r = proto_send(ch->fd, MSG_LISTENER, 0, m->hdr.request_id, name, strlen(name),
+				   &fd, 1);
 		if (r < 0)
-			log_warn("%s: worker %u (pid %d): cannot send listener \"%s\": %s",
-				 a->cfg->name, w->index, (int)w->pid, name, strerror(-r));
+			log_warn("%s: cannot send listener \"%s\": %s", ch->who, name,
+				 strerror(-r));
 		return;
 	}
 	char text[200];
-	if (a->cfg->mode == SERVE_DISPATCH)
+	if (fd == -EOPNOTSUPP)
 		snprintf(text, sizeof(text),
 			 "app \"%s\" is in dispatch mode: connections arrive on the channel",
-			 a->cfg->name);
+			 ch->app);
 	else
 		snprintf(text, sizeof(text), "listener \"%.64s\" is not a listener of app \"%s\"",
-			 name, a->cfg->name);
-	log_warn("%s: worker %u (pid %d) asked for %s", a->cfg->name, w->index, (int)w->pid, text);
-	proto_send_status(w->channel_fd, MSG_ERROR, m->hdr.request_id, ENOENT, text);
+			 name, ch->app);
+	log_warn("%s asked for a listener: %s", ch->who, text);
+	proto_send_status(ch->fd, MSG_ERROR, m->hdr.request_id, ENOENT, text);
 }
 
-static void handle_park(struct worker *w, struct proto_msg *m)
+static void handle_park(struct channel *ch, struct proto_msg *m)
 {
 	struct proto_conn rec;
 	size_t off = 0;
 	if (proto_conn_get(m->payload, m->hdr.payload_bytes, &off, &rec) < 0) {
-		log_warn("%s: worker %u (pid %d): bad PARK record; connection closed",
-			 w->gen->app->cfg->name, w->index, (int)w->pid);
+		log_warn("%s: bad PARK record; connection closed", ch->who);
 		return; /* proto_msg_release closes the fd */
 	}
-	dispatch_park(w, proto_msg_take_fd(m, 0), &rec);
+	ch->ops->park(ch->userdata, proto_msg_take_fd(m, 0), &rec);
+}
+
+static void handle(struct channel *ch, struct proto_msg *m)
+{
+	switch (m->hdr.type) {
+	case MSG_HELLO:
+		break;
+	case MSG_LISTENER_GET:
+		reply_listener(ch, m);
+		break;
+	case MSG_CONN_DONE: {
+		uint32_t n;
+		memcpy(&n, m->payload, sizeof(n));
+		ch->ops->conn_done(ch->userdata, n);
+		break;
+	}
+	case MSG_PARK:
+		handle_park(ch, m);
+		break;
+	}
 }
 
 static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-	struct worker *w = userdata;
+	struct channel *ch = userdata;
 	if (revents & EPOLLOUT) {
-		w->channel_full = false;
+		ch->full = false;
 		sd_event_source_set_io_events(s, EPOLLIN);
-		if (w->drain_pending)
-			channel_send_drain(w); /* watches again if still full */
-		dispatch_kick(w->gen->app->dispatch);
+		if (ch->drain_pending)
+			channel_send_drain(ch); /* watches again if still full */
+		ch->ops->writable(ch->userdata);
 	}
 	if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return 0;
-	/* Heap, not stack: a message with its payload is 64 KiB. */
-	static struct proto_msg *m;
-	if (!m && !(m = malloc(sizeof(*m)))) {
-		log_err("channel: out of memory");
-		return 0;
-	}
-	for (int budget = 32; budget > 0; budget--) {
-		int r = proto_recv(fd, ROLE_WORKER_SERVER, m);
+	struct proto_msg *m = &recv_msg;
+	for (int budget = CHANNEL_RECV_BUDGET; budget > 0 && ch->fd >= 0; budget--) {
+		int r = proto_recv(ch->fd, ROLE_WORKER_SERVER, m);
 		if (r == -EAGAIN)
 			return 0;
 		if (r == 0) {
-			channel_detach(w);
+			channel_close(ch);
 			return 0;
 		}
 		if (r == -ECONNRESET)
@@ -91,32 +133,14 @@ static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userda
 			 * first, once; what it sent before closing is still queued. */
 			continue;
 		if (r < 0) {
-			log_warn("%s: worker %u (pid %d): bad message on channel: %s",
-				 w->gen->app->cfg->name, w->index, (int)w->pid, strerror(-r));
-			if (++w->channel_errors >= CHANNEL_MAX_ERRORS) {
-				log_warn("%s: worker %u (pid %d): channel closed",
-					 w->gen->app->cfg->name, w->index, (int)w->pid);
-				channel_detach(w);
-				return 0;
+			log_warn("%s: bad message on channel: %s", ch->who, strerror(-r));
+			if (++ch->errors >= CHANNEL_MAX_ERRORS) {
+				log_warn("%s: channel closed", ch->who);
+				channel_close(ch);
 			}
 			continue;
 		}
-		switch (m->hdr.type) {
-		case MSG_HELLO:
-			break;
-		case MSG_LISTENER_GET:
-			reply_listener(w, m);
-			break;
-		case MSG_CONN_DONE: {
-			uint32_t n;
-			memcpy(&n, m->payload, sizeof(n));
-			dispatch_conn_done(w, n);
-			break;
-		}
-		case MSG_PARK:
-			handle_park(w, m);
-			break;
-		}
+		handle(ch, m);
 		proto_msg_release(m);
 	}
 	return 0;
@@ -134,45 +158,85 @@ static size_t payload_max(int fd)
 	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
 }
 
-void channel_attach(struct worker *w)
+int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *userdata,
+		const char *app, const char *who, struct channel **ret)
 {
-	w->channel_payload_max = payload_max(w->channel_fd);
-	int r = sd_event_add_io(w->gen->app->d->event, &w->channel_src, w->channel_fd, EPOLLIN,
-				on_channel, w);
-	if (r < 0) {
-		log_warn("%s: worker %u: channel unwatched: %s", w->gen->app->cfg->name, w->index,
-			 strerror(-r));
-		channel_detach(w);
+	static uint64_t next_id = 1;
+	struct channel *ch = calloc(1, sizeof(*ch));
+	if (!ch) {
+		close(fd);
+		return -ENOMEM;
 	}
-	w->channel_errors = 0;
+	ch->fd = fd;
+	ch->ops = ops;
+	ch->userdata = userdata;
+	ch->id = next_id++;
+	ch->payload_max = payload_max(fd);
+	ch->app = app;
+	snprintf(ch->who, sizeof(ch->who), "%s", who);
+	int r = sd_event_add_io(event, &ch->src, fd, EPOLLIN, on_channel, ch);
+	if (r < 0) {
+		channel_free(ch);
+		return r;
+	}
+	*ret = ch;
+	return 0;
 }
 
-void channel_detach(struct worker *w)
+void channel_free(struct channel *ch)
 {
-	w->channel_src = sd_event_source_disable_unref(w->channel_src);
-	if (w->channel_fd >= 0)
-		close(w->channel_fd);
-	w->channel_fd = -1;
-}
-
-void channel_watch_writable(struct worker *w)
-{
-	if (w->channel_src)
-		sd_event_source_set_io_events(w->channel_src, EPOLLIN | EPOLLOUT);
-}
-
-void channel_send_drain(struct worker *w)
-{
-	w->drain_pending = false;
-	if (w->channel_fd < 0)
+	if (!ch)
 		return;
-	int r = proto_send(w->channel_fd, MSG_DRAIN, 0, 0, NULL, 0, NULL, 0);
+	channel_close(ch);
+	free(ch);
+}
+
+uint64_t channel_id(const struct channel *ch)
+{
+	return ch->id;
+}
+
+bool channel_is_open(const struct channel *ch)
+{
+	return ch->fd >= 0;
+}
+
+bool channel_can_send(const struct channel *ch)
+{
+	return ch->fd >= 0 && !ch->full;
+}
+
+size_t channel_payload_max(const struct channel *ch)
+{
+	return ch->payload_max;
+}
+
+int channel_send_conns(struct channel *ch, const void *payload, size_t len, const int *fds,
+		       size_t n)
+{
+	if (ch->fd < 0)
+		return -ENOTCONN;
+	int r = proto_send(ch->fd, MSG_CONN, 0, 0, payload, len, fds, n);
+	if (r == -EAGAIN)
+		watch_writable(ch);
+	else if (r == -EPIPE || r == -ECONNRESET || r == -ECONNREFUSED || r == -ENOTCONN)
+		/* The worker is gone (a dead SEQPACKET peer refuses): nothing more
+		 * goes to it, its exit follows. */
+		ch->full = true;
+	return r;
+}
+
+void channel_send_drain(struct channel *ch)
+{
+	ch->drain_pending = false;
+	if (ch->fd < 0)
+		return;
+	int r = proto_send(ch->fd, MSG_DRAIN, 0, 0, NULL, 0, NULL, 0);
 	if (r == -EAGAIN) {
 		/* Connections sent before fill its channel: DRAIN follows them. */
-		w->drain_pending = true;
-		channel_watch_writable(w);
+		ch->drain_pending = true;
+		watch_writable(ch);
 	} else if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
-		log_warn("%s: worker %u (pid %d): cannot send DRAIN: %s", w->gen->app->cfg->name,
-			 w->index, (int)w->pid, strerror(-r));
+		log_warn("%s: cannot send DRAIN: %s", ch->who, strerror(-r));
 	}
 }

@@ -1,14 +1,49 @@
-/* batond's end of a worker's private channel (BATON_FD): answers listener
- * requests with the worker's own app's listeners only, and tells it to drain. */
+/* batond's end of one worker's private channel (BATON_FD): the socket, its
+ * event source and its flow state (full, DRAIN pending). It validates every
+ * message and knows nothing of apps or generations: what a message means is
+ * its owner's business, reported through channel_ops. */
 #pragma once
 
-struct worker;
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <systemd/sd-event.h>
 
-/* Watches w->channel_fd. On failure the channel is closed (the worker still
- * runs; it only loses the extras beyond the systemd contract). */
-void channel_attach(struct worker *w);
-/* Closes the channel and its event source. Idempotent. */
-void channel_detach(struct worker *w);
-void channel_send_drain(struct worker *w);
-/* Watch for the channel to become writable again (dispatch backpressure). */
-void channel_watch_writable(struct worker *w);
+struct proto_conn;
+struct channel;
+
+struct channel_ops {
+	/* MSG_LISTENER_GET: the fd of listener @name (borrowed: batond keeps
+	 * it), or -ENOENT (not a listener of this worker's app), or -EOPNOTSUPP
+	 * (the app is in dispatch mode). */
+	int (*listener_fd)(void *userdata, const char *name);
+	/* MSG_CONN_DONE: the worker finished @n connections. */
+	void (*conn_done)(void *userdata, uint32_t n);
+	/* MSG_PARK: a live connection; takes @fd. */
+	void (*park)(void *userdata, int fd, const struct proto_conn *rec);
+	/* The channel takes messages again after a send hit EAGAIN. */
+	void (*writable)(void *userdata);
+};
+
+/* Watches @fd (taken: closed on failure too). @app (borrowed, outlives the
+ * channel) is the worker's app; @who names the worker in log lines. Returns 0
+ * or a negative errno. */
+int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *userdata,
+		const char *app, const char *who, struct channel **ret);
+/* Closes the socket. NULL is fine. */
+void channel_free(struct channel *ch);
+/* A number no other channel of this batond had: tells a respawned worker's
+ * channel from its predecessor's. */
+uint64_t channel_id(const struct channel *ch);
+/* The worker has not closed its end (nor been dropped for bad messages). */
+bool channel_is_open(const struct channel *ch);
+/* Open, and its last send did not find it full. */
+bool channel_can_send(const struct channel *ch);
+/* The largest payload one message may carry on it. */
+size_t channel_payload_max(const struct channel *ch);
+/* MSG_CONN with @n fds (the caller keeps its copies). -EAGAIN: full, and
+ * writable() follows once it has room; -EPIPE and the like: the worker is gone. */
+int channel_send_conns(struct channel *ch, const void *payload, size_t len, const int *fds,
+		       size_t n);
+/* MSG_DRAIN, now or, if the channel is full, once it has room. */
+void channel_send_drain(struct channel *ch);

@@ -4,16 +4,14 @@
  * a worker can take more, or, with no worker ready at all, while fewer than
  * hold-max are held: what it cannot deliver stays in the kernel's backlog. */
 #include "dispatch.h"
-#include "app.h"
-#include "batond.h"
 #include "channel.h"
-#include "generation.h"
 #include "log.h"
 #include "proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,22 +40,59 @@ struct dlistener {
 	uint64_t timed_out;
 };
 
+/* One worker's counters, for its current process (channel_id). */
+struct dslot {
+	uint64_t channel_id;
+	uint64_t delivered;
+	uint64_t done;
+};
+
+struct dgen {
+	unsigned id;
+	unsigned n_workers;
+	struct dslot *slots;
+};
+
 struct dispatch {
-	struct app *a;
+	sd_event *event;
+	const struct config *cfg;
+	const struct app_cfg *app;
+	const int *listen_fds;
+	const struct dispatch_ops *ops;
+	void *userdata;
 	struct dlistener *listeners;
 	size_t n_listeners;
 	struct held *ring;
 	size_t cap, head, count;
 	sd_event_source *hold_timer;
 	sd_event_source *backoff_timer; /* armed: accept failed for lack of fds or memory */
+	struct dgen *gens; /* the serving generation and those before it still alive */
+	size_t n_gens;
+	unsigned serving; /* generation id, 0 for none */
 	unsigned rr_next;
 	bool stopped;
 	bool flushing;
 };
 
-static const struct listener_cfg *app_listener(const struct app *a, size_t i)
+static const struct listener_cfg *app_listener(const struct dispatch *dp, size_t i)
 {
-	return &a->d->cfg->listeners[a->cfg->listener_idx[i]];
+	return &dp->cfg->listeners[dp->app->listener_idx[i]];
+}
+
+static uint64_t now_usec(const struct dispatch *dp)
+{
+	uint64_t now;
+	if (sd_event_now(dp->event, CLOCK_MONOTONIC, &now) < 0)
+		return 0;
+	return now;
+}
+
+static struct dgen *find_gen(const struct dispatch *dp, unsigned id)
+{
+	for (size_t i = 0; id && i < dp->n_gens; i++)
+		if (dp->gens[i].id == id)
+			return &dp->gens[i];
+	return NULL;
 }
 
 static void held_close(struct held *h)
@@ -116,23 +151,32 @@ static void ring_pop_front(struct dispatch *dp, struct held *ret)
 	dp->count--;
 }
 
-static bool worker_takes(const struct worker *w)
+/* The channel of serving worker @i if it takes connections now. A new process
+ * behind it (a restart) starts from zero. */
+static struct channel *ready_channel(struct dispatch *dp, const struct dgen *g, unsigned i,
+				     bool sendable)
 {
-	return w->state == WORKER_READY && w->channel_fd >= 0 && !w->channel_full;
+	struct channel *ch = dp->ops->ready_channel(dp->userdata, i);
+	if (!ch || !channel_is_open(ch) || (sendable && !channel_can_send(ch)))
+		return NULL;
+	struct dslot *slot = &g->slots[i];
+	if (slot->channel_id != channel_id(ch))
+		*slot = (struct dslot){.channel_id = channel_id(ch)};
+	return ch;
 }
 
-static bool any_worker_ready(const struct dispatch *dp)
+static bool any_worker_ready(struct dispatch *dp, bool sendable)
 {
-	const struct gen *g = dp->a->serving;
+	const struct dgen *g = find_gen(dp, dp->serving);
 	for (unsigned i = 0; g && i < g->n_workers; i++)
-		if (g->workers[i].state == WORKER_READY && g->workers[i].channel_fd >= 0)
+		if (ready_channel(dp, g, i, sendable))
 			return true;
 	return false;
 }
 
-static uint64_t load_of(const struct worker *w)
+static uint64_t load_of(const struct dslot *slot)
 {
-	return w->delivered > w->done ? w->delivered - w->done : 0;
+	return slot->delivered > slot->done ? slot->delivered - slot->done : 0;
 }
 
 static uint32_t peer_hash(const struct held *h)
@@ -152,56 +196,56 @@ static uint32_t peer_hash(const struct held *h)
 	return hash;
 }
 
-/* @pending[i]: connections already assigned to worker i in this round. */
-static struct worker *pick(struct dispatch *dp, const struct held *h, const unsigned *pending)
+/* Returns the index of the worker of serving generation @g that takes @h, or
+ * -1. @pending[i]: connections already assigned to worker i in this round. */
+static int pick(struct dispatch *dp, const struct dgen *g, const struct held *h,
+		const unsigned *pending)
 {
-	struct gen *g = dp->a->serving;
-	if (!g)
-		return NULL;
 	unsigned n = g->n_workers;
-	if (dp->a->cfg->policy == POLICY_STICKY && n > 0 &&
+	if (dp->app->policy == POLICY_STICKY && n > 0 &&
 	    (h->addr.ss_family == AF_INET || h->addr.ss_family == AF_INET6)) {
-		struct worker *w = &g->workers[peer_hash(h) % n];
-		if (worker_takes(w))
-			return w;
+		unsigned i = peer_hash(h) % n;
+		if (ready_channel(dp, g, i, true))
+			return (int)i;
 		/* Its worker cannot take it now (restarting, full): least-loaded. */
 	}
-	struct worker *best = NULL;
+	int best = -1;
 	uint64_t best_load = UINT64_MAX;
 	for (unsigned k = 0; k < n; k++) {
 		unsigned i = (dp->rr_next + k) % n;
-		struct worker *w = &g->workers[i];
-		if (!worker_takes(w))
+		if (!ready_channel(dp, g, i, true))
 			continue;
-		if (dp->a->cfg->policy == POLICY_ROUND_ROBIN) {
-			best = w;
+		if (dp->app->policy == POLICY_ROUND_ROBIN) {
+			best = (int)i;
 			break;
 		}
-		uint64_t load = load_of(w) + pending[i];
+		uint64_t load = load_of(&g->slots[i]) + pending[i];
 		if (load < best_load) {
-			best = w;
+			best = (int)i;
 			best_load = load;
 		}
 	}
-	if (best)
-		dp->rr_next = best->index + 1;
+	if (best >= 0)
+		dp->rr_next = (unsigned)best + 1;
 	return best;
 }
 
-/* Sends @n connections to @w in MSG_CONNs as large as its channel takes.
- * Returns how many were taken from the start of @items: sent, or closed when
- * they could never be sent. */
-static size_t send_group(struct dispatch *dp, struct worker *w, struct held **items, size_t n)
+/* Sends @n connections to worker @index of @g in MSG_CONNs as large as its
+ * channel takes. Returns how many were taken from the start of @items: sent,
+ * or closed when they could never be sent. */
+static size_t send_group(struct dispatch *dp, const struct dgen *g, unsigned index,
+			 struct held **items, size_t n)
 {
 	static uint8_t payload[PROTO_MAX_PAYLOAD];
-	size_t limit = w->channel_payload_max;
+	struct channel *ch = ready_channel(dp, g, index, true);
+	size_t limit = ch ? channel_payload_max(ch) : 0;
 	size_t sent = 0;
-	while (sent < n) {
+	while (ch && sent < n) {
 		int fds[PROTO_MAX_FDS];
 		size_t off = 0, k = 0;
 		for (; sent + k < n && k < PROTO_MAX_FDS; k++) {
 			const struct held *h = items[sent + k];
-			const struct listener_cfg *l = app_listener(dp->a, h->listener);
+			const struct listener_cfg *l = app_listener(dp, h->listener);
 			const char *tag = h->flags & CONN_ADOPTED ? h->tag : l->tag;
 			struct proto_conn rec = {
 			    .flags = h->flags,
@@ -223,29 +267,23 @@ static size_t send_group(struct dispatch *dp, struct worker *w, struct held **it
 			 * on parked state keeps it from happening): drop it rather than
 			 * retry it forever. */
 			log_warn("%s: connection record too large for a worker channel, closing it",
-				 dp->a->cfg->name);
+				 dp->app->name);
 			held_close(items[sent]);
 			sent++;
 			continue;
 		}
-		int r = proto_send(w->channel_fd, MSG_CONN, 0, 0, payload, off, fds, k);
-		if (r == -EAGAIN) {
-			dispatch_channel_full(w);
+		int r = channel_send_conns(ch, payload, off, fds, k);
+		if (r == -EAGAIN || r == -EPIPE || r == -ECONNRESET || r == -ECONNREFUSED ||
+		    r == -ENOTCONN)
+			/* Full (the channel says when it has room), or the worker is
+			 * gone (its exit follows): these go to another worker. */
 			break;
-		}
-		if (r == -EPIPE || r == -ECONNRESET || r == -ECONNREFUSED || r == -ENOTCONN) {
-			/* The worker is gone (a dead SEQPACKET peer refuses): skip it
-			 * until its exit is reported; these go to another worker. */
-			w->channel_full = true;
-			break;
-		}
 		if (r < 0) {
 			/* Not the worker's fault and not a full channel: do not retry
 			 * these for ever, and do not stop serving. */
-			log_warn("%s: generation %u worker %u (pid %d): cannot send %zu "
-				 "connection%s: %s; closing them",
-				 dp->a->cfg->name, w->gen->id, w->index, (int)w->pid, k,
-				 k == 1 ? "" : "s", strerror(-r));
+			log_warn("%s: generation %u worker %u: cannot send %zu connection%s: %s; "
+				 "closing them",
+				 dp->app->name, g->id, index, k, k == 1 ? "" : "s", strerror(-r));
 			for (size_t i = 0; i < k; i++)
 				held_close(items[sent + i]);
 			sent += k;
@@ -253,7 +291,7 @@ static size_t send_group(struct dispatch *dp, struct worker *w, struct held **it
 		}
 		for (size_t i = 0; i < k; i++)
 			held_close(items[sent + i]); /* the worker has its own copy now */
-		w->delivered += k;
+		g->slots[index].delivered += k;
 		sent += k;
 	}
 	return sent;
@@ -264,28 +302,28 @@ static size_t send_group(struct dispatch *dp, struct worker *w, struct held **it
  * that is not 0, another round may route what is left to other workers. */
 static size_t flush_round(struct dispatch *dp)
 {
-	struct gen *g = dp->a->serving;
+	const struct dgen *g = find_gen(dp, dp->serving);
 	if (!g || dp->count == 0)
 		return 0;
 	size_t n = dp->count < BATCH_MAX ? dp->count : BATCH_MAX;
 	struct held round[BATCH_MAX];
-	struct worker *to[BATCH_MAX];
+	int to[BATCH_MAX];
 	unsigned pending[g->n_workers];
 	memset(pending, 0, sizeof(pending));
 	size_t taken = 0;
 	for (; taken < n; taken++) {
-		struct worker *w = pick(dp, ring_at(dp, 0), pending);
-		if (!w)
+		int w = pick(dp, g, ring_at(dp, 0), pending);
+		if (w < 0)
 			break;
 		ring_pop_front(dp, &round[taken]);
 		to[taken] = w;
-		pending[w->index]++;
+		pending[w]++;
 	}
 	size_t delivered = 0;
 	bool sent[BATCH_MAX] = {false};
 	for (size_t i = 0; i < taken; i++) {
-		struct worker *w = to[i];
-		if (!w)
+		int w = to[i];
+		if (w < 0)
 			continue;
 		struct held *items[BATCH_MAX];
 		size_t idx[BATCH_MAX], k = 0;
@@ -293,13 +331,13 @@ static size_t flush_round(struct dispatch *dp)
 			if (to[j] == w) {
 				idx[k] = j;
 				items[k++] = &round[j];
-				to[j] = NULL;
+				to[j] = -1;
 			}
-		bool was_full = w->channel_full;
-		size_t n_sent = send_group(dp, w, items, k);
+		size_t n_sent = send_group(dp, g, (unsigned)w, items, k);
 		for (size_t j = 0; j < n_sent; j++)
 			sent[idx[j]] = true;
-		delivered += n_sent + (!was_full && w->channel_full);
+		/* A worker found full counts too: the rest may go to another. */
+		delivered += n_sent + (n_sent < k);
 	}
 	/* What could not be sent goes back to the head, in its order. */
 	for (size_t i = taken; i-- > 0;)
@@ -308,7 +346,7 @@ static size_t flush_round(struct dispatch *dp)
 	return delivered;
 }
 
-static bool can_accept(const struct dispatch *dp)
+static bool can_accept(struct dispatch *dp)
 {
 	if (dp->stopped)
 		return false;
@@ -316,13 +354,11 @@ static bool can_accept(const struct dispatch *dp)
 	if (dp->backoff_timer && sd_event_source_get_enabled(dp->backoff_timer, &backoff) >= 0 &&
 	    backoff)
 		return false;
-	const struct gen *g = dp->a->serving;
-	for (unsigned i = 0; g && i < g->n_workers; i++)
-		if (worker_takes(&g->workers[i]))
-			return dp->count < BATCH_MAX; /* anything held goes first */
+	if (any_worker_ready(dp, true))
+		return dp->count < BATCH_MAX; /* anything held goes first */
 	/* Workers ready but every channel full: leave clients in the backlog.
 	 * No worker ready at all: hold, up to hold-max. */
-	return !any_worker_ready(dp) && dp->count < dp->a->cfg->hold_max;
+	return !any_worker_ready(dp, false) && dp->count < dp->app->hold_max;
 }
 
 static void update_accepting(struct dispatch *dp)
@@ -347,10 +383,10 @@ static void arm_hold_timer(struct dispatch *dp)
 	}
 	uint64_t deadline = ring_at(dp, 0)->deadline_usec;
 	if (!dp->hold_timer) {
-		int r = sd_event_add_time(dp->a->d->event, &dp->hold_timer, CLOCK_MONOTONIC,
+		int r = sd_event_add_time(dp->event, &dp->hold_timer, CLOCK_MONOTONIC,
 					  deadline, 10000, on_hold_timer, dp);
 		if (r < 0)
-			log_warn("%s: cannot arm hold timer: %s", dp->a->cfg->name, strerror(-r));
+			log_warn("%s: cannot arm hold timer: %s", dp->app->name, strerror(-r));
 		return;
 	}
 	sd_event_source_set_time(dp->hold_timer, deadline);
@@ -372,7 +408,7 @@ static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct dispatch *dp = userdata;
 	flush(dp); /* a worker may take them now: only what still cannot go expires */
-	uint64_t now = daemon_now_usec(dp->a->d);
+	uint64_t now = now_usec(dp);
 	unsigned closed = 0;
 	while (dp->count > 0 && ring_at(dp, 0)->deadline_usec <= now) {
 		struct held h;
@@ -384,7 +420,7 @@ static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	}
 	if (closed)
 		log_warn("%s: closed %u connection%s held longer than hold-timeout",
-			 dp->a->cfg->name, closed, closed == 1 ? "" : "s");
+			 dp->app->name, closed, closed == 1 ? "" : "s");
 	arm_hold_timer(dp);
 	update_accepting(dp);
 	return 0;
@@ -414,18 +450,18 @@ static int on_backoff_timer(sd_event_source *s, uint64_t usec, void *userdata)
  * clients wait in the backlog meanwhile. */
 static void accept_backoff(struct dispatch *dp, const struct dlistener *l, int err)
 {
-	log_warn("%s: listener \"%s\": accept: %s; pausing accept for %d ms", dp->a->cfg->name,
-		 app_listener(dp->a, l->idx)->name, strerror(err), ACCEPT_BACKOFF_USEC / 1000);
+	log_warn("%s: listener \"%s\": accept: %s; pausing accept for %d ms", dp->app->name,
+		 app_listener(dp, l->idx)->name, strerror(err), ACCEPT_BACKOFF_USEC / 1000);
 	int r;
 	if (!dp->backoff_timer)
-		r = sd_event_add_time_relative(dp->a->d->event, &dp->backoff_timer,
+		r = sd_event_add_time_relative(dp->event, &dp->backoff_timer,
 					       CLOCK_MONOTONIC, ACCEPT_BACKOFF_USEC, 10000,
 					       on_backoff_timer, dp);
 	else if ((r = sd_event_source_set_time_relative(dp->backoff_timer,
 							  ACCEPT_BACKOFF_USEC)) >= 0)
 		r = sd_event_source_set_enabled(dp->backoff_timer, SD_EVENT_ONESHOT);
 	if (r < 0)
-		log_warn("%s: cannot arm the accept back-off: %s", dp->a->cfg->name,
+		log_warn("%s: cannot arm the accept back-off: %s", dp->app->name,
 			 strerror(-r));
 }
 
@@ -433,7 +469,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 {
 	struct dlistener *l = userdata;
 	struct dispatch *dp = l->dp;
-	uint64_t deadline = daemon_now_usec(dp->a->d) + dp->a->cfg->hold_timeout_usec;
+	uint64_t deadline = now_usec(dp) + dp->app->hold_timeout_usec;
 	for (int round = 0; round < ACCEPT_ROUNDS && can_accept(dp); round++) {
 		size_t n = 0;
 		while (n < BATCH_MAX && can_accept(dp)) {
@@ -452,7 +488,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 			l->accepted++;
 			if (ring_push_back(dp, &h) < 0) {
 				log_warn("%s: out of memory, closing a connection",
-					 dp->a->cfg->name);
+					 dp->app->name);
 				held_close(&h);
 				continue;
 			}
@@ -467,24 +503,30 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	return 0;
 }
 
-int dispatch_new(struct app *a, struct dispatch **ret)
+int dispatch_new(sd_event *event, const struct config *cfg, const struct app_cfg *app,
+		 const int *listen_fds, const struct dispatch_ops *ops, void *userdata,
+		 struct dispatch **ret)
 {
 	struct dispatch *dp = calloc(1, sizeof(*dp));
 	if (!dp)
 		return -ENOMEM;
-	dp->a = a;
-	if (a->cfg->mode == SERVE_DISPATCH) {
-		dp->listeners = calloc(a->cfg->n_listeners, sizeof(*dp->listeners));
+	dp->event = event;
+	dp->cfg = cfg;
+	dp->app = app;
+	dp->listen_fds = listen_fds;
+	dp->ops = ops;
+	dp->userdata = userdata;
+	if (app->mode == SERVE_DISPATCH) {
+		dp->listeners = calloc(app->n_listeners, sizeof(*dp->listeners));
 		if (!dp->listeners) {
 			free(dp);
 			return -ENOMEM;
 		}
-		for (size_t i = 0; i < a->cfg->n_listeners; i++) {
+		for (size_t i = 0; i < app->n_listeners; i++) {
 			struct dlistener *l = &dp->listeners[i];
 			l->dp = dp;
 			l->idx = i;
-			int r = sd_event_add_io(a->d->event, &l->src, a->listen_fds[i], EPOLLIN,
-						on_accept, l);
+			int r = sd_event_add_io(event, &l->src, listen_fds[i], EPOLLIN, on_accept, l);
 			if (r < 0) {
 				dispatch_free(dp);
 				return r;
@@ -517,6 +559,9 @@ void dispatch_free(struct dispatch *dp)
 		sd_event_source_disable_unref(dp->listeners[i].src);
 	sd_event_source_disable_unref(dp->hold_timer);
 	sd_event_source_disable_unref(dp->backoff_timer);
+	for (size_t i = 0; i < dp->n_gens; i++)
+		free(dp->gens[i].slots);
+	free(dp->gens);
 	free(dp->listeners);
 	free(dp->ring);
 	free(dp);
@@ -528,44 +573,79 @@ void dispatch_stop(struct dispatch *dp)
 		return;
 	dp->stopped = true;
 	if (dp->count)
-		log_info("%s: stopping: closing %zu held connection%s", dp->a->cfg->name, dp->count,
+		log_info("%s: stopping: closing %zu held connection%s", dp->app->name, dp->count,
 			 dp->count == 1 ? "" : "s");
 	close_held(dp);
 	arm_hold_timer(dp);
 	update_accepting(dp);
 }
 
-void dispatch_conn_done(struct worker *w, uint32_t n)
+void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers)
 {
-	w->done += n;
-	if (w->done > w->delivered)
-		w->done = w->delivered; /* a confused worker cannot make itself look idle */
+	dp->serving = gen_id;
+	if (!gen_id || find_gen(dp, gen_id))
+		return;
+	struct dgen *gens = realloc(dp->gens, (dp->n_gens + 1) * sizeof(*gens));
+	struct dslot *slots = calloc(n_workers ? n_workers : 1, sizeof(*slots));
+	if (gens)
+		dp->gens = gens;
+	if (!gens || !slots) {
+		/* Without counters nothing can be routed to it: held until memory
+		 * comes back with the next generation. */
+		log_err("%s: generation %u: out of memory for dispatch", dp->app->name, gen_id);
+		free(slots);
+		dp->serving = 0;
+		return;
+	}
+	dp->gens[dp->n_gens++] = (struct dgen){.id = gen_id, .n_workers = n_workers, .slots = slots};
 }
 
-void dispatch_park(struct worker *w, int fd, const struct proto_conn *rec)
+void dispatch_forget(struct dispatch *dp, unsigned gen_id)
 {
-	struct app *a = w->gen->app;
-	struct dispatch *dp = a->dispatch;
+	struct dgen *g = find_gen(dp, gen_id);
+	if (!g)
+		return;
+	free(g->slots);
+	*g = dp->gens[--dp->n_gens];
+	if (dp->serving == gen_id)
+		dp->serving = 0;
+}
+
+void dispatch_conn_done(struct dispatch *dp, unsigned gen_id, unsigned index, uint32_t n)
+{
+	struct dgen *g = find_gen(dp, gen_id);
+	if (!g || index >= g->n_workers)
+		return;
+	struct dslot *slot = &g->slots[index];
+	slot->done += n;
+	if (slot->done > slot->delivered)
+		slot->done = slot->delivered; /* a confused worker cannot make itself look idle */
+}
+
+void dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec, const char *who)
+{
+	const struct app_cfg *app = dp->app;
 	struct held h = {
 	    .fd = fd,
 	    .flags = CONN_ADOPTED,
-	    .deadline_usec = daemon_now_usec(a->d) + a->cfg->hold_timeout_usec,
+	    .deadline_usec = now_usec(dp) + app->hold_timeout_usec,
 	};
 	size_t i = 0;
-	while (i < a->cfg->n_listeners &&
-	       (strlen(app_listener(a, i)->name) != rec->name_len ||
-		memcmp(app_listener(a, i)->name, rec->name, rec->name_len) != 0))
+	while (i < app->n_listeners && (strlen(app_listener(dp, i)->name) != rec->name_len ||
+					memcmp(app_listener(dp, i)->name, rec->name, rec->name_len) != 0))
 		i++;
-	if (i == a->cfg->n_listeners || dp->stopped || rec->addr_len > sizeof(h.addr) ||
+	if (i == app->n_listeners || dp->stopped || rec->addr_len > sizeof(h.addr) ||
 	    rec->state_len > PROTO_STATE_MAX) {
-		log_warn("%s: worker %u (pid %d) parked a connection of listener \"%.*s\" "
-			 "with %u bytes of state: %s; closing it",
-			 a->cfg->name, w->index, (int)w->pid, (int)rec->name_len, rec->name,
-			 (unsigned)rec->state_len,
-			 i == a->cfg->n_listeners ? "no such listener in this app"
-			 : dp->stopped		  ? "batond is stopping"
-			 : rec->state_len > PROTO_STATE_MAX ? "more state than 8192 bytes"
-							    : "bad peer address");
+		char why[64];
+		snprintf(why, sizeof(why), "%s",
+			 i == app->n_listeners ? "no such listener in this app"
+			 : dp->stopped	       ? "batond is stopping"
+					       : "bad peer address");
+		if (i < app->n_listeners && !dp->stopped && rec->state_len > PROTO_STATE_MAX)
+			snprintf(why, sizeof(why), "more state than %d bytes", PROTO_STATE_MAX);
+		log_warn("%s parked a connection of listener \"%.*s\" with %u bytes of state: %s; "
+			 "closing it",
+			 who, (int)rec->name_len, rec->name, (unsigned)rec->state_len, why);
 		close(fd);
 		return;
 	}
@@ -586,17 +666,19 @@ void dispatch_park(struct worker *w, int fd, const struct proto_conn *rec)
 		memcpy(h.state, rec->state, rec->state_len);
 		h.state_len = rec->state_len;
 	}
-	if (ring_push_back(dp, &h) < 0) {
+	if (ring_push_back(dp, &h) < 0)
 		held_close(&h);
-		return;
-	}
-	dispatch_kick(dp);
 }
 
-void dispatch_channel_full(struct worker *w)
+void dispatch_worker_stats(const struct dispatch *dp, unsigned gen_id, unsigned index,
+			   struct dispatch_worker_stats *ret)
 {
-	w->channel_full = true;
-	channel_watch_writable(w);
+	*ret = (struct dispatch_worker_stats){0};
+	const struct dgen *g = find_gen(dp, gen_id);
+	if (!g || index >= g->n_workers)
+		return;
+	ret->delivered = g->slots[index].delivered;
+	ret->load = load_of(&g->slots[index]);
 }
 
 void dispatch_listener_stats(const struct dispatch *dp, size_t i,

@@ -1,16 +1,27 @@
 /* Dispatch mode: batond accepts on an app's listeners and hands each
  * connection to a ready worker of the serving generation over its channel,
  * several per message. Also carries parked connections (live handoff) to the
- * successor generation, in either mode. Owns accepted fds until they are sent. */
+ * successor generation, in either mode. Owns accepted fds until they are sent,
+ * and each worker's dispatch counters (delivered, done); knows workers only
+ * by generation id and index, and their channels through dispatch_ops. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <systemd/sd-event.h>
 
-struct app;
+#include "config.h"
+
+struct channel;
 struct dispatch;
 struct proto_conn;
-struct worker;
+
+struct dispatch_ops {
+	/* The channel of worker @index of the serving generation if that worker
+	 * takes connections now, else NULL. Asked afresh each time, never kept. */
+	struct channel *(*ready_channel)(void *userdata, unsigned index);
+};
 
 struct dispatch_listener_stats {
 	uint64_t accepted;
@@ -18,20 +29,35 @@ struct dispatch_listener_stats {
 	unsigned held;	    /* held now */
 };
 
-/* Watches the listeners of a dispatch app (none for an inherit app: it only
- * relays parked connections). */
-int dispatch_new(struct app *a, struct dispatch **ret);
+struct dispatch_worker_stats {
+	uint64_t delivered; /* connections sent to its current process */
+	uint64_t load;	    /* of those, not reported finished */
+};
+
+/* Watches the listeners of @app (none for an inherit app: it only relays
+ * parked connections). @cfg, @app and @listen_fds (in the app's listener order)
+ * are borrowed. */
+int dispatch_new(sd_event *event, const struct config *cfg, const struct app_cfg *app,
+		 const int *listen_fds, const struct dispatch_ops *ops, void *userdata,
+		 struct dispatch **ret);
 void dispatch_free(struct dispatch *dp);
+/* Generation @gen_id (0: none) with @n_workers serves from now on. */
+void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers);
+/* Generation @gen_id is gone: its counters too. */
+void dispatch_forget(struct dispatch *dp, unsigned gen_id);
 /* Something changed that may let connections move: a worker became ready or
  * its channel writable, the serving generation changed. */
 void dispatch_kick(struct dispatch *dp);
 /* Stop accepting and close what is held (batond is stopping). */
 void dispatch_stop(struct dispatch *dp);
-/* The worker reported @n connections finished: the least-loaded signal. */
-void dispatch_conn_done(struct worker *w, uint32_t n);
-/* A draining worker parks live connection @fd (taken) with its record. */
-void dispatch_park(struct worker *w, int fd, const struct proto_conn *rec);
-/* The worker's channel returned EAGAIN: skip it until it is writable. */
-void dispatch_channel_full(struct worker *w);
+/* Worker @index of generation @gen_id reported @n connections finished: the
+ * least-loaded signal. */
+void dispatch_conn_done(struct dispatch *dp, unsigned gen_id, unsigned index, uint32_t n);
+/* A worker parks live connection @fd (taken) with its record; @who names it
+ * in the log. Held until the next dispatch_kick. */
+void dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec, const char *who);
 void dispatch_listener_stats(const struct dispatch *dp, size_t i,
 			     struct dispatch_listener_stats *ret);
+/* Zeros for a worker dispatch never sent to. */
+void dispatch_worker_stats(const struct dispatch *dp, unsigned gen_id, unsigned index,
+			   struct dispatch_worker_stats *ret);

@@ -1,18 +1,15 @@
-/* Generations and their workers. A generation reports to app.c exactly once
- * per outcome: ready (app_gen_ready), failed while starting (app_gen_failed)
- * and gone once its last process was reaped (app_gen_gone). */
+/* Generations and their workers. A generation marks its own state and reports
+ * through env->ops (see generation.h for the states); it never frees itself or
+ * calls into its owner beyond those reports. Owns its workers, their
+ * processes' event sources and their channels. */
 #include "generation.h"
-#include "app.h"
-#include "batond.h"
 #include "channel.h"
-#include "dispatch.h"
 #include "log.h"
-#include "notify.h"
-#include "spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,22 +19,56 @@
 #define RESTART_BASE_USEC   (100 * 1000ULL)
 #define RESTART_MAX_USEC    (30 * 1000000ULL)
 #define RESTART_STABLE_USEC (10 * 1000000ULL) /* a worker up this long resets its backoff */
+#define LINGER_POLL_USEC    (50 * 1000)
+#define LINGER_GRACE_USEC   (1000 * 1000) /* after SIGKILL: zombies of a slow reaper */
 
 static void worker_spawn(struct worker *w);
 
-static struct daemon *gen_daemon(const struct gen *g)
+static const struct app_cfg *cfg_of(const struct gen *g)
 {
-	return g->app->d;
+	return g->env->cfg;
 }
 
 static uint64_t now_usec(const struct gen *g)
 {
-	return daemon_now_usec(gen_daemon(g));
+	uint64_t now;
+	if (sd_event_now(g->env->event, CLOCK_MONOTONIC, &now) < 0)
+		return 0;
+	return now;
 }
 
-static const char *app_name(const struct gen *g)
+static void changed(struct gen *g)
 {
-	return g->app->cfg->name;
+	g->env->ops->changed(g->env->userdata, g);
+}
+
+/* Every line about a worker starts "APP: generation G worker W (pid P) ". */
+static void __attribute__((format(printf, 3, 4)))
+log_worker(const struct worker *w, int priority, const char *fmt, ...)
+{
+	char prefix[160];
+	const struct gen *g = w->gen;
+	if (w->pid > 0)
+		snprintf(prefix, sizeof(prefix), "%s: generation %u worker %u (pid %d) ",
+			 cfg_of(g)->name, g->id, w->index, (int)w->pid);
+	else
+		snprintf(prefix, sizeof(prefix), "%s: generation %u worker %u ", cfg_of(g)->name,
+			 g->id, w->index);
+	va_list ap;
+	va_start(ap, fmt);
+	log_msgv(priority, prefix, fmt, ap);
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+log_gen(const struct gen *g, int priority, const char *fmt, ...)
+{
+	char prefix[96];
+	snprintf(prefix, sizeof(prefix), "%s: generation %u ", cfg_of(g)->name, g->id);
+	va_list ap;
+	va_start(ap, fmt);
+	log_msgv(priority, prefix, fmt, ap);
+	va_end(ap);
 }
 
 const char *gen_state_name(enum gen_state s)
@@ -66,6 +97,13 @@ unsigned gen_live_workers(const struct gen *g)
 	return n;
 }
 
+struct channel *gen_ready_channel(const struct gen *g, unsigned i)
+{
+	if (i >= g->n_workers || g->workers[i].state != WORKER_READY)
+		return NULL;
+	return g->workers[i].channel;
+}
+
 /* Each worker leads its own process group (spawn.c), so a signal for the group
  * reaches every process it started: a wrapper script's program too. A worker
  * that joined another group (setpgid) gets the signal alone. After it
@@ -89,9 +127,8 @@ static int worker_signal_group(const struct worker *w, int sig)
  * a wrapper script that does not exec and passes no signal on. */
 static int worker_signal_stop(const struct worker *w)
 {
-	int sig = w->gen->app->cfg->stop_signal;
-
-	if (w->gen->app->cfg->kill_mode == KILL_GROUP)
+	int sig = cfg_of(w->gen)->stop_signal;
+	if (cfg_of(w->gen)->kill_mode == KILL_GROUP)
 		return worker_signal_group(w, sig);
 	if (w->pid <= 0)
 		return 0;
@@ -110,53 +147,48 @@ static void describe_exit(const siginfo_t *si, char *buf, size_t len)
 
 static int arm_timer(struct gen *g, uint64_t delay_usec, sd_event_time_handler_t cb)
 {
-	sd_event_source_disable_unref(g->timer);
-	g->timer = NULL;
-	return sd_event_add_time_relative(gen_daemon(g)->event, &g->timer, CLOCK_MONOTONIC,
-					  delay_usec, 1000, cb, g);
+	g->timer = sd_event_source_disable_unref(g->timer);
+	return sd_event_add_time_relative(g->env->event, &g->timer, CLOCK_MONOTONIC, delay_usec,
+					  1000, cb, g);
 }
 
 static void gen_became_gone(struct gen *g)
 {
 	g->state = GEN_GONE;
 	g->gone_usec = now_usec(g);
-	sd_event_source_disable_unref(g->timer);
-	g->timer = NULL;
-	log_info("%s: generation %u gone, drained in %llu ms", app_name(g), g->id,
-		 (unsigned long long)(g->gone_usec - g->drain_started_usec) / 1000);
-	struct daemon *d = gen_daemon(g);
-	app_gen_gone(g->app, g); /* frees g */
-	daemon_state_changed(d);
+	g->timer = sd_event_source_disable_unref(g->timer);
+	log_gen(g, LOG_INFO, "gone, drained in %llu ms",
+		(unsigned long long)(g->gone_usec - g->drain_started_usec) / 1000);
+	changed(g);
+}
+
+/* A starting generation that will not become ready: reported once. */
+static void gen_fail(struct gen *g)
+{
+	log_msg(LOG_ERR, "%s: %s", cfg_of(g)->name, g->reason);
+	changed(g);
 }
 
 static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct gen *g = userdata;
-	if (g->state == GEN_STARTING) {
-		if (!g->failed) {
-			g->failed = true;
-			snprintf(g->reason, sizeof(g->reason),
-				 "generation %u not ready within %.3g s (ready-timeout)", g->id,
-				 (double)g->app->cfg->ready_timeout_usec / 1e6);
-		}
-		log_err("%s: %s", app_name(g), g->reason);
-		app_gen_failed(g->app, g);
-		daemon_state_changed(gen_daemon(g));
+	if (g->state == GEN_STARTING && !g->failed) {
+		g->failed = true;
+		snprintf(g->reason, sizeof(g->reason),
+			 "generation %u not ready within %.3g s (ready-timeout)", g->id,
+			 (double)cfg_of(g)->ready_timeout_usec / 1e6);
+		gen_fail(g);
 	} else if (g->state == GEN_DRAINING) {
-		if (gen_live_workers(g) == 0) {
-			gen_became_gone(g);
-			return 0;
-		}
 		for (unsigned i = 0; i < g->n_workers; i++) {
 			struct worker *w = &g->workers[i];
 			if (w->pid > 0)
-				log_warn("%s: generation %u worker %u (pid %d) still running after "
-					 "drain-timeout, sending SIGKILL",
-					 app_name(g), g->id, w->index, (int)w->pid);
+				log_worker(w, LOG_WARNING,
+					   "still running after drain-timeout, sending SIGKILL");
 			else if (w->state == WORKER_LINGERING)
-				log_warn("%s: generation %u worker %u: processes of its group %d "
-					 "still running after drain-timeout, sending SIGKILL",
-					 app_name(g), g->id, w->index, (int)w->lingering_pgid);
+				log_worker(w, LOG_WARNING,
+					   "processes of its group %d still running after "
+					   "drain-timeout, sending SIGKILL",
+					   (int)w->lingering_pgid);
 			else
 				continue;
 			worker_signal_group(w, SIGKILL);
@@ -175,10 +207,9 @@ static void worker_ready(struct worker *w)
 	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 	w->state = WORKER_READY;
 	w->ready_usec = now_usec(g);
-	log_info("%s: generation %u worker %u (pid %d) ready in %llu ms", app_name(g), g->id,
-		 w->index, (int)w->pid,
-		 (unsigned long long)(w->ready_usec - w->started_usec) / 1000);
-	dispatch_kick(g->app->dispatch);
+	log_worker(w, LOG_INFO, "ready in %llu ms",
+		   (unsigned long long)(w->ready_usec - w->started_usec) / 1000);
+	changed(g); /* it may take connections now */
 	if (g->state != GEN_STARTING || g->failed)
 		return;
 	for (unsigned i = 0; i < g->n_workers; i++)
@@ -186,12 +217,9 @@ static void worker_ready(struct worker *w)
 			return;
 	g->state = GEN_READY;
 	g->ready_usec = w->ready_usec;
-	sd_event_source_disable_unref(g->timer);
-	g->timer = NULL;
-	log_info("%s: generation %u ready in %llu ms", app_name(g), g->id,
-		 (unsigned long long)(g->ready_usec - g->started_usec) / 1000);
-	app_gen_ready(g->app, g);
-	daemon_state_changed(gen_daemon(g));
+	g->timer = sd_event_source_disable_unref(g->timer);
+	log_gen(g, LOG_INFO, "ready in %llu ms",
+		(unsigned long long)(g->ready_usec - g->started_usec) / 1000);
 }
 
 static void worker_close_exec(struct worker *w)
@@ -225,7 +253,7 @@ static int on_exec_status(sd_event_source *s, int fd, uint32_t revents, void *us
 	if (!worker_read_exec(w))
 		return 0;
 	worker_close_exec(w);
-	if (w->exec_errno == 0 && w->gen->app->cfg->ready == READY_IMMEDIATE)
+	if (w->exec_errno == 0 && cfg_of(w->gen)->ready == READY_IMMEDIATE)
 		worker_ready(w);
 	return 0;
 }
@@ -236,14 +264,12 @@ static int on_exec_status(sd_event_source *s, int fd, uint32_t revents, void *us
 static int on_ready_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct worker *w = userdata;
-	struct gen *g = w->gen;
 	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 	if (w->state != WORKER_STARTING || w->pid <= 0)
 		return 0;
-	log_warn("%s: generation %u worker %u (pid %d) not ready within %.3g s of its restart "
-		 "(ready-timeout); killing it",
-		 app_name(g), g->id, w->index, (int)w->pid,
-		 (double)g->app->cfg->ready_timeout_usec / 1e6);
+	log_worker(w, LOG_WARNING,
+		   "not ready within %.3g s of its restart (ready-timeout); killing it",
+		   (double)cfg_of(w->gen)->ready_timeout_usec / 1e6);
 	worker_signal_group(w, SIGKILL);
 	return 0;
 }
@@ -254,14 +280,13 @@ static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	struct gen *g = w->gen;
 	w->restart_timer = sd_event_source_disable_unref(w->restart_timer);
 	w->restarts++;
-	app_worker_restarted(g->app);
+	g->env->ops->restarted(g->env->userdata, g);
 	worker_spawn(w);
 	if (w->state == WORKER_STARTING &&
-	    sd_event_add_time_relative(gen_daemon(g)->event, &w->ready_timer, CLOCK_MONOTONIC,
-				       g->app->cfg->ready_timeout_usec, 10000, on_ready_timeout,
+	    sd_event_add_time_relative(g->env->event, &w->ready_timer, CLOCK_MONOTONIC,
+				       cfg_of(g)->ready_timeout_usec, 10000, on_ready_timeout,
 				       w) < 0)
-		log_warn("%s: generation %u worker %u: no ready-timeout for its restart",
-			 app_name(g), g->id, w->index);
+		log_worker(w, LOG_WARNING, "has no ready-timeout for its restart");
 	return 0;
 }
 
@@ -275,20 +300,15 @@ static void worker_schedule_restart(struct worker *w, uint64_t lifetime_usec)
 		delay = RESTART_MAX_USEC;
 	w->crashes++;
 	w->state = WORKER_BACKOFF;
-	int r = sd_event_add_time_relative(gen_daemon(g)->event, &w->restart_timer, CLOCK_MONOTONIC,
+	int r = sd_event_add_time_relative(g->env->event, &w->restart_timer, CLOCK_MONOTONIC,
 					   delay, 1000, on_restart_timer, w);
 	if (r < 0) {
-		log_err("%s: generation %u worker %u: cannot arm restart timer: %s", app_name(g),
-			g->id, w->index, strerror(-r));
+		log_worker(w, LOG_ERR, "cannot arm its restart timer: %s", strerror(-r));
 		w->state = WORKER_EXITED;
 		return;
 	}
-	log_info("%s: generation %u worker %u restarting in %llu ms", app_name(g), g->id, w->index,
-		 (unsigned long long)delay / 1000);
+	log_worker(w, LOG_INFO, "restarting in %llu ms", (unsigned long long)delay / 1000);
 }
-
-#define LINGER_POLL_USEC  (50 * 1000)
-#define LINGER_GRACE_USEC (1000 * 1000) /* after SIGKILL: zombies of a slow reaper */
 
 /* What is left of a worker's process group once its own process is reaped
  * (sd-event reaps it after on_child returns, so this runs from the loop, then
@@ -305,31 +325,29 @@ static int on_group_check(sd_event_source *s, uint64_t usec, void *userdata)
 	bool lingering = w->state == WORKER_LINGERING;
 	bool empty = kill(-pgid, 0) < 0 && errno == ESRCH;
 	if (!empty && !lingering) {
-		log_warn("%s: generation %u worker %u: killing what is left of its process "
-			 "group %d",
-			 app_name(g), g->id, w->index, (int)pgid);
+		log_worker(w, LOG_WARNING, "left processes in its group %d: killing them",
+			   (int)pgid);
 		kill(-pgid, SIGKILL);
 		empty = true;
 	} else if (!empty && w->linger_killed_usec &&
 		   now_usec(g) - w->linger_killed_usec >= LINGER_GRACE_USEC) {
-		log_warn("%s: generation %u worker %u: process group %d still there 1 s after "
-			 "SIGKILL (zombies its parent does not reap?); no longer waiting",
-			 app_name(g), g->id, w->index, (int)pgid);
+		log_worker(w, LOG_WARNING,
+			   "has its process group %d still there 1 s after SIGKILL (zombies its "
+			   "parent does not reap?); no longer waiting",
+			   (int)pgid);
 		empty = true;
 	}
 	if (!empty) {
 		if (!w->linger_waited)
-			log_info("%s: generation %u worker %u: waiting for the rest of its process "
-				 "group %d",
-				 app_name(g), g->id, w->index, (int)pgid);
+			log_worker(w, LOG_INFO, "exited; waiting for the rest of its process group %d",
+				   (int)pgid);
 		w->linger_waited = true;
 		sd_event_source_set_time_relative(s, LINGER_POLL_USEC);
 		sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
 		return 0;
 	}
 	if (w->linger_waited)
-		log_info("%s: generation %u worker %u: the rest of its process group has exited",
-			 app_name(g), g->id, w->index);
+		log_worker(w, LOG_INFO, "has no process left in its group");
 	w->group_timer = sd_event_source_disable_unref(w->group_timer);
 	w->lingering_pgid = 0;
 	w->linger_killed_usec = 0;
@@ -348,14 +366,24 @@ static int worker_check_group(struct worker *w, pid_t pgid)
 	w->group_timer = sd_event_source_disable_unref(w->group_timer);
 	/* Accuracy 1 µs: 0 would mean sd-event's default of 250 ms, which every
 	 * drain would wait. */
-	int r = sd_event_add_time_relative(gen_daemon(w->gen)->event, &w->group_timer,
-					   CLOCK_MONOTONIC, 0, 1, on_group_check, w);
+	int r = sd_event_add_time_relative(w->gen->env->event, &w->group_timer, CLOCK_MONOTONIC,
+					   0, 1, on_group_check, w);
 	if (r < 0)
 		return r;
 	w->lingering_pgid = pgid;
 	w->linger_killed_usec = 0;
 	w->linger_waited = false;
 	return 0;
+}
+
+/* The worker's process is gone: no channel, no exec pipe, no timers of it. */
+static void worker_release(struct worker *w)
+{
+	worker_close_exec(w);
+	channel_free(w->channel);
+	w->channel = NULL;
+	w->child_src = sd_event_source_disable_unref(w->child_src);
+	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 }
 
 static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
@@ -366,22 +394,17 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	describe_exit(si, how, sizeof(how));
 	if (w->exec_fd >= 0)
 		worker_read_exec(w);
-	worker_close_exec(w);
-	channel_detach(w);
-	w->child_src = sd_event_source_disable_unref(w->child_src);
-	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 	uint64_t lifetime = now_usec(g) - w->started_usec;
-	log_info("%s: generation %u worker %u (pid %d) %s after %llu ms", app_name(g), g->id,
-		 w->index, (int)w->pid, how, (unsigned long long)lifetime / 1000);
+	log_worker(w, LOG_INFO, "%s after %llu ms", how, (unsigned long long)lifetime / 1000);
+	worker_release(w);
 	pid_t pid = w->pid;
 	w->pid = 0;
 	enum worker_state was = w->state;
 	w->state = WORKER_EXITED;
-	dispatch_kick(g->app->dispatch); /* it may have been the last one taking connections */
+	changed(g); /* it may have been the last one taking connections */
 	/* Its process group may outlive it (a wrapper script's program, say). */
 	if (worker_check_group(w, pid) < 0)
-		log_warn("%s: generation %u worker %u: cannot watch its process group %d",
-			 app_name(g), g->id, w->index, (int)pid);
+		log_worker(w, LOG_WARNING, "cannot watch its process group %d", (int)pid);
 	else if (g->state == GEN_DRAINING)
 		w->state = WORKER_LINGERING; /* live until on_group_check finds it empty */
 
@@ -392,21 +415,17 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 			int n = snprintf(g->reason, sizeof(g->reason), "generation %u %s before %s",
 					 g->id, how,
 					 was == WORKER_READY ? "all its workers were ready"
-					 : g->app->cfg->ready == READY_NOTIFY ? "READY=1"
-									      : "it was ready");
+					 : cfg_of(g)->ready == READY_NOTIFY ? "READY=1"
+									    : "it was ready");
 			if (w->exec_errno && n > 0 && (size_t)n < sizeof(g->reason))
 				snprintf(g->reason + n, sizeof(g->reason) - (size_t)n,
-					 " (exec %s: %s)", g->app->cfg->argv[0],
+					 " (exec %s: %s)", cfg_of(g)->argv[0],
 					 strerror(w->exec_errno));
-			log_err("%s: worker %u (pid %d): %s", app_name(g), w->index, (int)pid,
-				g->reason);
-			app_gen_failed(g->app, g);
-			daemon_state_changed(gen_daemon(g));
+			gen_fail(g);
 		}
 		break;
 	case GEN_READY:
-		if (!gen_daemon(g)->stopping)
-			worker_schedule_restart(w, lifetime);
+		worker_schedule_restart(w, lifetime);
 		break;
 	case GEN_DRAINING:
 		if (gen_live_workers(g) == 0)
@@ -418,63 +437,101 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	return 0;
 }
 
+static int worker_listener_fd(void *userdata, const char *name)
+{
+	const struct worker *w = userdata;
+	const struct gen_env *env = w->gen->env;
+	/* In dispatch mode batond accepts: a worker gets connections, not listeners. */
+	if (env->cfg->mode == SERVE_DISPATCH)
+		return -EOPNOTSUPP;
+	for (size_t i = 0; i < env->cfg->n_listeners; i++)
+		if (strcmp(env->listen_names[i], name) == 0)
+			return env->listen_fds[i];
+	return -ENOENT;
+}
+
+static void worker_conn_done(void *userdata, uint32_t n)
+{
+	struct worker *w = userdata;
+	w->gen->env->ops->conn_done(w->gen->env->userdata, w->gen, w->index, n);
+}
+
+static void worker_park(void *userdata, int fd, const struct proto_conn *rec)
+{
+	struct worker *w = userdata;
+	w->gen->env->ops->park(w->gen->env->userdata, w->gen, fd, rec);
+}
+
+static void worker_writable(void *userdata)
+{
+	struct worker *w = userdata;
+	changed(w->gen);
+}
+
+static const struct channel_ops worker_channel_ops = {
+    .listener_fd = worker_listener_fd,
+    .conn_done = worker_conn_done,
+    .park = worker_park,
+    .writable = worker_writable,
+};
+
 static void worker_spawn(struct worker *w)
 {
 	struct gen *g = w->gen;
-	struct app *a = g->app;
-	struct daemon *d = a->d;
+	const struct gen_env *env = g->env;
+	const struct app_cfg *cfg = env->cfg;
 	struct spawn_req req = {
-	    .argv = a->cfg->argv,
+	    .argv = cfg->argv,
 	    .program_fd = g->program_fd,
-	    .app_env = a->cfg->environment,
-	    .listen_fds = a->listen_fds,
+	    .app_env = cfg->environment,
+	    .listen_fds = env->listen_fds,
 	    /* Dispatch workers get connections over the channel, never listeners. */
-	    .n_listen_fds = a->cfg->mode == SERVE_DISPATCH ? 0 : a->cfg->n_listeners,
-	    .listen_names = a->cfg->mode == SERVE_DISPATCH ? "" : a->listen_names,
-	    .notify_socket = notify_address(d->notify),
-	    .app = a->cfg->name,
+	    .n_listen_fds = cfg->mode == SERVE_DISPATCH ? 0 : cfg->n_listeners,
+	    .listen_names = cfg->mode == SERVE_DISPATCH ? "" : env->listen_names_joined,
+	    .notify_socket = env->notify_socket,
+	    .app = cfg->name,
 	    .generation = g->id,
 	    .worker = w->index,
 	};
 	pid_t pid;
 	int channel_fd, exec_fd;
 	w->state = WORKER_STARTING;
-	w->delivered = w->done = 0;
-	w->channel_full = false;
-	w->drain_pending = false;
 	w->exec_errno = 0;
 	w->ready_usec = 0;
 	w->started_usec = now_usec(g);
-	int r = spawn_worker(&req, &pid, &channel_fd, &exec_fd);
+	int r = env->spawn(&req, &pid, &channel_fd, &exec_fd);
 	if (r < 0) {
-		log_err("%s: generation %u worker %u: fork: %s", a->cfg->name, g->id, w->index,
-			strerror(-r));
+		log_worker(w, LOG_ERR, "cannot be started: fork: %s", strerror(-r));
 		goto fail;
 	}
 	w->pid = pid;
-	w->channel_fd = channel_fd;
 	w->exec_fd = exec_fd;
-	r = sd_event_add_child(d->event, &w->child_src, pid, WEXITED, on_child, w);
+	r = sd_event_add_child(env->event, &w->child_src, pid, WEXITED, on_child, w);
 	if (r < 0) {
 		/* Without a child source we could never reap it: do not let it run.
 		 * Reaped at once if it is gone already; batond does not wait for it
 		 * (it may be in an uninterruptible exec), so it may stay a zombie. */
-		log_err("%s: generation %u worker %u: cannot watch pid %d: %s; killed",
-			a->cfg->name, g->id, w->index, (int)pid, strerror(-r));
+		log_worker(w, LOG_ERR, "cannot be watched: %s; killed", strerror(-r));
 		worker_signal_group(w, SIGKILL);
 		waitpid(pid, NULL, WNOHANG);
 		w->pid = 0;
-		channel_detach(w);
+		close(channel_fd);
 		worker_close_exec(w);
 		goto fail;
 	}
-	r = sd_event_add_io(d->event, &w->exec_src, exec_fd, EPOLLIN, on_exec_status, w);
+	r = sd_event_add_io(env->event, &w->exec_src, exec_fd, EPOLLIN, on_exec_status, w);
 	if (r < 0)
-		log_warn("%s: generation %u worker %u: exec status unwatched: %s", a->cfg->name,
-			 g->id, w->index, strerror(-r));
-	channel_attach(w);
-	log_info("%s: generation %u worker %u started, pid %d", a->cfg->name, g->id, w->index,
-		 (int)pid);
+		log_worker(w, LOG_WARNING, "has its exec status unwatched: %s", strerror(-r));
+	char who[160];
+	snprintf(who, sizeof(who), "%s: generation %u worker %u (pid %d)", cfg->name, g->id,
+		 w->index, (int)pid);
+	/* Without its channel the worker still runs; it only loses the extras
+	 * beyond the systemd contract. */
+	r = channel_new(env->event, channel_fd, &worker_channel_ops, w, cfg->name, who,
+			&w->channel);
+	if (r < 0)
+		log_worker(w, LOG_WARNING, "has its channel unwatched: %s", strerror(-r));
+	log_worker(w, LOG_INFO, "started");
 	return;
 fail:
 	w->state = WORKER_EXITED;
@@ -482,41 +539,40 @@ fail:
 		g->failed = true;
 		snprintf(g->reason, sizeof(g->reason), "generation %u could not start: %s", g->id,
 			 strerror(-r));
-		arm_timer(g, 0, on_gen_timer); /* report outside the caller's stack */
-	} else if (g->state == GEN_READY && !d->stopping) {
+		gen_fail(g);
+	} else if (g->state == GEN_READY) {
 		worker_schedule_restart(w, 0);
 	}
 }
 
-int gen_start(struct app *app, unsigned id, struct gen **ret)
+int gen_start(const struct gen_env *env, unsigned id, struct gen **ret)
 {
 	struct gen *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
-	g->workers = calloc(app->cfg->workers, sizeof(*g->workers));
+	g->workers = calloc(env->cfg->workers, sizeof(*g->workers));
 	if (!g->workers) {
 		free(g);
 		return -ENOMEM;
 	}
-	g->app = app;
+	g->env = env;
 	g->id = id;
-	g->n_workers = app->cfg->workers;
+	g->n_workers = env->cfg->workers;
 	g->state = GEN_STARTING;
-	g->started_usec = daemon_now_usec(app->d);
+	g->started_usec = now_usec(g);
 	/* Every worker of this generation, restarts included, runs this very file:
 	 * after a rollback, a worker of the generation still serving that crashes
 	 * must not come back as the binary that was just refused. If it cannot be
 	 * opened, exec by path reports why. */
-	g->program_fd = open(app->cfg->argv[0], O_PATH | O_CLOEXEC);
+	g->program_fd = open(env->cfg->argv[0], O_PATH | O_CLOEXEC);
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct worker *w = &g->workers[i];
 		w->gen = g;
 		w->index = i;
-		w->channel_fd = -1;
 		w->exec_fd = -1;
 		w->state = WORKER_EXITED;
 	}
-	int r = arm_timer(g, app->cfg->ready_timeout_usec, on_gen_timer);
+	int r = arm_timer(g, env->cfg->ready_timeout_usec, on_gen_timer);
 	if (r < 0) {
 		if (g->program_fd >= 0)
 			close(g->program_fd);
@@ -524,8 +580,7 @@ int gen_start(struct app *app, unsigned id, struct gen **ret)
 		free(g);
 		return r;
 	}
-	log_info("%s: generation %u starting %u worker%s", app->cfg->name, id, g->n_workers,
-		 g->n_workers == 1 ? "" : "s");
+	log_gen(g, LOG_INFO, "starting %u worker%s", g->n_workers, g->n_workers == 1 ? "" : "s");
 	for (unsigned i = 0; i < g->n_workers && !g->failed; i++)
 		worker_spawn(&g->workers[i]);
 	*ret = g;
@@ -544,24 +599,27 @@ void gen_drain(struct gen *g)
 		w->restart_timer = sd_event_source_disable_unref(w->restart_timer);
 		w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 		if (w->pid <= 0) {
-			w->state = WORKER_EXITED;
+			/* A group it left behind is still being checked: waited for too. */
+			w->state = w->lingering_pgid > 0 ? WORKER_LINGERING : WORKER_EXITED;
+			live += w->state == WORKER_LINGERING;
 			continue;
 		}
 		w->state = WORKER_DRAINING;
-		channel_send_drain(w);
+		if (w->channel)
+			channel_send_drain(w->channel);
 		int r = worker_signal_stop(w);
 		if (r < 0)
-			log_warn("%s: generation %u worker %u (pid %d): kill: %s", app_name(g),
-				 g->id, w->index, (int)w->pid, strerror(-r));
+			log_worker(w, LOG_WARNING, "cannot be signalled: %s", strerror(-r));
 		live++;
 	}
-	log_info("%s: generation %u draining %u worker%s", app_name(g), g->id, live,
-		 live == 1 ? "" : "s");
-	/* With nothing left to wait for, report gone from the loop, not from here:
-	 * the caller is in the middle of its own bookkeeping. */
-	if (arm_timer(g, live ? g->app->cfg->drain_timeout_usec : 0, on_gen_timer) < 0) {
-		log_err("%s: generation %u: cannot arm drain timer, killing now", app_name(g),
-			g->id);
+	log_gen(g, LOG_INFO, "draining %u worker%s", live, live == 1 ? "" : "s");
+	changed(g); /* its workers take no more connections */
+	if (live == 0) {
+		gen_became_gone(g);
+		return;
+	}
+	if (arm_timer(g, cfg_of(g)->drain_timeout_usec, on_gen_timer) < 0) {
+		log_gen(g, LOG_ERR, "cannot arm its drain timer: killing it now");
 		for (unsigned i = 0; i < g->n_workers; i++)
 			worker_signal_group(&g->workers[i], SIGKILL);
 	}
@@ -576,9 +634,8 @@ bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char 
 		if (status)
 			snprintf(w->status, sizeof(w->status), "%s", status);
 		if (stopping)
-			log_info("%s: generation %u worker %u (pid %d) is stopping", app_name(g),
-				 g->id, w->index, (int)pid);
-		if (ready && g->app->cfg->ready == READY_NOTIFY)
+			log_worker(w, LOG_INFO, "is stopping");
+		if (ready && cfg_of(g)->ready == READY_NOTIFY)
 			worker_ready(w);
 		return true;
 	}
@@ -592,11 +649,8 @@ void gen_free(struct gen *g)
 	sd_event_source_disable_unref(g->timer);
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct worker *w = &g->workers[i];
-		worker_close_exec(w);
-		channel_detach(w);
-		sd_event_source_disable_unref(w->child_src);
+		worker_release(w);
 		sd_event_source_disable_unref(w->restart_timer);
-		sd_event_source_disable_unref(w->ready_timer);
 		sd_event_source_disable_unref(w->group_timer);
 		/* Not checked yet or still lingering: nothing is left to wait for it. */
 		if (w->lingering_pgid > 0)

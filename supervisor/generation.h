@@ -1,6 +1,14 @@
 /* A generation: N workers started from one exec, and each worker's life
- * (spawn, readiness, drain, exit, restart with backoff). It reports what
- * happens to app.c, which decides what a generation's fate means. */
+ * (spawn, readiness, drain, exit, restart with backoff). It marks what happens
+ * and reports it upward through gen_ops; its owner decides what that means.
+ *
+ * Generation states (g->state, with g->failed):
+ *   STARTING --every worker ready--> READY (reported: changed)
+ *   STARTING --a worker exits, fork fails, ready-timeout--> STARTING+failed (changed)
+ *   STARTING/READY --gen_drain--> DRAINING --last process of every group gone--> GONE (changed)
+ *   DRAINING --drain-timeout--> SIGKILL to what is left, still DRAINING
+ * A READY generation restarts a worker that exits, with backoff; a STARTING one
+ * fails instead. GONE is final: its owner frees it. */
 #pragma once
 
 #include <stdbool.h>
@@ -8,7 +16,12 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
-struct app;
+#include "config.h"
+#include "spawn.h"
+
+struct channel;
+struct gen;
+struct proto_conn;
 
 enum gen_state { GEN_STARTING, GEN_READY, GEN_DRAINING, GEN_GONE };
 enum worker_state {
@@ -20,17 +33,42 @@ enum worker_state {
 	WORKER_EXITED,
 };
 
-struct gen;
+/* How a generation reports. Every report only marks: none may free the
+ * generation or start another from inside the call. */
+struct gen_ops {
+	/* @g or one of its workers changed: ready, failed, gone, a worker ready
+	 * or exited, a channel writable again. Settle later, from the loop. */
+	void (*changed)(void *userdata, struct gen *g);
+	/* Worker @worker of @g finished @n dispatched connections. */
+	void (*conn_done)(void *userdata, struct gen *g, unsigned worker, uint32_t n);
+	/* A worker of @g parked a live connection; takes @fd. */
+	void (*park)(void *userdata, struct gen *g, int fd, const struct proto_conn *rec);
+	/* A worker of @g that had crashed was started again. */
+	void (*restarted)(void *userdata, struct gen *g);
+};
+
+/* What a generation takes from its owner: borrowed, fixed while it lives. */
+struct gen_env {
+	sd_event *event; /* its timers, child and channel sources; its clock */
+	const struct app_cfg *cfg;
+	const int *listen_fds;		  /* in LISTEN_FDS order */
+	const char *const *listen_names;  /* parallel to listen_fds */
+	const char *listen_names_joined;  /* "a:b", for LISTEN_FDNAMES */
+	const char *notify_socket;
+	/* spawn_worker; a test may start processes of its own. */
+	int (*spawn)(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel,
+		     int *ret_exec_fd);
+	const struct gen_ops *ops;
+	void *userdata;
+};
 
 struct worker {
 	struct gen *gen;
 	unsigned index;
 	enum worker_state state;
-	pid_t pid; /* 0 when no process */
-	int channel_fd;
-	sd_event_source *channel_src;
-	unsigned channel_errors;
-	int exec_fd; /* open until exec succeeded or failed */
+	pid_t pid;		  /* 0 when no process */
+	struct channel *channel;  /* while its process runs (NULL if it could not be watched) */
+	int exec_fd;		  /* open until exec succeeded or failed */
 	sd_event_source *exec_src;
 	int exec_errno;
 	sd_event_source *child_src;
@@ -42,18 +80,13 @@ struct worker {
 	bool linger_waited;	      /* the group outlived the first check */
 	uint64_t started_usec;
 	uint64_t ready_usec;
-	uint64_t delivered; /* dispatch: connections sent to this process */
-	uint64_t done;	    /* dispatch: connections it reported finished */
-	bool channel_full;  /* dispatch: last send hit EAGAIN, wait for EPOLLOUT */
-	bool drain_pending; /* DRAIN found the channel full: sent on EPOLLOUT */
-	size_t channel_payload_max; /* the largest payload its channel takes in one message */
-	unsigned crashes;   /* consecutive short-lived exits, for backoff */
+	unsigned crashes; /* consecutive short-lived exits, for backoff */
 	unsigned restarts;
 	char status[128]; /* last STATUS= */
 };
 
 struct gen {
-	struct app *app;
+	const struct gen_env *env;
 	unsigned id;
 	enum gen_state state;
 	bool failed; /* stopped because it did not become ready */
@@ -68,9 +101,10 @@ struct gen {
 	int program_fd;		/* O_PATH of the program as it was at the start, -1 if none */
 };
 
-/* Creates generation @id of @app and spawns its workers. Returns 0, or a
- * negative errno with *ret untouched if nothing could be started (reason logged). */
-int gen_start(struct app *app, unsigned id, struct gen **ret);
+/* Creates generation @id and spawns its workers. Returns 0, or a negative
+ * errno with *ret untouched if nothing could be started. A worker that cannot
+ * be spawned marks the generation failed (reported through changed). */
+int gen_start(const struct gen_env *env, unsigned id, struct gen **ret);
 /* Stops taking new work: DRAIN on each channel and the stop signal (to each
  * worker's main process, or its process group in kill-mode group); SIGKILL to
  * every process left in their groups after drain-timeout. Idempotent. */
@@ -79,6 +113,8 @@ void gen_free(struct gen *g);
 unsigned gen_live_workers(const struct gen *g);
 /* Notify datagram from @pid: returns false if no worker of @g has that pid. */
 bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char *status);
+/* The channel of worker @i if it is ready to take connections, else NULL. */
+struct channel *gen_ready_channel(const struct gen *g, unsigned i);
 
 const char *gen_state_name(enum gen_state s);
 const char *worker_state_name(enum worker_state s);

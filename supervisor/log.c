@@ -30,6 +30,14 @@ void log_init(const char *ident)
 
 void log_msg(int priority, const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
+	log_msgv(priority, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void log_msgv(int priority, const char *prefix, const char *fmt, va_list ap)
+{
 	if (priority > log_max_priority)
 		return;
 	char line[2048];
@@ -48,10 +56,12 @@ void log_msg(int priority, const char *fmt, ...)
 		n = snprintf(line, sizeof(line), "%s.%03ld %s[%d] %s: ", stamp,
 			     ts.tv_nsec / 1000000, log_ident, (int)getpid(), names[priority & 7]);
 	}
-	va_list ap;
-	va_start(ap, fmt);
+	if (prefix) {
+		int p = snprintf(line + n, sizeof(line) - (size_t)n - 1, "%s", prefix);
+		if (p > 0)
+			n += (size_t)p < sizeof(line) - (size_t)n - 1 ? p : 0;
+	}
 	int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	va_end(ap);
 	size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
 	if (len > sizeof(line) - 2)
 		len = sizeof(line) - 2;

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "notify.h"
 #include "service.h"
+#include "spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -43,15 +44,29 @@ static bool all_stopped(const struct daemon *d)
 	return true;
 }
 
-void daemon_state_changed(struct daemon *d)
+static void on_app_changed(void *userdata)
 {
-	service_update(d);
+	struct daemon *d = userdata;
+	d->dirty = true;
 }
 
-void daemon_app_stopped(struct daemon *d)
+static const struct app_ops daemon_app_ops = {.changed = on_app_changed};
+
+/* After every event batond handled (a post source runs once per loop turn
+ * that dispatched something): apps act on what their generations marked,
+ * systemd hears of the result, and a stopping batond leaves once nothing runs. */
+static int on_post(sd_event_source *s, void *userdata)
 {
+	struct daemon *d = userdata;
+	if (!d->dirty)
+		return 0;
+	d->dirty = false;
+	for (size_t i = 0; i < d->n_apps; i++)
+		app_settle(d->apps[i]);
+	service_update(d);
 	if (d->stopping && all_stopped(d))
 		sd_event_exit(d->event, 0);
+	return 0;
 }
 
 void daemon_stop(struct daemon *d)
@@ -63,7 +78,7 @@ void daemon_stop(struct daemon *d)
 	sd_notify(0, "STOPPING=1");
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_stop(d->apps[i]);
-	daemon_app_stopped(d);
+	d->dirty = true;
 }
 
 static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -173,6 +188,54 @@ static int open_listeners(struct daemon *d)
 	return failed ? -1 : 0;
 }
 
+/* batond accepts on dispatch listeners, so they must not block. Listeners it
+ * bound for inherit apps are handed out blocking, as systemd does by default
+ * (NonBlocking=no), for programs that accept in blocking mode; what systemd
+ * passed stays as the socket unit configured it. The flag lives in the shared
+ * open file description: a worker that changes it changes it for every holder. */
+static void set_blocking_mode(const struct listener_rt *l, enum serve_mode mode)
+{
+	int fl = fcntl(l->fd, F_GETFL);
+	if (fl < 0)
+		return;
+	if (mode == SERVE_DISPATCH)
+		fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
+	else if (!l->adopted)
+		fcntl(l->fd, F_SETFL, fl & ~O_NONBLOCK);
+}
+
+static int start_apps(struct daemon *d)
+{
+	const struct config *cfg = d->cfg;
+	d->listener_fds = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(int));
+	d->apps = calloc(cfg->n_apps ? cfg->n_apps : 1, sizeof(*d->apps));
+	if (!d->listener_fds || !d->apps)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		d->listener_fds[i] = d->listeners[i].fd;
+	d->app_env = (struct app_env){
+	    .event = d->event,
+	    .cfg = cfg,
+	    .listener_fds = d->listener_fds,
+	    .notify_socket = notify_address(d->notify),
+	    .spawn = spawn_worker,
+	    .ops = &daemon_app_ops,
+	    .userdata = d,
+	};
+	for (size_t i = 0; i < cfg->n_apps; i++) {
+		const struct app_cfg *ac = &cfg->apps[i];
+		for (size_t k = 0; k < ac->n_listeners; k++)
+			set_blocking_mode(&d->listeners[ac->listener_idx[k]], ac->mode);
+		int r = app_new(&d->app_env, ac, &d->apps[i]);
+		if (r < 0)
+			return r;
+		d->n_apps++;
+	}
+	for (size_t i = 0; i < d->n_apps; i++)
+		app_start(d->apps[i]);
+	return 0;
+}
+
 static void close_listeners(struct daemon *d)
 {
 	if (!d->listeners)
@@ -229,19 +292,18 @@ static int run(struct daemon *d)
 		log_err("notify socket: %s", strerror(-r));
 		return 1;
 	}
-	d->apps = calloc(d->cfg->n_apps ? d->cfg->n_apps : 1, sizeof(*d->apps));
-	if (!d->apps)
+	if ((r = sd_event_add_post(d->event, &d->post, on_post, d)) < 0) {
+		log_err("post source: %s", strerror(-r));
 		return 1;
-	for (size_t i = 0; i < d->cfg->n_apps; i++) {
-		if (app_new(d, &d->cfg->apps[i], &d->apps[i]) < 0) {
-			log_err("out of memory");
-			return 1;
-		}
-		d->n_apps++;
 	}
-	for (size_t i = 0; i < d->n_apps; i++)
-		app_start(d->apps[i]);
-	daemon_state_changed(d); /* READY=1 at once when there is no app to wait for */
+	if ((r = start_apps(d)) < 0) {
+		log_err("starting apps: %s", strerror(-r));
+		return 1;
+	}
+	/* What the first starts marked, and READY=1 at once when there is no app
+	 * to wait for: the post source runs only after an event. */
+	d->dirty = true;
+	on_post(d->post, d);
 	log_info("batond %s running %zu app%s, control socket %s", BATON_VERSION, d->n_apps,
 		 d->n_apps == 1 ? "" : "s", d->cfg->control_socket);
 	r = sd_event_loop(d->event);
@@ -258,6 +320,8 @@ static void cleanup(struct daemon *d)
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_free(d->apps[i]);
 	free(d->apps);
+	free(d->listener_fds);
+	sd_event_source_disable_unref(d->post);
 	control_close(d->control);
 	notify_close(d->notify);
 	close_listeners(d);

@@ -38,9 +38,11 @@ static bool dispatch_stats(const struct daemon *d, size_t i, struct dispatch_lis
 	return false;
 }
 
-static uint64_t worker_load(const struct worker *w)
+static struct dispatch_worker_stats worker_stats(const struct app *a, const struct worker *w)
 {
-	return w->delivered > w->done ? w->delivered - w->done : 0;
+	struct dispatch_worker_stats st;
+	dispatch_worker_stats(a->dispatch, w->gen->id, w->index, &st);
+	return st;
 }
 
 static double seconds_since(const struct daemon *d, uint64_t usec)
@@ -94,9 +96,10 @@ static void render_json(const struct daemon *d, FILE *f)
 					wk->pid ? seconds_since(d, wk->started_usec) : 0,
 					wk->restarts);
 				json_string(f, wk->status);
+				struct dispatch_worker_stats st = worker_stats(a, wk);
 				fprintf(f, ",\"delivered\":%llu,\"load\":%llu",
-					(unsigned long long)wk->delivered,
-					(unsigned long long)worker_load(wk));
+					(unsigned long long)st.delivered,
+					(unsigned long long)st.load);
 				fputc('}', f);
 			}
 			fprintf(f, "]}");
@@ -149,10 +152,12 @@ static void render_text(const struct daemon *d, FILE *f)
 						seconds_since(d, wk->started_usec));
 				if (wk->restarts)
 					fprintf(f, ", %u restarts", wk->restarts);
-				if (a->cfg->mode == SERVE_DISPATCH)
+				if (a->cfg->mode == SERVE_DISPATCH) {
+					struct dispatch_worker_stats st = worker_stats(a, wk);
 					fprintf(f, ", delivered %llu, load %llu",
-						(unsigned long long)wk->delivered,
-						(unsigned long long)worker_load(wk));
+						(unsigned long long)st.delivered,
+						(unsigned long long)st.load);
+				}
 				if (wk->status[0])
 					fprintf(f, ", status: %s", wk->status);
 				fputc('\n', f);
