@@ -42,7 +42,8 @@ static void changed(struct gen *g)
 	g->env->ops->changed(g->env->userdata, g);
 }
 
-/* Every line about a worker starts "APP: generation G worker W (pid P) ". */
+/* Every line about a worker starts "APP: generation G worker W (pid P) ", or
+ * "APP: generation G worker W: " while it has no process. */
 static void __attribute__((format(printf, 3, 4)))
 log_worker(const struct worker *w, int priority, const char *fmt, ...)
 {
@@ -52,7 +53,7 @@ log_worker(const struct worker *w, int priority, const char *fmt, ...)
 		snprintf(prefix, sizeof(prefix), "%s: generation %u worker %u (pid %d) ",
 			 cfg_of(g)->name, g->id, w->index, (int)w->pid);
 	else
-		snprintf(prefix, sizeof(prefix), "%s: generation %u worker %u ", cfg_of(g)->name,
+		snprintf(prefix, sizeof(prefix), "%s: generation %u worker %u: ", cfg_of(g)->name,
 			 g->id, w->index);
 	va_list ap;
 	va_start(ap, fmt);
@@ -332,7 +333,7 @@ static int on_group_check(sd_event_source *s, uint64_t usec, void *userdata)
 	} else if (!empty && w->linger_killed_usec &&
 		   now_usec(g) - w->linger_killed_usec >= LINGER_GRACE_USEC) {
 		log_worker(w, LOG_WARNING,
-			   "has its process group %d still there 1 s after SIGKILL (zombies its "
+			   "its process group %d is still there 1 s after SIGKILL (zombies its "
 			   "parent does not reap?); no longer waiting",
 			   (int)pgid);
 		empty = true;
@@ -347,7 +348,7 @@ static int on_group_check(sd_event_source *s, uint64_t usec, void *userdata)
 		return 0;
 	}
 	if (w->linger_waited)
-		log_worker(w, LOG_INFO, "has no process left in its group");
+		log_worker(w, LOG_INFO, "no process left in its group");
 	w->group_timer = sd_event_source_disable_unref(w->group_timer);
 	w->lingering_pgid = 0;
 	w->linger_killed_usec = 0;
