@@ -45,5 +45,8 @@ export PKG_CONFIG_PATH=$dest$libdir/pkgconfig
 	fail "a program does not build with pkg-config libbaton"
 out=$(env -u LISTEN_FDS -u BATON_FD LD_LIBRARY_PATH="$dest$libdir" "$dest/app")
 [ "$out" = "-6" ] || fail "the program printed '$out', not -6 (ENXIO: not under batond or systemd)"
-LD_LIBRARY_PATH="$dest$libdir" ldd "$dest/app" | grep -q "$dest$libdir/libbaton.so.0" || fail "the program did not load the installed libbaton"
+# Captured first: with pipefail, grep -q quitting early can kill ldd with SIGPIPE
+# and fail a pipeline whose answer was yes.
+libs=$(LD_LIBRARY_PATH="$dest$libdir" ldd "$dest/app")
+grep -q "$dest$libdir/libbaton.so.0" <<<"$libs" || fail "the program did not load the installed libbaton"
 echo "install-test: PASS ($prefix: binaries, library, header, pkg-config, config, units, man pages)"
