@@ -305,12 +305,12 @@ sctl daemon-reload
 sctl start batond.socket || fail "systemctl start batond.socket failed"
 inode=$(listener_inode "$port")
 # systemd's own fd (PID 1 in the namespace) for the socket unit's socket.
-in_ns ls -l /proc/1/fd | grep -q "socket:\\[$inode\\]" || fail "systemd does not hold socket $inode"
+grep -q "socket:\\[$inode\\]" <<<"$(in_ns ls -l /proc/1/fd)" || fail "systemd does not hold socket $inode"
 sctl start batond.service || fail "batond did not start with the socket unit"
 [ "$(batond_inode)" = "$inode" ] || fail "batond does not hold the socket unit's socket"
-"$batonctl" -s "$work/ctl.sock" status | grep -q "^listener http: .*, from systemd" ||
+grep -q "^listener http: .*, from systemd" <<<"$("$batonctl" -s "$work/ctl.sock" status)" ||
 	fail "status does not say the listener came from systemd"
-curl -sf "http://127.0.0.1:$port/" | grep -q "gen=1 " || fail "no answer through the socket unit's socket"
+grep -q "gen=1 " <<<"$(curl -sf "http://127.0.0.1:$port/")" || fail "no answer through the socket unit's socket"
 say "socket activation: batond adopted inode $inode from batond.socket"
 
 sctl stop batond.service batond.socket
