@@ -1,0 +1,581 @@
+/* The upgrade engine without batond's main.c: app + generation + dispatch +
+ * channel on a loop of the test's own, with spawn replaced at the gen_env
+ * boundary. A "worker" is a forked child that pauses (or exits at once); the
+ * test plays the notify socket (app_notify) and the worker's end of each
+ * channel itself. */
+#include "app.h"
+#include "channel.h"
+#include "dispatch.h"
+#include "generation.h"
+#include "proto.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "leakcheck.h"
+
+#define MS 1000ULL
+
+enum behaviour { RUNS, EXITS_3, IGNORES_TERM };
+
+struct fake_worker {
+	pid_t pid;
+	int channel; /* the worker's end */
+};
+
+struct waiter_result {
+	bool done;
+	int code;
+	char text[800];
+};
+
+static struct {
+	sd_event *event;
+	struct listener_cfg listener;
+	size_t listener_idx;
+	char *argv[2];
+	struct app_cfg app_cfg;
+	struct config cfg;
+	int listen_fd;
+	struct app_env env;
+	struct app *a;
+	enum behaviour next; /* what the next spawned worker does */
+	struct fake_worker workers[64];
+	size_t n_workers;
+} t;
+
+static int fake_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel,
+		      int *ret_exec_fd)
+{
+	int sv[2], ex[2];
+	if (t.n_workers == sizeof(t.workers) / sizeof(t.workers[0]))
+		return -ENOMEM;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
+		return -errno;
+	if (pipe2(ex, O_CLOEXEC | O_NONBLOCK) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -errno;
+	}
+	enum behaviour b = t.next;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		setpgid(0, 0); /* as spawn_worker does */
+		if (b == EXITS_3)
+			_exit(3);
+		if (b == IGNORES_TERM)
+			signal(SIGTERM, SIG_IGN);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (;;)
+			pause();
+	}
+	close(ex[1]); /* EOF: "exec" succeeded */
+	t.workers[t.n_workers++] = (struct fake_worker){.pid = pid, .channel = sv[1]};
+	*ret_pid = pid;
+	*ret_channel = sv[0];
+	*ret_exec_fd = ex[0];
+	return 0;
+}
+
+static void on_app_changed(void *userdata)
+{
+}
+
+static const struct app_ops test_app_ops = {.changed = on_app_changed};
+
+static int setup(void **state)
+{
+	leakcheck_setup(state);
+	memset(&t, 0, sizeof(t));
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL); /* sd_event_add_child needs it blocked */
+	assert_int_equal(sd_event_new(&t.event), 0);
+	t.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	assert_int_equal(bind(t.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(t.listen_fd, 64), 0);
+	t.listener = (struct listener_cfg){.name = "http"};
+	t.argv[0] = "/bin/true"; /* opened O_PATH by gen_start, never run */
+	t.app_cfg = (struct app_cfg){
+	    .name = "web",
+	    .argv = t.argv,
+	    .listener_idx = &t.listener_idx,
+	    .n_listeners = 1,
+	    .workers = 1,
+	    .ready = READY_NOTIFY,
+	    .ready_timeout_usec = 5000 * MS,
+	    .drain_timeout_usec = 5000 * MS,
+	    .stop_signal = SIGTERM,
+	    .kill_mode = KILL_MIXED,
+	    .mode = SERVE_INHERIT,
+	    .policy = POLICY_LEAST_LOADED,
+	    .hold_max = 64,
+	    .hold_timeout_usec = 5000 * MS,
+	};
+	t.cfg = (struct config){.path = "test.conf",
+				.listeners = &t.listener,
+				.n_listeners = 1,
+				.apps = &t.app_cfg,
+				.n_apps = 1};
+	t.env = (struct app_env){
+	    .event = t.event,
+	    .cfg = &t.cfg,
+	    .listener_fds = &t.listen_fd,
+	    .notify_socket = "@test",
+	    .spawn = fake_spawn,
+	    .ops = &test_app_ops,
+	};
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	/* A test that failed half-way leaves waiters whose results lived in its
+	 * frame: app_free tells them, so point them somewhere that lives on. */
+	static struct waiter_result sink;
+	for (struct app_waiter *w = t.a ? t.a->waiters : NULL; w; w = w->next)
+		w->userdata = &sink;
+	for (struct app_waiter *w = t.a ? t.a->next_waiters : NULL; w; w = w->next)
+		w->userdata = &sink;
+	app_free(t.a);
+	for (size_t i = 0; i < t.n_workers; i++) {
+		kill(t.workers[i].pid, SIGKILL);
+		waitpid(t.workers[i].pid, NULL, 0);
+		close(t.workers[i].channel);
+	}
+	close(t.listen_fd);
+	sd_event_unref(t.event);
+	return leakcheck_teardown(state);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs the loop, settling the app after every event as batond's post source
+ * does, until @cond holds. The 10 s bound only catches a hang. */
+static bool run_until(bool (*cond)(void *), void *arg)
+{
+	long long deadline = now_ms() + 10000;
+	app_settle(t.a);
+	while (!cond(arg)) {
+		if (now_ms() > deadline)
+			return false;
+		assert_true(sd_event_run(t.event, 10 * MS) >= 0);
+		app_settle(t.a);
+	}
+	return true;
+}
+
+static bool serving_is(void *arg)
+{
+	return t.a->serving && t.a->serving->id == (unsigned)(uintptr_t)arg;
+}
+
+static bool waiter_done(void *arg)
+{
+	return ((struct waiter_result *)arg)->done;
+}
+
+static bool only_one_generation(void *arg)
+{
+	return t.a->n_gens == 1;
+}
+
+static void on_done(void *userdata, int code, const char *text)
+{
+	struct waiter_result *r = userdata;
+	r->done = true;
+	r->code = code;
+	snprintf(r->text, sizeof(r->text), "%s", text);
+}
+
+static void upgrade(struct waiter_result *r)
+{
+	struct app_waiter *w = calloc(1, sizeof(*w));
+	w->done = on_done;
+	w->userdata = r;
+	app_upgrade(t.a, w);
+}
+
+/* Says READY=1 for every worker of the newest generation that has a process. */
+static void newest_ready(void)
+{
+	struct gen *g = t.a->gens[t.a->n_gens - 1];
+	for (unsigned i = 0; i < g->n_workers; i++)
+		if (g->workers[i].pid > 0)
+			assert_true(app_notify(t.a, g->workers[i].pid, true, false, NULL));
+}
+
+/* The app started and its generation 1 serving. */
+static void start_serving(void)
+{
+	assert_int_equal(app_new(&t.env, &t.app_cfg, &t.a), 0);
+	app_start(t.a);
+	newest_ready();
+	assert_true(run_until(serving_is, (void *)1));
+}
+
+static void upgrade_rolls_back_when_the_new_generation_exits_before_ready(void **state)
+{
+	start_serving();
+	struct waiter_result r = {0};
+	t.next = EXITS_3;
+	upgrade(&r);
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(r.code, ECANCELED);
+	assert_string_equal(r.text, "web: generation 2 exited with status 3 before READY=1; "
+				    "generation 1 still serving");
+	assert_int_equal(t.a->serving->id, 1);
+	assert_int_equal(t.a->counters.rollbacks, 1);
+	assert_true(run_until(only_one_generation, NULL)); /* generation 2 freed */
+}
+
+static void upgrade_rolls_back_when_the_new_generation_misses_ready_timeout(void **state)
+{
+	t.app_cfg.ready_timeout_usec = 50 * MS;
+	start_serving();
+	struct waiter_result r = {0};
+	upgrade(&r);
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(r.code, ECANCELED);
+	assert_string_equal(r.text, "web: generation 2 not ready within 0.05 s (ready-timeout); "
+				    "generation 1 still serving");
+	assert_int_equal(t.a->serving->id, 1);
+	/* Its worker got the stop signal and is gone, with the generation. */
+	assert_true(run_until(only_one_generation, NULL));
+}
+
+static bool generation_3_started_after_1_was_gone(void *arg)
+{
+	bool *order_ok = arg;
+	bool has1 = false, has3 = false;
+	for (size_t i = 0; i < t.a->n_gens; i++) {
+		has1 |= t.a->gens[i]->id == 1;
+		has3 |= t.a->gens[i]->id == 3;
+	}
+	if (has3 && has1)
+		*order_ok = false;
+	return has3;
+}
+
+static void two_upgrades_back_to_back_run_one_after_the_other(void **state)
+{
+	start_serving();
+	struct waiter_result first = {0}, second = {0};
+	upgrade(&first);
+	upgrade(&second); /* joins the next upgrade */
+	assert_int_equal(t.a->starting->id, 2);
+	assert_true(t.a->upgrade_queued);
+	newest_ready();
+	bool order_ok = true;
+	assert_true(run_until(generation_3_started_after_1_was_gone, &order_ok));
+	assert_true(order_ok);
+	assert_true(first.done);
+	assert_int_equal(first.code, 0);
+	assert_non_null(strstr(first.text, "web: generation 2 ready in "));
+	assert_non_null(strstr(first.text, "generation 1 drained in "));
+	assert_false(second.done);
+	newest_ready();
+	assert_true(run_until(waiter_done, &second));
+	assert_int_equal(second.code, 0);
+	assert_non_null(strstr(second.text, "web: generation 3 ready in "));
+	assert_int_equal(t.a->counters.upgrades, 2);
+}
+
+static bool worker_in_state(void *arg)
+{
+	struct worker *w = &t.a->serving->workers[0];
+	return w->state == (enum worker_state)(uintptr_t)arg;
+}
+
+/* Kills the serving worker; returns the restart delay batond chose, in ms,
+ * and lets the restart happen at once. */
+static long long crash_and_restart_delay_ms(void)
+{
+	struct worker *w = &t.a->serving->workers[0];
+	assert_int_equal(kill(w->pid, SIGKILL), 0);
+	assert_true(run_until(worker_in_state, (void *)WORKER_BACKOFF));
+	uint64_t when, now;
+	assert_int_equal(sd_event_source_get_time(w->restart_timer, &when), 0);
+	assert_int_equal(sd_event_now(t.event, CLOCK_MONOTONIC, &now), 0);
+	/* Rounded up: armed at the exit's loop time, read a moment later. */
+	long long delay_ms = (long long)((when - now + MS - 1) / MS);
+	assert_int_equal(sd_event_source_set_time(w->restart_timer, now), 0);
+	assert_true(run_until(worker_in_state, (void *)WORKER_STARTING));
+	assert_true(app_notify(t.a, w->pid, true, false, NULL));
+	assert_true(run_until(worker_in_state, (void *)WORKER_READY));
+	return delay_ms;
+}
+
+static void a_crashing_worker_restarts_after_100_200_400_ms_and_100_again_once_stable(void **state)
+{
+	start_serving();
+	long long delays[3];
+	for (int i = 0; i < 3; i++)
+		delays[i] = crash_and_restart_delay_ms();
+	assert_true(delays[0] > 50 && delays[0] <= 100);
+	assert_true(delays[1] > 150 && delays[1] <= 200);
+	assert_true(delays[2] > 350 && delays[2] <= 400);
+	/* A worker that ran 10 s or more before it crashed starts over. */
+	t.a->serving->workers[0].started_usec -= 11 * 1000 * MS;
+	long long after_stable = crash_and_restart_delay_ms();
+	assert_true(after_stable > 50 && after_stable <= 100);
+	assert_int_equal(t.a->counters.restarts, 4);
+	assert_int_equal(t.a->serving->id, 1);
+}
+
+static void a_worker_ready_after_its_generation_failed_never_serves(void **state)
+{
+	t.app_cfg.workers = 2;
+	t.app_cfg.ready_timeout_usec = 50 * MS;
+	start_serving();
+	struct waiter_result r = {0};
+	upgrade(&r);
+	struct gen *g2 = t.a->starting;
+	assert_true(app_notify(t.a, g2->workers[0].pid, true, false, NULL));
+	/* ready-timeout marks generation 2 failed; before anyone settles it, its
+	 * second worker says READY=1. */
+	long long deadline = now_ms() + 10000;
+	while (!g2->failed && now_ms() < deadline)
+		assert_true(sd_event_run(t.event, 10 * MS) >= 0);
+	assert_true(g2->failed);
+	assert_true(app_notify(t.a, g2->workers[1].pid, true, false, NULL));
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(r.code, ECANCELED);
+	assert_true(run_until(only_one_generation, NULL));
+	assert_int_equal(t.a->serving->id, 1);
+	assert_int_equal(t.a->counters.upgrades, 0);
+}
+
+/* @n clients connect to the test's listener (from @src, e.g. "127.0.0.2"). */
+static void connect_clients(int *fds, int n, const char *src)
+{
+	struct sockaddr_in to;
+	socklen_t len = sizeof(to);
+	assert_int_equal(getsockname(t.listen_fd, (struct sockaddr *)&to, &len), 0);
+	for (int i = 0; i < n; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		struct sockaddr_in from = {.sin_family = AF_INET};
+		inet_pton(AF_INET, src, &from.sin_addr);
+		assert_int_equal(bind(fds[i], (struct sockaddr *)&from, sizeof(from)), 0);
+		assert_int_equal(connect(fds[i], (struct sockaddr *)&to, sizeof(to)), 0);
+	}
+}
+
+struct received {
+	unsigned conns[8]; /* per worker index of the serving generation */
+	unsigned total;
+	unsigned want;
+	uint16_t last_flags;
+	char last_state[64];
+};
+
+/* Reads what batond sent to the serving generation's workers: counts the
+ * connections per worker and closes them. */
+static bool received_all(void *arg)
+{
+	struct received *rc = arg;
+	struct gen *g = t.a->serving;
+	static struct proto_msg m;
+	for (unsigned i = 0; g && i < g->n_workers; i++) {
+		for (size_t k = 0; k < t.n_workers; k++) {
+			if (t.workers[k].pid != g->workers[i].pid)
+				continue;
+			while (proto_recv(t.workers[k].channel, ROLE_WORKER_CLIENT, &m) > 0) {
+				if (m.hdr.type == MSG_CONN) {
+					rc->conns[i] += (unsigned)m.nfds;
+					rc->total += (unsigned)m.nfds;
+					struct proto_conn rec;
+					size_t off = 0;
+					if (proto_conn_get(m.payload, m.hdr.payload_bytes, &off, &rec) ==
+					    0) {
+						rc->last_flags = rec.flags;
+						snprintf(rc->last_state, sizeof(rc->last_state), "%.*s",
+							 (int)rec.state_len, (const char *)rec.state);
+					}
+				}
+				proto_msg_release(&m);
+			}
+		}
+	}
+	return rc->total >= rc->want;
+}
+
+static void start_dispatch(unsigned workers, enum dispatch_policy policy)
+{
+	t.app_cfg.mode = SERVE_DISPATCH;
+	t.app_cfg.workers = workers;
+	t.app_cfg.policy = policy;
+	start_serving();
+}
+
+static void deliver(struct received *rc, int n, const char *src)
+{
+	int fds[32];
+	connect_clients(fds, n, src);
+	rc->want += (unsigned)n;
+	assert_true(run_until(received_all, rc));
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+static void worker_reports_done(unsigned index, uint32_t n)
+{
+	for (size_t k = 0; k < t.n_workers; k++)
+		if (t.workers[k].pid == t.a->serving->workers[index].pid)
+			assert_int_equal(proto_send(t.workers[k].channel, MSG_CONN_DONE, 0, 0, &n,
+						    sizeof(n), NULL, 0),
+					 0);
+}
+
+static bool load_is(void *arg)
+{
+	struct dispatch_worker_stats st;
+	dispatch_worker_stats(t.a->dispatch, t.a->serving->id, 0, &st);
+	return st.load == (uint64_t)(uintptr_t)arg;
+}
+
+static void least_loaded_sends_to_the_worker_with_fewest_open_connections(void **state)
+{
+	start_dispatch(2, POLICY_LEAST_LOADED);
+	struct received rc = {0};
+	deliver(&rc, 4, "127.0.0.1");
+	assert_int_equal(rc.conns[0], 2);
+	assert_int_equal(rc.conns[1], 2);
+	/* Worker 0 finished its two: the next two both go to it. */
+	worker_reports_done(0, 2);
+	assert_true(run_until(load_is, (void *)0));
+	deliver(&rc, 2, "127.0.0.1");
+	assert_int_equal(rc.conns[0], 4);
+	assert_int_equal(rc.conns[1], 2);
+}
+
+static void round_robin_takes_turns_whatever_the_load(void **state)
+{
+	start_dispatch(2, POLICY_ROUND_ROBIN);
+	struct received rc = {0};
+	deliver(&rc, 4, "127.0.0.1");
+	worker_reports_done(0, 2);
+	assert_true(run_until(load_is, (void *)0));
+	deliver(&rc, 2, "127.0.0.1");
+	assert_int_equal(rc.conns[0], 3);
+	assert_int_equal(rc.conns[1], 3);
+}
+
+static void sticky_sends_a_peer_to_one_worker(void **state)
+{
+	start_dispatch(3, POLICY_STICKY);
+	struct received rc = {0};
+	deliver(&rc, 6, "127.0.0.2");
+	unsigned busy = 0;
+	for (int i = 0; i < 3; i++)
+		busy += rc.conns[i] > 0;
+	assert_int_equal(busy, 1);
+	assert_int_equal(rc.total, 6);
+}
+
+static bool held_is(void *arg)
+{
+	struct dispatch_listener_stats st;
+	dispatch_listener_stats(t.a->dispatch, 0, &st);
+	const unsigned *want = arg; /* held, accepted, timed out */
+	return st.held == want[0] && st.accepted == want[1] && st.timed_out == want[2];
+}
+
+static void with_no_worker_ready_hold_max_and_hold_timeout_bound_what_is_held(void **state)
+{
+	t.app_cfg.mode = SERVE_DISPATCH;
+	t.app_cfg.hold_max = 3;
+	t.app_cfg.hold_timeout_usec = 100 * MS;
+	assert_int_equal(app_new(&t.env, &t.app_cfg, &t.a), 0);
+	app_start(t.a); /* its worker never says READY=1 */
+	int fds[5];
+	connect_clients(fds, 5, "127.0.0.1");
+	assert_true(run_until(held_is, (unsigned[]){3, 3, 0}));
+	/* After hold-timeout those three are closed and the other two taken. */
+	assert_true(run_until(held_is, (unsigned[]){2, 5, 3}));
+	assert_true(run_until(held_is, (unsigned[]){0, 5, 5}));
+	char c;
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(read(fds[i], &c, 1), 0); /* closed, never answered */
+		close(fds[i]);
+	}
+}
+
+static void a_parked_connection_goes_to_the_next_ready_generation(void **state)
+{
+	t.next = IGNORES_TERM; /* generation 1 stays draining while it parks */
+	t.app_cfg.drain_timeout_usec = 200 * MS;
+	start_serving();
+	t.next = RUNS;
+	struct waiter_result r = {0};
+	upgrade(&r);
+	newest_ready();
+	assert_true(run_until(serving_is, (void *)2));
+	struct gen *g1 = t.a->gens[0];
+	assert_int_equal(g1->state, GEN_DRAINING);
+	/* Its worker parks a live connection with some state. */
+	int conn[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, conn), 0);
+	uint8_t payload[256];
+	size_t off = 0;
+	struct proto_conn rec = {.name = "http", .name_len = 4, .state = "abc", .state_len = 3};
+	assert_int_equal(proto_conn_put(payload, sizeof(payload), &off, &rec), 0);
+	assert_int_equal(proto_send(t.workers[0].channel, MSG_PARK, 0, 0, payload, off, &conn[0], 1),
+			 0);
+	close(conn[0]);
+	struct received rc = {.want = 1};
+	assert_true(run_until(received_all, &rc));
+	assert_int_equal(rc.conns[0], 1);
+	assert_true(rc.last_flags & CONN_ADOPTED);
+	assert_string_equal(rc.last_state, "abc");
+	close(conn[1]);
+	/* The upgrade is done once generation 1 is gone (SIGKILL at drain-timeout). */
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(r.code, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	    T(upgrade_rolls_back_when_the_new_generation_exits_before_ready),
+	    T(upgrade_rolls_back_when_the_new_generation_misses_ready_timeout),
+	    T(two_upgrades_back_to_back_run_one_after_the_other),
+	    T(a_crashing_worker_restarts_after_100_200_400_ms_and_100_again_once_stable),
+	    T(a_worker_ready_after_its_generation_failed_never_serves),
+	    T(least_loaded_sends_to_the_worker_with_fewest_open_connections),
+	    T(round_robin_takes_turns_whatever_the_load),
+	    T(sticky_sends_a_peer_to_one_worker),
+	    T(with_no_worker_ready_hold_max_and_hold_timeout_bound_what_is_held),
+	    T(a_parked_connection_goes_to_the_next_ready_generation),
+#undef T
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
