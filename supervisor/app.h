@@ -58,7 +58,7 @@ struct app_counters {
 struct app {
 	const struct app_env *env;
 	const struct app_cfg *cfg;
-	int *listen_fds;	  /* batond's fds of this app's listeners, in LISTEN_FDS order */
+	int *listen_fds;	   /* batond's fds of this app's listeners, in LISTEN_FDS order */
 	const char **listen_names; /* parallel to listen_fds */
 	char *listen_names_joined; /* "a:b" */
 	struct gen_env gen_env;
@@ -73,7 +73,7 @@ struct app {
 	bool upgrade_running;
 	bool upgrade_queued;
 	bool stopping;
-	bool dirty; /* app_settle has something to look at */
+	bool dirty;		 /* app_settle has something to look at */
 	unsigned start_failures; /* consecutive failed first starts, for backoff */
 	sd_event_source *start_timer;
 	struct dispatch *dispatch; /* accepts for dispatch apps; relays parked connections */

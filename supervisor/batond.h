@@ -36,7 +36,7 @@ struct daemon {
 	struct notify *notify;
 	struct control *control;
 	bool stopping;
-	bool dirty;		/* an app has something to settle: on_post */
+	bool dirty;	       /* an app has something to settle: on_post */
 	sd_event_source *post; /* settles apps, then tells systemd, once per loop turn */
 	uint64_t started_usec;
 	struct service_state service;

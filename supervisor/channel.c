@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CHANNEL_MAX_ERRORS 3
+#define CHANNEL_MAX_ERRORS  3
 #define CHANNEL_RECV_BUDGET 32 /* messages per wake-up, so one worker cannot starve the loop */
 
 struct channel {
@@ -53,7 +53,7 @@ static void reply_listener(struct channel *ch, const struct proto_msg *m)
 	const char *name = (const char *)m->payload;
 	/* An embedded NUL: no listener has that name. */
 	int fd = strlen(name) == m->hdr.payload_bytes ? ch->ops->listener_fd(ch->userdata, name)
-						       : -ENOENT;
+						      : -ENOENT;
 	if (fd >= 0) {
 		/* batond keeps its reference: the kernel duplicates the fd in flight. */
 		int r = proto_send(ch->fd, MSG_LISTENER, 0, m->hdr.request_id, name, strlen(name),

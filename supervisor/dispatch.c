@@ -66,7 +66,7 @@ struct dispatch {
 	size_t cap, head, count;
 	sd_event_source *hold_timer;
 	sd_event_source *backoff_timer; /* armed: accept failed for lack of fds or memory */
-	struct dgen *gens; /* the serving generation and those before it still alive */
+	struct dgen *gens;		/* the serving generation and those before it still alive */
 	size_t n_gens;
 	unsigned serving; /* generation id, 0 for none */
 	unsigned rr_next;
@@ -383,8 +383,8 @@ static void arm_hold_timer(struct dispatch *dp)
 	}
 	uint64_t deadline = ring_at(dp, 0)->deadline_usec;
 	if (!dp->hold_timer) {
-		int r = sd_event_add_time(dp->event, &dp->hold_timer, CLOCK_MONOTONIC,
-					  deadline, 10000, on_hold_timer, dp);
+		int r = sd_event_add_time(dp->event, &dp->hold_timer, CLOCK_MONOTONIC, deadline,
+					  10000, on_hold_timer, dp);
 		if (r < 0)
 			log_warn("%s: cannot arm hold timer: %s", dp->app->name, strerror(-r));
 		return;
@@ -419,8 +419,8 @@ static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		closed++;
 	}
 	if (closed)
-		log_warn("%s: closed %u connection%s held longer than hold-timeout",
-			 dp->app->name, closed, closed == 1 ? "" : "s");
+		log_warn("%s: closed %u connection%s held longer than hold-timeout", dp->app->name,
+			 closed, closed == 1 ? "" : "s");
 	arm_hold_timer(dp);
 	update_accepting(dp);
 	return 0;
@@ -454,15 +454,13 @@ static void accept_backoff(struct dispatch *dp, const struct dlistener *l, int e
 		 app_listener(dp, l->idx)->name, strerror(err), ACCEPT_BACKOFF_USEC / 1000);
 	int r;
 	if (!dp->backoff_timer)
-		r = sd_event_add_time_relative(dp->event, &dp->backoff_timer,
-					       CLOCK_MONOTONIC, ACCEPT_BACKOFF_USEC, 10000,
-					       on_backoff_timer, dp);
-	else if ((r = sd_event_source_set_time_relative(dp->backoff_timer,
-							  ACCEPT_BACKOFF_USEC)) >= 0)
+		r = sd_event_add_time_relative(dp->event, &dp->backoff_timer, CLOCK_MONOTONIC,
+					       ACCEPT_BACKOFF_USEC, 10000, on_backoff_timer, dp);
+	else if ((r = sd_event_source_set_time_relative(dp->backoff_timer, ACCEPT_BACKOFF_USEC)) >=
+		 0)
 		r = sd_event_source_set_enabled(dp->backoff_timer, SD_EVENT_ONESHOT);
 	if (r < 0)
-		log_warn("%s: cannot arm the accept back-off: %s", dp->app->name,
-			 strerror(-r));
+		log_warn("%s: cannot arm the accept back-off: %s", dp->app->name, strerror(-r));
 }
 
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -487,8 +485,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 			h.addr_len = (uint16_t)len;
 			l->accepted++;
 			if (ring_push_back(dp, &h) < 0) {
-				log_warn("%s: out of memory, closing a connection",
-					 dp->app->name);
+				log_warn("%s: out of memory, closing a connection", dp->app->name);
 				held_close(&h);
 				continue;
 			}
@@ -526,7 +523,8 @@ int dispatch_new(sd_event *event, const struct config *cfg, const struct app_cfg
 			struct dlistener *l = &dp->listeners[i];
 			l->dp = dp;
 			l->idx = i;
-			int r = sd_event_add_io(event, &l->src, listen_fds[i], EPOLLIN, on_accept, l);
+			int r =
+			    sd_event_add_io(event, &l->src, listen_fds[i], EPOLLIN, on_accept, l);
 			if (r < 0) {
 				dispatch_free(dp);
 				return r;
@@ -597,7 +595,8 @@ void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers)
 		dp->serving = 0;
 		return;
 	}
-	dp->gens[dp->n_gens++] = (struct dgen){.id = gen_id, .n_workers = n_workers, .slots = slots};
+	dp->gens[dp->n_gens++] =
+	    (struct dgen){.id = gen_id, .n_workers = n_workers, .slots = slots};
 }
 
 void dispatch_forget(struct dispatch *dp, unsigned gen_id)
@@ -631,8 +630,9 @@ void dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec, co
 	    .deadline_usec = now_usec(dp) + app->hold_timeout_usec,
 	};
 	size_t i = 0;
-	while (i < app->n_listeners && (strlen(app_listener(dp, i)->name) != rec->name_len ||
-					memcmp(app_listener(dp, i)->name, rec->name, rec->name_len) != 0))
+	while (i < app->n_listeners &&
+	       (strlen(app_listener(dp, i)->name) != rec->name_len ||
+		memcmp(app_listener(dp, i)->name, rec->name, rec->name_len) != 0))
 		i++;
 	if (i == app->n_listeners || dp->stopped || rec->addr_len > sizeof(h.addr) ||
 	    rec->state_len > PROTO_STATE_MAX) {

@@ -301,8 +301,8 @@ static void worker_schedule_restart(struct worker *w, uint64_t lifetime_usec)
 		delay = RESTART_MAX_USEC;
 	w->crashes++;
 	w->state = WORKER_BACKOFF;
-	int r = sd_event_add_time_relative(g->env->event, &w->restart_timer, CLOCK_MONOTONIC,
-					   delay, 1000, on_restart_timer, w);
+	int r = sd_event_add_time_relative(g->env->event, &w->restart_timer, CLOCK_MONOTONIC, delay,
+					   1000, on_restart_timer, w);
 	if (r < 0) {
 		log_worker(w, LOG_ERR, "cannot arm its restart timer: %s", strerror(-r));
 		w->state = WORKER_EXITED;
@@ -340,7 +340,8 @@ static int on_group_check(sd_event_source *s, uint64_t usec, void *userdata)
 	}
 	if (!empty) {
 		if (!w->linger_waited)
-			log_worker(w, LOG_INFO, "exited; waiting for the rest of its process group %d",
+			log_worker(w, LOG_INFO,
+				   "exited; waiting for the rest of its process group %d",
 				   (int)pgid);
 		w->linger_waited = true;
 		sd_event_source_set_time_relative(s, LINGER_POLL_USEC);
@@ -367,8 +368,8 @@ static int worker_check_group(struct worker *w, pid_t pgid)
 	w->group_timer = sd_event_source_disable_unref(w->group_timer);
 	/* Accuracy 1 µs: 0 would mean sd-event's default of 250 ms, which every
 	 * drain would wait. */
-	int r = sd_event_add_time_relative(w->gen->env->event, &w->group_timer, CLOCK_MONOTONIC,
-					   0, 1, on_group_check, w);
+	int r = sd_event_add_time_relative(w->gen->env->event, &w->group_timer, CLOCK_MONOTONIC, 0,
+					   1, on_group_check, w);
 	if (r < 0)
 		return r;
 	w->lingering_pgid = pgid;

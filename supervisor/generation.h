@@ -51,9 +51,9 @@ struct gen_ops {
 struct gen_env {
 	sd_event *event; /* its timers, child and channel sources; its clock */
 	const struct app_cfg *cfg;
-	const int *listen_fds;		  /* in LISTEN_FDS order */
-	const char *const *listen_names;  /* parallel to listen_fds */
-	const char *listen_names_joined;  /* "a:b", for LISTEN_FDNAMES */
+	const int *listen_fds;		 /* in LISTEN_FDS order */
+	const char *const *listen_names; /* parallel to listen_fds */
+	const char *listen_names_joined; /* "a:b", for LISTEN_FDNAMES */
 	const char *notify_socket;
 	/* spawn_worker; a test may start processes of its own. */
 	int (*spawn)(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel,
@@ -66,9 +66,9 @@ struct worker {
 	struct gen *gen;
 	unsigned index;
 	enum worker_state state;
-	pid_t pid;		  /* 0 when no process */
-	struct channel *channel;  /* while its process runs (NULL if it could not be watched) */
-	int exec_fd;		  /* open until exec succeeded or failed */
+	pid_t pid;		 /* 0 when no process */
+	struct channel *channel; /* while its process runs (NULL if it could not be watched) */
+	int exec_fd;		 /* open until exec succeeded or failed */
 	sd_event_source *exec_src;
 	int exec_errno;
 	sd_event_source *child_src;

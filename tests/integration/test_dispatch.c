@@ -295,9 +295,8 @@ static long long cpu_ticks(pid_t pid)
 	char *p = strrchr(line, ')');
 	assert_non_null(p);
 	/* After "(comm)": state, then fields 4..13; utime and stime are 14 and 15. */
-	assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-				&ut, &st),
-			 2);
+	assert_int_equal(
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st), 2);
 	return (long long)(ut + st);
 }
 

@@ -413,11 +413,12 @@ static bool received_all(void *arg)
 					rc->total += (unsigned)m.nfds;
 					struct proto_conn rec;
 					size_t off = 0;
-					if (proto_conn_get(m.payload, m.hdr.payload_bytes, &off, &rec) ==
-					    0) {
+					if (proto_conn_get(m.payload, m.hdr.payload_bytes, &off,
+							   &rec) == 0) {
 						rc->last_flags = rec.flags;
-						snprintf(rc->last_state, sizeof(rc->last_state), "%.*s",
-							 (int)rec.state_len, (const char *)rec.state);
+						snprintf(rc->last_state, sizeof(rc->last_state),
+							 "%.*s", (int)rec.state_len,
+							 (const char *)rec.state);
 					}
 				}
 				proto_msg_release(&m);
@@ -547,8 +548,8 @@ static void a_parked_connection_goes_to_the_next_ready_generation(void **state)
 	size_t off = 0;
 	struct proto_conn rec = {.name = "http", .name_len = 4, .state = "abc", .state_len = 3};
 	assert_int_equal(proto_conn_put(payload, sizeof(payload), &off, &rec), 0);
-	assert_int_equal(proto_send(t.workers[0].channel, MSG_PARK, 0, 0, payload, off, &conn[0], 1),
-			 0);
+	assert_int_equal(
+	    proto_send(t.workers[0].channel, MSG_PARK, 0, 0, payload, off, &conn[0], 1), 0);
 	close(conn[0]);
 	struct received rc = {.want = 1};
 	assert_true(run_until(received_all, &rc));
