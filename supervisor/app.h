@@ -32,7 +32,7 @@ struct app_waiter {
 
 struct app_ops {
 	/* Something changed that app_settle must look at. Only marks: the owner
-	 * calls app_settle from its loop (a post source), not from here. */
+	 * calls app_settle from its loop (a deferred event source), not from here. */
 	void (*changed)(void *userdata);
 };
 

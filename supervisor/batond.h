@@ -36,8 +36,7 @@ struct daemon {
 	struct notify *notify;
 	struct control *control;
 	bool stopping;
-	bool dirty;	       /* an app has something to settle: on_post */
-	sd_event_source *post; /* settles apps, then tells systemd, once per loop turn */
+	sd_event_source *settle; /* enabled when an app has something to settle */
 	uint64_t started_usec;
 	struct service_state service;
 };

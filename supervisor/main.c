@@ -44,23 +44,28 @@ static bool all_stopped(const struct daemon *d)
 	return true;
 }
 
+/* Something changed: settle on the loop's next turn, once, however many
+ * reports came in this one. */
+static void daemon_mark(struct daemon *d)
+{
+	if (sd_event_source_set_enabled(d->settle, SD_EVENT_ONESHOT) < 0)
+		log_err("cannot schedule settling the apps");
+}
+
 static void on_app_changed(void *userdata)
 {
-	struct daemon *d = userdata;
-	d->dirty = true;
+	daemon_mark(userdata);
 }
 
 static const struct app_ops daemon_app_ops = {.changed = on_app_changed};
 
-/* After every event batond handled (a post source runs once per loop turn
- * that dispatched something): apps act on what their generations marked,
- * systemd hears of the result, and a stopping batond leaves once nothing runs. */
-static int on_post(sd_event_source *s, void *userdata)
+/* A defer source, enabled only when an app was marked: apps act on what their
+ * generations marked, systemd hears of the result, and a stopping batond
+ * leaves once nothing runs. (A post source would cost a loop turn after
+ * every event, each accept of a dispatch app included.) */
+static int on_settle(sd_event_source *s, void *userdata)
 {
 	struct daemon *d = userdata;
-	if (!d->dirty)
-		return 0;
-	d->dirty = false;
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_settle(d->apps[i]);
 	service_update(d);
@@ -78,7 +83,7 @@ void daemon_stop(struct daemon *d)
 	sd_notify(0, "STOPPING=1");
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_stop(d->apps[i]);
-	d->dirty = true;
+	daemon_mark(d);
 }
 
 static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
@@ -292,8 +297,8 @@ static int run(struct daemon *d)
 		log_err("notify socket: %s", strerror(-r));
 		return 1;
 	}
-	if ((r = sd_event_add_post(d->event, &d->post, on_post, d)) < 0) {
-		log_err("post source: %s", strerror(-r));
+	if ((r = sd_event_add_defer(d->event, &d->settle, on_settle, d)) < 0) {
+		log_err("settle source: %s", strerror(-r));
 		return 1;
 	}
 	if ((r = start_apps(d)) < 0) {
@@ -301,9 +306,8 @@ static int run(struct daemon *d)
 		return 1;
 	}
 	/* What the first starts marked, and READY=1 at once when there is no app
-	 * to wait for: the post source runs only after an event. */
-	d->dirty = true;
-	on_post(d->post, d);
+	 * to wait for. */
+	daemon_mark(d);
 	log_info("batond %s running %zu app%s, control socket %s", BATON_VERSION, d->n_apps,
 		 d->n_apps == 1 ? "" : "s", d->cfg->control_socket);
 	r = sd_event_loop(d->event);
@@ -321,7 +325,7 @@ static void cleanup(struct daemon *d)
 		app_free(d->apps[i]);
 	free(d->apps);
 	free(d->listener_fds);
-	sd_event_source_disable_unref(d->post);
+	sd_event_source_disable_unref(d->settle);
 	control_close(d->control);
 	notify_close(d->notify);
 	close_listeners(d);

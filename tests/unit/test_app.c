@@ -177,7 +177,7 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Runs the loop, settling the app after every event as batond's post source
+/* Runs the loop, settling the app after every event as batond's settle source
  * does, until @cond holds. The 10 s bound only catches a hang. */
 static bool run_until(bool (*cond)(void *), void *arg)
 {
