@@ -46,13 +46,19 @@ static void on_gen_conn_done(void *userdata, struct gen *g, unsigned worker, uin
 	dispatch_conn_done(a->dispatch, g->id, worker, n);
 }
 
-static void on_gen_park(void *userdata, struct gen *g, int fd, const struct proto_conn *rec)
+static int on_gen_park(void *userdata, struct gen *g, int fd, const struct proto_conn *rec)
 {
 	struct app *a = userdata;
-	char who[96];
-	snprintf(who, sizeof(who), "%s: generation %u", a->cfg->name, g->id);
-	dispatch_park(a->dispatch, fd, rec, who);
-	mark(a); /* delivered to the serving generation once settled */
+	int r = dispatch_park(a->dispatch, fd, rec);
+	if (r == 0)
+		mark(a); /* delivered to the serving generation once settled */
+	return r;
+}
+
+static void on_gen_park_refused(void *userdata, struct gen *g)
+{
+	struct app *a = userdata;
+	a->counters.parks_refused++;
 }
 
 static void on_gen_restarted(void *userdata, struct gen *g)
@@ -65,6 +71,7 @@ static const struct gen_ops app_gen_ops = {
     .changed = on_gen_changed,
     .conn_done = on_gen_conn_done,
     .park = on_gen_park,
+    .park_refused = on_gen_park_refused,
     .restarted = on_gen_restarted,
 };
 

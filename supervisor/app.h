@@ -49,9 +49,10 @@ struct app_env {
 };
 
 struct app_counters {
-	unsigned upgrades;  /* completed */
-	unsigned rollbacks; /* failed new generations */
-	unsigned restarts;  /* crashed workers restarted */
+	unsigned upgrades;	/* completed */
+	unsigned rollbacks;	/* failed new generations */
+	unsigned restarts;	/* crashed workers restarted */
+	unsigned parks_refused; /* parked connections batond closed instead */
 	char last_outcome[800];
 };
 

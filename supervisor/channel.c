@@ -6,6 +6,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,18 +76,20 @@ static void reply_listener(struct channel *ch, const struct proto_msg *m)
 	proto_send_status(ch->fd, MSG_ERROR, m->hdr.request_id, ENOENT, text);
 }
 
-static void handle_park(struct channel *ch, struct proto_msg *m)
+/* Returns false if the worker misbehaved. */
+static bool handle_park(struct channel *ch, struct proto_msg *m)
 {
 	struct proto_conn rec;
 	size_t off = 0;
 	if (proto_conn_get(m->payload, m->hdr.payload_bytes, &off, &rec) < 0) {
 		log_warn("%s: bad PARK record; connection closed", ch->who);
-		return; /* proto_msg_release closes the fd */
+		return false; /* proto_msg_release closes the fd */
 	}
-	ch->ops->park(ch->userdata, proto_msg_take_fd(m, 0), &rec);
+	return ch->ops->park(ch->userdata, proto_msg_take_fd(m, 0), &rec) != -EPERM;
 }
 
-static void handle(struct channel *ch, struct proto_msg *m)
+/* Returns false if the worker misbehaved. */
+static bool handle(struct channel *ch, struct proto_msg *m)
 {
 	switch (m->hdr.type) {
 	case MSG_HELLO:
@@ -101,8 +104,47 @@ static void handle(struct channel *ch, struct proto_msg *m)
 		break;
 	}
 	case MSG_PARK:
-		handle_park(ch, m);
-		break;
+		return handle_park(ch, m);
+	}
+	return true;
+}
+
+/* A bad message, or one the worker may not send now: after a few, the worker
+ * is cut off. */
+static void count_error(struct channel *ch)
+{
+	if (++ch->errors >= CHANNEL_MAX_ERRORS) {
+		log_warn("%s: channel closed", ch->who);
+		channel_close(ch);
+	}
+}
+
+/* Handles up to @budget messages. */
+static void receive(struct channel *ch, unsigned budget)
+{
+	struct proto_msg *m = &recv_msg;
+	for (; budget > 0 && ch->fd >= 0; budget--) {
+		int r = proto_recv(ch->fd, ROLE_WORKER_SERVER, m);
+		if (r == -EAGAIN)
+			return;
+		if (r == 0) {
+			channel_close(ch);
+			return;
+		}
+		if (r == -ECONNRESET)
+			/* The worker closed its end with messages of ours unread (it
+			 * exited without reading DRAIN, say). The kernel reports that
+			 * first, once; what it sent before closing is still queued. */
+			continue;
+		if (r < 0) {
+			log_warn("%s: bad message on channel: %s", ch->who, strerror(-r));
+			count_error(ch);
+			continue;
+		}
+		bool ok = handle(ch, m);
+		proto_msg_release(m);
+		if (!ok)
+			count_error(ch);
 	}
 }
 
@@ -116,34 +158,15 @@ static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userda
 			channel_send_drain(ch); /* watches again if still full */
 		ch->ops->writable(ch->userdata);
 	}
-	if (!(revents & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-		return 0;
-	struct proto_msg *m = &recv_msg;
-	for (int budget = CHANNEL_RECV_BUDGET; budget > 0 && ch->fd >= 0; budget--) {
-		int r = proto_recv(ch->fd, ROLE_WORKER_SERVER, m);
-		if (r == -EAGAIN)
-			return 0;
-		if (r == 0) {
-			channel_close(ch);
-			return 0;
-		}
-		if (r == -ECONNRESET)
-			/* The worker closed its end with messages of ours unread (it
-			 * exited without reading DRAIN, say). The kernel reports that
-			 * first, once; what it sent before closing is still queued. */
-			continue;
-		if (r < 0) {
-			log_warn("%s: bad message on channel: %s", ch->who, strerror(-r));
-			if (++ch->errors >= CHANNEL_MAX_ERRORS) {
-				log_warn("%s: channel closed", ch->who);
-				channel_close(ch);
-			}
-			continue;
-		}
-		handle(ch, m);
-		proto_msg_release(m);
-	}
+	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		receive(ch, CHANNEL_RECV_BUDGET);
 	return 0;
+}
+
+void channel_flush_input(struct channel *ch)
+{
+	if (ch)
+		receive(ch, UINT_MAX);
 }
 
 /* A SEQPACKET datagram must fit the send buffer, less the kernel's 32 bytes,

@@ -19,8 +19,11 @@ struct channel_ops {
 	int (*listener_fd)(void *userdata, const char *name);
 	/* MSG_CONN_DONE: the worker finished @n connections. */
 	void (*conn_done)(void *userdata, uint32_t n);
-	/* MSG_PARK: a live connection; takes @fd. */
-	void (*park)(void *userdata, int fd, const struct proto_conn *rec);
+	/* MSG_PARK: a live connection; takes @fd (closed if refused). Returns 0,
+	 * or -EPERM when the worker may not park now (counted as a bad message:
+	 * a worker that keeps at it is dropped), or another negative errno when
+	 * batond cannot take it (a bound was hit; not the worker's fault). */
+	int (*park)(void *userdata, int fd, const struct proto_conn *rec);
 	/* The channel takes messages again after a send hit EAGAIN. */
 	void (*writable)(void *userdata);
 };
@@ -30,6 +33,10 @@ struct channel_ops {
  * or a negative errno. */
 int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *userdata,
 		const char *app, const char *who, struct channel **ret);
+/* Handles every message still queued, however many: the worker is gone and
+ * what it sent last (connections it parked on its way out) must not be lost
+ * with the socket. NULL is fine. */
+void channel_flush_input(struct channel *ch);
 /* Closes the socket. NULL is fine. */
 void channel_free(struct channel *ch);
 /* A number no other channel of this batond had: tells a respawned worker's

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define BATCH_MAX     64 /* connections accepted or routed per round */
@@ -74,6 +75,24 @@ struct dispatch {
 	bool flushing;
 };
 
+/* Connections held by every app of this batond (accepted or parked, not yet
+ * sent), and how many that may be: half of its fd limit, so that spawning,
+ * channels and the control socket always find fds. */
+static size_t held_total;
+static size_t held_cap;
+
+static void set_held_cap(void)
+{
+	struct rlimit rl;
+	if (held_cap)
+		return;
+	held_cap = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+		       ? (size_t)rl.rlim_cur / 2
+		       : 4096;
+	if (held_cap < 16)
+		held_cap = 16;
+}
+
 static const struct listener_cfg *app_listener(const struct dispatch *dp, size_t i)
 {
 	return &dp->cfg->listeners[dp->app->listener_idx[i]];
@@ -131,6 +150,7 @@ static int ring_push_back(struct dispatch *dp, const struct held *h)
 	if (dp->count == dp->cap && ring_grow(dp) < 0)
 		return -ENOMEM;
 	*ring_at(dp, dp->count++) = *h;
+	held_total++;
 	return 0;
 }
 
@@ -141,6 +161,7 @@ static int ring_push_front(struct dispatch *dp, const struct held *h)
 	dp->head = (dp->head + dp->cap - 1) % dp->cap;
 	dp->ring[dp->head] = *h;
 	dp->count++;
+	held_total++;
 	return 0;
 }
 
@@ -149,6 +170,7 @@ static void ring_pop_front(struct dispatch *dp, struct held *ret)
 	*ret = dp->ring[dp->head];
 	dp->head = (dp->head + 1) % dp->cap;
 	dp->count--;
+	held_total--;
 }
 
 /* The channel of serving worker @i if it takes connections now. A new process
@@ -348,7 +370,7 @@ static size_t flush_round(struct dispatch *dp)
 
 static bool can_accept(struct dispatch *dp)
 {
-	if (dp->stopped)
+	if (dp->stopped || held_total >= held_cap)
 		return false;
 	int backoff = 0;
 	if (dp->backoff_timer && sd_event_source_get_enabled(dp->backoff_timer, &backoff) >= 0 &&
@@ -507,6 +529,7 @@ int dispatch_new(sd_event *event, const struct config *cfg, const struct app_cfg
 	struct dispatch *dp = calloc(1, sizeof(*dp));
 	if (!dp)
 		return -ENOMEM;
+	set_held_cap();
 	dp->event = event;
 	dp->cfg = cfg;
 	dp->app = app;
@@ -621,7 +644,7 @@ void dispatch_conn_done(struct dispatch *dp, unsigned gen_id, unsigned index, ui
 		slot->done = slot->delivered; /* a confused worker cannot make itself look idle */
 }
 
-void dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec, const char *who)
+int dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec)
 {
 	const struct app_cfg *app = dp->app;
 	struct held h = {
@@ -634,24 +657,20 @@ void dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec, co
 	       (strlen(app_listener(dp, i)->name) != rec->name_len ||
 		memcmp(app_listener(dp, i)->name, rec->name, rec->name_len) != 0))
 		i++;
-	if (i == app->n_listeners || dp->stopped || rec->addr_len > sizeof(h.addr) ||
-	    rec->state_len > PROTO_STATE_MAX) {
-		char why[64];
-		snprintf(why, sizeof(why), "%s",
-			 i == app->n_listeners ? "no such listener in this app"
-			 : dp->stopped	       ? "batond is stopping"
-					       : "bad peer address");
-		if (i < app->n_listeners && !dp->stopped && rec->state_len > PROTO_STATE_MAX)
-			snprintf(why, sizeof(why), "more state than %d bytes", PROTO_STATE_MAX);
-		log_warn("%s parked a connection of listener \"%.*s\" with %u bytes of state: %s; "
-			 "closing it",
-			 who, (int)rec->name_len, rec->name, (unsigned)rec->state_len, why);
+	int r = i == app->n_listeners		   ? -ENOENT
+		: rec->state_len > PROTO_STATE_MAX ? -EMSGSIZE
+		: rec->addr_len > sizeof(h.addr)   ? -EINVAL
+		: dp->stopped			   ? -ESHUTDOWN
+		: dp->count >= app->hold_max	   ? -ENOBUFS
+		: held_total >= held_cap	   ? -EMFILE
+						   : 0;
+	if (r < 0) {
 		close(fd);
-		return;
+		return r;
 	}
 	if (rec->tag_len && !(h.tag = strndup(rec->tag, rec->tag_len))) {
 		close(fd);
-		return;
+		return -ENOMEM;
 	}
 	h.listener = (uint16_t)i;
 	h.addr_len = rec->addr_len;
@@ -661,13 +680,16 @@ void dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec, co
 		h.state = malloc(rec->state_len);
 		if (!h.state) {
 			held_close(&h);
-			return;
+			return -ENOMEM;
 		}
 		memcpy(h.state, rec->state, rec->state_len);
 		h.state_len = rec->state_len;
 	}
-	if (ring_push_back(dp, &h) < 0)
+	if (ring_push_back(dp, &h) < 0) {
 		held_close(&h);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void dispatch_worker_stats(const struct dispatch *dp, unsigned gen_id, unsigned index,

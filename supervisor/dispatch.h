@@ -53,9 +53,13 @@ void dispatch_stop(struct dispatch *dp);
 /* Worker @index of generation @gen_id reported @n connections finished: the
  * least-loaded signal. */
 void dispatch_conn_done(struct dispatch *dp, unsigned gen_id, unsigned index, uint32_t n);
-/* A worker parks live connection @fd (taken) with its record; @who names it
- * in the log. Held until the next dispatch_kick. */
-void dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec, const char *who);
+/* A worker parks live connection @fd (taken: closed if refused) with its
+ * record. Held until the next dispatch_kick. Returns 0, or -ENOENT (no such
+ * listener in the app), -EMSGSIZE (state larger than PROTO_STATE_MAX),
+ * -EINVAL (bad peer address), -ESHUTDOWN (stopping), -ENOBUFS (hold-max held
+ * already) or -EMFILE (held connections would take more than their share of
+ * batond's fds: the rest is kept for spawning and the control socket). */
+int dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec);
 void dispatch_listener_stats(const struct dispatch *dp, size_t i,
 			     struct dispatch_listener_stats *ret);
 /* Zeros for a worker dispatch never sent to. */

@@ -398,6 +398,9 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 		worker_read_exec(w);
 	uint64_t lifetime = now_usec(g) - w->started_usec;
 	log_worker(w, LOG_INFO, "%s after %llu ms", how, (unsigned long long)lifetime / 1000);
+	/* Its exit may be seen before the last of its messages: it parked its
+	 * connections and exited at once, say. Nothing more can come now. */
+	channel_flush_input(w->channel);
 	worker_release(w);
 	pid_t pid = w->pid;
 	w->pid = 0;
@@ -458,10 +461,48 @@ static void worker_conn_done(void *userdata, uint32_t n)
 	w->gen->env->ops->conn_done(w->gen->env->userdata, w->gen, w->index, n);
 }
 
-static void worker_park(void *userdata, int fd, const struct proto_conn *rec)
+/* Counted for status; logged at the 1st, 2nd, 4th, 8th... refusal of a
+ * worker: a flood costs a few lines. */
+static void park_refused(struct worker *w, const char *why)
+{
+	w->gen->env->ops->park_refused(w->gen->env->userdata, w->gen);
+	unsigned n = ++w->parks_refused;
+	if ((n & (n - 1)) == 0)
+		log_worker(w, LOG_WARNING, "parked a connection: refused, %s (%u refused so far)",
+			   why, n);
+}
+
+/* Only a draining worker hands connections on, and no more of them than its
+ * app may hold (hold-max): a worker that parks while serving, or without end,
+ * cannot make batond hold its fds. */
+static int worker_park(void *userdata, int fd, const struct proto_conn *rec)
 {
 	struct worker *w = userdata;
-	w->gen->env->ops->park(w->gen->env->userdata, w->gen, fd, rec);
+	const struct gen_env *env = w->gen->env;
+	if (w->state != WORKER_DRAINING) {
+		close(fd);
+		park_refused(w, "it is not draining");
+		return -EPERM;
+	}
+	if (w->parks >= env->cfg->hold_max) {
+		close(fd);
+		park_refused(w, "it parked hold-max connections already");
+		return -ENOBUFS;
+	}
+	int r = env->ops->park(env->userdata, w->gen, fd, rec);
+	if (r < 0) {
+		park_refused(w, r == -ENOENT	  ? "no such listener in its app"
+				: r == -EMSGSIZE  ? "its state is too large"
+				: r == -EINVAL	  ? "bad peer address"
+				: r == -ESHUTDOWN ? "batond is stopping"
+				: r == -ENOBUFS	  ? "its app holds hold-max connections already"
+				: r == -EMFILE
+				    ? "held connections have their share of batond's fds already"
+				    : strerror(-r));
+		return r;
+	}
+	w->parks++;
+	return 0;
 }
 
 static void worker_writable(void *userdata)
@@ -498,6 +539,7 @@ static void worker_spawn(struct worker *w)
 	pid_t pid;
 	int channel_fd, exec_fd;
 	w->state = WORKER_STARTING;
+	w->parks = w->parks_refused = 0;
 	w->exec_errno = 0;
 	w->ready_usec = 0;
 	w->started_usec = now_usec(g);

@@ -41,8 +41,12 @@ struct gen_ops {
 	void (*changed)(void *userdata, struct gen *g);
 	/* Worker @worker of @g finished @n dispatched connections. */
 	void (*conn_done)(void *userdata, struct gen *g, unsigned worker, uint32_t n);
-	/* A worker of @g parked a live connection; takes @fd. */
-	void (*park)(void *userdata, struct gen *g, int fd, const struct proto_conn *rec);
+	/* A draining worker of @g parked a live connection; takes @fd (closed if
+	 * refused). Returns 0 or a negative errno when it cannot be held, as
+	 * dispatch_park does. */
+	int (*park)(void *userdata, struct gen *g, int fd, const struct proto_conn *rec);
+	/* A worker of @g parked a connection that was refused (and closed). */
+	void (*park_refused)(void *userdata, struct gen *g);
 	/* A worker of @g that had crashed was started again. */
 	void (*restarted)(void *userdata, struct gen *g);
 };
@@ -80,7 +84,9 @@ struct worker {
 	bool linger_waited;	      /* the group outlived the first check */
 	uint64_t started_usec;
 	uint64_t ready_usec;
-	unsigned crashes; /* consecutive short-lived exits, for backoff */
+	unsigned parks;		/* connections its process parked and batond took */
+	unsigned parks_refused; /* and those it refused */
+	unsigned crashes;	/* consecutive short-lived exits, for backoff */
 	unsigned restarts;
 	char status[128]; /* last STATUS= */
 };

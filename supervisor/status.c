@@ -75,9 +75,10 @@ static void render_json(const struct daemon *d, FILE *f)
 		json_string(f, a->cfg->name);
 		fprintf(f,
 			",\"serving\":%u,\"upgrades\":%u,\"rollbacks\":%u,\"restarts\":%u,"
+			"\"parks_refused\":%u,"
 			"\"upgrade_running\":%s,\"last_outcome\":",
 			a->serving ? a->serving->id : 0, a->counters.upgrades,
-			a->counters.rollbacks, a->counters.restarts,
+			a->counters.rollbacks, a->counters.restarts, a->counters.parks_refused,
 			a->upgrade_running ? "true" : "false");
 		json_string(f, a->counters.last_outcome);
 		fprintf(f, ",\"generations\":[");
@@ -139,6 +140,8 @@ static void render_text(const struct daemon *d, FILE *f)
 			a->upgrade_running ? "; upgrade in progress" : "");
 		if (a->counters.last_outcome[0])
 			fprintf(f, "  last upgrade: %s\n", a->counters.last_outcome);
+		if (a->counters.parks_refused)
+			fprintf(f, "  parked connections refused: %u\n", a->counters.parks_refused);
 		for (size_t k = 0; k < a->n_gens; k++) {
 			const struct gen *g = a->gens[k];
 			fprintf(f, "  generation %u: %s, up %.1f s\n", g->id,

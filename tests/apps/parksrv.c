@@ -4,12 +4,17 @@
  * for none). On DRAIN (or SIGTERM) it parks every open connection with its count
  * in a state of BATON_STATE_MAX bytes (the rest a pattern the next one checks)
  * and the tag "genG", so that the next generation continues the count on the
- * same TCP connection: live handoff, end to end. */
+ * same TCP connection: live handoff, end to end.
+ * With --park-flood N it is hostile instead: once ready, it parks N pipe ends
+ * while serving (never asked to), as fast as its channel takes them, then
+ * serves on. */
 #include <baton.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,9 +68,30 @@ static uint32_t adopted_count(const struct baton_event *ev)
 	return count;
 }
 
-int main(void)
+/* Parks @n pipe ends without being asked. Returns false if batond cut the
+ * channel. */
+static bool park_flood(long n)
+{
+	for (long i = 0; i < n; i++) {
+		int p[2];
+		if (pipe2(p, O_CLOEXEC) < 0)
+			return true;
+		int r = baton_park(p[0], "http", NULL, NULL, 0);
+		close(p[0]);
+		close(p[1]);
+		if (r == -EPIPE || r == -ECONNRESET || r == -ENOTCONN) {
+			fprintf(stderr, "parksrv: batond cut the channel after %ld parks\n", i);
+			return false;
+		}
+	}
+	fprintf(stderr, "parksrv: parked %ld connections unasked\n", n);
+	return true;
+}
+
+int main(int argc, char **argv)
 {
 	const char *gen = getenv("BATON_GENERATION");
+	long flood = argc == 3 && strcmp(argv[1], "--park-flood") == 0 ? atol(argv[2]) : 0;
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -77,6 +103,13 @@ int main(void)
 		return 1;
 	}
 	baton_ready();
+	if (flood && !park_flood(flood)) {
+		/* Nothing to serve without a channel: wait for the stop signal. */
+		struct signalfd_siginfo si;
+		while (read(pfds[0].fd, &si, sizeof(si)) < 0 && errno == EINTR)
+			;
+		return 0;
+	}
 	for (;;) {
 		if (poll(pfds, 2 + n_conns, -1) < 0 && errno != EINTR)
 			return 1;
@@ -120,8 +153,9 @@ int main(void)
 				if (buf[k] != '\n')
 					continue;
 				char reply[128];
-				int len = snprintf(reply, sizeof(reply), "gen %s count %u from %s\n",
-						   gen ? gen : "?", ++counts[i], froms[i]);
+				int len =
+				    snprintf(reply, sizeof(reply), "gen %s count %u from %s\n",
+					     gen ? gen : "?", ++counts[i], froms[i]);
 				if (write(pfds[2 + i].fd, reply, (size_t)len) != len)
 					break;
 			}

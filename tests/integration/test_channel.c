@@ -154,13 +154,47 @@ static void parked_connection_continues_in_the_next_generation(void **state)
 		 * generation before gave. */
 		for (int i = 0; i < 3; i++) {
 			exchange(fd[i], reply, sizeof(reply));
-			snprintf(want, sizeof(want), "gen %d count %d from gen%d\n", gen,
-				 i + gen, gen - 1);
+			snprintf(want, sizeof(want), "gen %d count %d from gen%d\n", gen, i + gen,
+				 gen - 1);
 			assert_string_equal(reply, want);
 		}
 	}
 	for (int i = 0; i < 3; i++)
 		close(fd[i]);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* A worker that parks connections while serving (never asked to drain) gets
+ * them refused and closed; at the third it is cut off. batond keeps no fd of
+ * them: it had 19,998 once, and could no longer fork. */
+static void a_worker_that_floods_park_while_serving_is_cut_off_and_batond_keeps_no_fd(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"%s\", \"--park-flood\", \"20000\" }\n"
+		 "  listeners = { \"http\" }\n  mode = dispatch\n  workers = 2\n}\n",
+		 PARKSRV_PATH);
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	/* Three refusals per worker, then its channel is closed. */
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	long long deadline = now_ms() + 20000;
+	while (app_status(&b, "web", "parks_refused") < 6 && now_ms() < deadline)
+		usleep(10000);
+	assert_int_equal(app_status(&b, "web", "parks_refused"), 6);
+	assert_true(batond_wait_log(&b, "parked a connection: refused, it is not draining", 5000));
+	assert_true(batond_wait_log(&b, "channel closed", 5000));
+	/* batond holds its listeners, sockets and two workers' fds: a few dozen. */
+	int fds = count_fds_settled(b.pid);
+	if (fds > 40)
+		fail_msg("batond holds %d fds after the flood", fds);
+	/* And it still starts workers and answers its control socket. */
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_int_equal(app_status(&b, "web", "serving"), 2);
 	assert_int_equal(batond_stop(&b), 0);
 }
 
@@ -170,6 +204,7 @@ int main(void)
 	    harness_test(worker_gets_its_own_listeners_by_name_and_never_another_apps),
 	    harness_test(bad_messages_from_a_worker_are_refused_with_their_fds_closed),
 	    harness_test(parked_connection_continues_in_the_next_generation),
+	    harness_test(a_worker_that_floods_park_while_serving_is_cut_off_and_batond_keeps_no_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -78,6 +79,9 @@ static int fake_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_chan
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
+		/* batond's ends (the channel's above all) are batond's alone, as
+		 * after spawn_worker's exec; the test plays the worker's end. */
+		close_range(3, ~0U, 0);
 		setpgid(0, 0); /* as spawn_worker does */
 		if (b == EXITS_3)
 			_exit(3);
@@ -89,7 +93,7 @@ static int fake_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_chan
 		for (;;)
 			pause();
 	}
-	close(ex[1]); /* EOF: "exec" succeeded */
+	close(ex[1]); /* EOF once the child closed its copy: "exec" succeeded */
 	t.workers[t.n_workers++] = (struct fake_worker){.pid = pid, .channel = sv[1]};
 	*ret_pid = pid;
 	*ret_channel = sv[0];
@@ -232,6 +236,17 @@ static void newest_ready(void)
 			assert_true(app_notify(t.a, g->workers[i].pid, true, false, NULL));
 }
 
+/* Every worker's child has closed its copies of batond's fds (its "exec"
+ * pipe reads EOF), as a worker has after exec. */
+static bool children_settled(void *arg)
+{
+	struct gen *g = t.a->gens[t.a->n_gens - 1];
+	for (unsigned i = 0; i < g->n_workers; i++)
+		if (g->workers[i].exec_fd >= 0)
+			return false;
+	return true;
+}
+
 /* The app started and its generation 1 serving. */
 static void start_serving(void)
 {
@@ -239,6 +254,7 @@ static void start_serving(void)
 	app_start(t.a);
 	newest_ready();
 	assert_true(run_until(serving_is, (void *)1));
+	assert_true(run_until(children_settled, NULL));
 }
 
 static void upgrade_rolls_back_when_the_new_generation_exits_before_ready(void **state)
@@ -562,6 +578,74 @@ static void a_parked_connection_goes_to_the_next_ready_generation(void **state)
 	assert_int_equal(r.code, 0);
 }
 
+/* Sends MSG_PARK of a fresh connection from fake worker @k; returns the
+ * test's end of that connection. */
+static int park_from(size_t k)
+{
+	int conn[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, conn), 0);
+	uint8_t payload[64];
+	size_t off = 0;
+	struct proto_conn rec = {.name = "http", .name_len = 4};
+	assert_int_equal(proto_conn_put(payload, sizeof(payload), &off, &rec), 0);
+	assert_int_equal(
+	    proto_send(t.workers[k].channel, MSG_PARK, 0, 0, payload, off, &conn[0], 1), 0);
+	close(conn[0]);
+	return conn[1];
+}
+
+static bool parks_refused_is(void *arg)
+{
+	return t.a->counters.parks_refused == (unsigned)(uintptr_t)arg;
+}
+
+/* True once batond closed its copy of the connection behind @fd. */
+static bool peer_closed(int fd)
+{
+	char c;
+	return recv(fd, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+static void a_serving_worker_that_parks_is_refused_and_cut_off_at_the_third(void **state)
+{
+	start_serving();
+	int conns[3];
+	for (int i = 0; i < 3; i++) {
+		conns[i] = park_from(0);
+		assert_true(run_until(parks_refused_is, (void *)(uintptr_t)(i + 1)));
+		assert_true(peer_closed(conns[i])); /* batond kept no fd of it */
+		close(conns[i]);
+	}
+	/* A worker that keeps sending what it may not is dropped: its channel
+	 * reads EOF, the worker itself keeps serving. */
+	static struct proto_msg m;
+	assert_int_equal(proto_recv(t.workers[0].channel, ROLE_WORKER_CLIENT, &m), 0);
+	assert_int_equal(t.a->serving->workers[0].state, WORKER_READY);
+}
+
+static void a_draining_worker_parks_at_most_hold_max_connections(void **state)
+{
+	t.next = IGNORES_TERM; /* generation 1 stays draining while it parks */
+	t.app_cfg.hold_max = 2;
+	t.app_cfg.drain_timeout_usec = 200 * MS;
+	start_serving();
+	t.next = RUNS;
+	struct waiter_result r = {0};
+	upgrade(&r);
+	newest_ready();
+	assert_true(run_until(serving_is, (void *)2));
+	int conns[3];
+	for (int i = 0; i < 3; i++)
+		conns[i] = park_from(0);
+	struct received rc = {.want = 2};
+	assert_true(run_until(received_all, &rc));
+	assert_true(run_until(parks_refused_is, (void *)1));
+	assert_true(peer_closed(conns[2]));
+	for (int i = 0; i < 3; i++)
+		close(conns[i]);
+	assert_true(run_until(waiter_done, &r));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -576,6 +660,8 @@ int main(void)
 	    T(sticky_sends_a_peer_to_one_worker),
 	    T(with_no_worker_ready_hold_max_and_hold_timeout_bound_what_is_held),
 	    T(a_parked_connection_goes_to_the_next_ready_generation),
+	    T(a_serving_worker_that_parks_is_refused_and_cut_off_at_the_third),
+	    T(a_draining_worker_parks_at_most_hold_max_connections),
 #undef T
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
