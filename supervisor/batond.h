@@ -16,6 +16,7 @@ struct listener_rt {
 	const struct listener_cfg *cfg;
 	int fd;	      /* batond's own reference: never closed while an app may need it */
 	bool adopted; /* came from systemd (LISTEN_FDS), not bound by us */
+	bool taken_back; /* from the workers of a batond killed before (recover.c) */
 };
 
 /* What batond last told its service manager. */
@@ -35,6 +36,7 @@ struct daemon {
 	size_t n_apps;
 	struct notify *notify;
 	struct control *control;
+	struct recover *recover; /* the state file; orphans of a batond killed before */
 	bool stopping;
 	sd_event_source *settle; /* enabled when an app has something to settle */
 	uint64_t started_usec;

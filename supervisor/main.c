@@ -7,6 +7,7 @@
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
+#include "recover.h"
 #include "service.h"
 #include "spawn.h"
 
@@ -69,6 +70,14 @@ static int on_settle(sd_event_source *s, void *userdata)
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_settle(d->apps[i]);
 	service_update(d);
+	recover_record(d->recover, d);
+	/* Orphans of a batond killed before this one serve until every app
+	 * does. */
+	bool serving = true;
+	for (size_t i = 0; i < d->n_apps; i++)
+		serving &= d->apps[i]->serving != NULL;
+	if (serving)
+		recover_drain(d->recover);
 	if (d->stopping && all_stopped(d))
 		sd_event_exit(d->event, 0);
 	return 0;
@@ -174,6 +183,8 @@ static int open_listeners(struct daemon *d)
 			free(names[k]);
 		free(names);
 	}
+	/* Not from systemd: perhaps from the workers a batond killed before left. */
+	d->recover = recover_orphans(d->event, cfg, d->listeners);
 	for (size_t i = 0; i < cfg->n_listeners && !failed; i++) {
 		if (d->listeners[i].fd >= 0)
 			continue;
@@ -196,8 +207,10 @@ static int open_listeners(struct daemon *d)
 /* batond accepts on dispatch listeners, so they must not block. Listeners it
  * bound for inherit apps are handed out blocking, as systemd does by default
  * (NonBlocking=no), for programs that accept in blocking mode; what systemd
- * passed stays as the socket unit configured it. The flag lives in the shared
- * open file description: a worker that changes it changes it for every holder. */
+ * passed stays as the socket unit configured it, and what batond took back from
+ * the workers of a batond killed before stays as they use it. The flag lives in
+ * the shared open file description: a worker that changes it changes it for
+ * every holder (an orphan blocked in accept() would stop serving). */
 static void set_blocking_mode(const struct listener_rt *l, enum serve_mode mode)
 {
 	int fl = fcntl(l->fd, F_GETFL);
@@ -205,7 +218,7 @@ static void set_blocking_mode(const struct listener_rt *l, enum serve_mode mode)
 		return;
 	if (mode == SERVE_DISPATCH)
 		fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
-	else if (!l->adopted)
+	else if (!l->adopted && !l->taken_back)
 		fcntl(l->fd, F_SETFL, fl & ~O_NONBLOCK);
 }
 
@@ -316,6 +329,7 @@ static int run(struct daemon *d)
 		return 1;
 	}
 	log_info("stopped");
+	recover_forget(d->recover); /* no worker is left to take anything from */
 	return 0;
 }
 
@@ -326,6 +340,7 @@ static void cleanup(struct daemon *d)
 	free(d->apps);
 	free(d->listener_fds);
 	sd_event_source_disable_unref(d->settle);
+	recover_free(d->recover);
 	control_close(d->control);
 	notify_close(d->notify);
 	close_listeners(d);

@@ -248,6 +248,14 @@ int batond_stop(struct batond *b)
 	return rc;
 }
 
+void batond_kill9(struct batond *b)
+{
+	assert_int_equal(kill(b->pid, SIGKILL), 0);
+	assert_int_equal(waitpid(b->pid, NULL, 0), b->pid);
+	b->pid = 0;
+	track(b, false);
+}
+
 void batond_dump_log(const struct batond *b)
 {
 	FILE *f = fopen(b->log, "re");

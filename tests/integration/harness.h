@@ -32,6 +32,9 @@ void batond_start(struct batond *b);
 /* Stops with `batonctl stop`, waits for the pid (bounded, then SIGKILL), and
  * removes the temp dir. Returns batond's exit status (or -1 if it was killed). */
 int batond_stop(struct batond *b);
+/* kill -9 of batond, reaped; its workers live on (orphans of this test, their
+ * subreaper). b's files stay for a batond_start again. */
+void batond_kill9(struct batond *b);
 /* Prints batond's log to stderr (for failures). */
 void batond_dump_log(const struct batond *b);
 /* True if the log contains @needle. */
