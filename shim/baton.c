@@ -66,7 +66,7 @@ static struct {
 	uint32_t done_pending; /* MSG_CONN_DONE count not sent yet */
 	uint64_t conns_handed; /* connections returned by baton_next_event() */
 	uint64_t conns_done;   /* connections reported by baton_conn_done() */
-	uint64_t done_since_msec; /* when the oldest unsent count was reported */
+	long long done_since_msec; /* when the oldest unsent count was reported */
 	struct batch *head, *tail;
 	struct batch *retired; /* holds the state bytes of the last event returned */
 	struct proto_msg *msg; /* 66 KiB receive buffer, not on the caller's stack */
@@ -185,10 +185,12 @@ static int read_baton_fd(int *ret)
 	return 0;
 }
 
-static long long now_ms(void)
+/* Milliseconds of @clock: CLOCK_MONOTONIC for deadlines, the _COARSE one
+ * where a tick's precision is plenty and the call is on every connection. */
+static long long now_ms(clockid_t clock)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -196,7 +198,7 @@ static long long now_ms(void)
 static int wait_fd(int fd, short events, long long deadline_ms)
 {
 	for (;;) {
-		long long left = deadline_ms - now_ms();
+		long long left = deadline_ms - now_ms(CLOCK_MONOTONIC);
 		if (left <= 0)
 			return -ETIMEDOUT;
 		struct pollfd pfd = {.fd = fd, .events = events};
@@ -212,7 +214,7 @@ static int wait_fd(int fd, short events, long long deadline_ms)
 static int channel_send(int fd, uint8_t type, uint32_t id, const void *payload, size_t len,
 			const int *fds, size_t nfds)
 {
-	long long deadline = now_ms() + SEND_TIMEOUT_MS;
+	long long deadline = now_ms(CLOCK_MONOTONIC) + SEND_TIMEOUT_MS;
 	for (;;) {
 		int r = proto_send(fd, type, 0, id, payload, len, fds, nfds);
 		if (r != -EAGAIN)
@@ -450,13 +452,6 @@ static int channel_read_one(struct request *req)
 	return r;
 }
 
-static uint64_t now_msec(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* MSG_CONN_DONE is batond's load signal, not an acknowledgement: while the
  * worker is busy, counts are sent in batches (every DONE_BATCH connections or
  * DONE_DELAY_MSEC), which spares a message and a wake-up of batond per
@@ -468,7 +463,7 @@ static uint64_t now_msec(void)
 static bool done_due(void)
 {
 	return st.conns_done >= st.conns_handed || st.done_pending >= DONE_BATCH ||
-	       now_msec() - st.done_since_msec >= DONE_DELAY_MSEC;
+	       now_ms(CLOCK_MONOTONIC_COARSE) - st.done_since_msec >= DONE_DELAY_MSEC;
 }
 
 static int flush_done(void)
@@ -510,7 +505,7 @@ int baton_listener(const char *name)
 	r = channel_send(st.channel, MSG_LISTENER_GET, req.id, name, len, NULL, 0);
 	if (r < 0)
 		return r;
-	long long deadline = now_ms() + REQUEST_TIMEOUT_MS;
+	long long deadline = now_ms(CLOCK_MONOTONIC) + REQUEST_TIMEOUT_MS;
 	for (;;) {
 		r = channel_read_one(&req);
 		if (r == 2)
@@ -601,7 +596,7 @@ int baton_conn_done(unsigned count)
 	if (r < 0)
 		return r;
 	if (st.done_pending == 0)
-		st.done_since_msec = now_msec();
+		st.done_since_msec = now_ms(CLOCK_MONOTONIC_COARSE);
 	st.done_pending =
 	    count > UINT32_MAX - st.done_pending ? UINT32_MAX : st.done_pending + count;
 	st.conns_done += count;
