@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
@@ -306,8 +307,17 @@ static int run(struct daemon *d)
 		return 1;
 	if (open_listeners(d) < 0)
 		return 1;
-	if ((r = notify_open(d->event, on_notify, d, &d->notify)) < 0) {
-		log_err("notify socket: %s", strerror(-r));
+	/* Beside the control socket, claimed above: its path is unique to this batond. */
+	char notify_dir[256], err[512];
+	snprintf(notify_dir, sizeof(notify_dir), "%s.notify", d->cfg->control_socket);
+	if ((r = notify_open(d->event, notify_dir, on_notify, d, &d->notify, err, sizeof(err))) <
+	    0) {
+		if (r == -ENAMETOOLONG)
+			log_err("%s: the control socket's path must be at most %zu bytes", err,
+				sizeof(((struct sockaddr_un *)0)->sun_path) - 1 -
+				    strlen(".notify/" NOTIFY_SOCKET_NAME));
+		else
+			log_err("%s", err);
 		return 1;
 	}
 	if ((r = sd_event_add_defer(d->event, &d->settle, on_settle, d)) < 0) {

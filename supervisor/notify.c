@@ -1,29 +1,48 @@
-/* Notify socket. Datagrams are parsed sd_notify-style: newline-separated
- * KEY=VALUE. Any fds a sender attaches (FDSTORE=1 is systemd's business, not
- * ours) are closed on receipt. */
+/* Notify socket: a path datagram socket in a directory only batond's user can
+ * enter. Datagrams are parsed sd_notify-style (newline-separated KEY=VALUE) and
+ * handed on by sender pid; any fds a sender attaches (FDSTORE=1 is systemd's
+ * business, not ours) are closed on receipt. A flood costs bounded work per
+ * wake-up and no log line per datagram. */
 #include "notify.h"
 #include "log.h"
 
 #include <errno.h>
-#include <stddef.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
+
+#define NOTIFY_RECV_BUDGET	  32 /* datagrams per wake-up, so a flood cannot starve the loop */
+#define NOTIFY_DROP_INTERVAL_USEC (10 * 1000000ULL) /* one line per interval sums up drops */
+#define NOTIFY_RECENT_MAX	  64 /* senders remembered after the handler knew them */
+/* Before child sources (SD_EVENT_PRIORITY_NORMAL): a worker's last datagram
+ * (STOPPING=1, then exit) is queued before its exit is seen, and must be read
+ * while it is still a worker. */
+#define NOTIFY_PRIORITY (SD_EVENT_PRIORITY_NORMAL - 1)
 
 struct notify {
 	int fd;
+	int dir_fd;
+	char *dir;
+	char *address;
 	sd_event_source *src;
+	bool flooded; /* the budget ran out: at normal priority until the queue is empty */
 	notify_handler_t handler;
 	void *userdata;
-	char address[64];
-	/* rate limit for "unknown sender" logs: at most 5 lines per 10 s */
-	uint64_t unknown_window_usec;
-	unsigned unknown_in_window;
-	unsigned unknown_suppressed;
+	/* Drops: the first is logged, then counted until a quiet interval. */
+	sd_event_source *drop_timer;
+	bool counting_drops;
+	unsigned drops;
+	pid_t last_drop_pid;
+	/* A ring of workers that spoke, to tell a worker that has exited since (its
+	 * datagram read after its exit was handled) from a process that never was one. */
+	pid_t recent[NOTIFY_RECENT_MAX];
+	unsigned recent_next;
 };
 
 static void close_cmsg_fds(struct msghdr *mh)
@@ -52,29 +71,103 @@ static void parse(char *buf, struct notify_state *st)
 	}
 }
 
-static void log_unknown(struct notify *n, pid_t pid)
+static bool was_worker(const struct notify *n, pid_t pid)
 {
-	uint64_t now;
-	sd_event_now(sd_event_source_get_event(n->src), CLOCK_MONOTONIC, &now);
-	if (now - n->unknown_window_usec > 10 * 1000000ULL) {
-		if (n->unknown_suppressed)
-			log_warn("notify: %u more datagrams from unknown senders dropped",
-				 n->unknown_suppressed);
-		n->unknown_window_usec = now;
-		n->unknown_in_window = 0;
-		n->unknown_suppressed = 0;
+	for (unsigned i = 0; i < NOTIFY_RECENT_MAX; i++)
+		if (n->recent[i] == pid)
+			return true;
+	return false;
+}
+
+static void remember(struct notify *n, pid_t pid)
+{
+	if (was_worker(n, pid))
+		return;
+	n->recent[n->recent_next] = pid;
+	n->recent_next = (n->recent_next + 1) % NOTIFY_RECENT_MAX;
+}
+
+static void log_drops(struct notify *n)
+{
+	log_warn("notify: %u more datagrams dropped, the last from pid %d", n->drops,
+		 (int)n->last_drop_pid);
+	n->drops = 0;
+}
+
+static int on_drop_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct notify *n = userdata;
+	if (n->drops == 0) {
+		n->counting_drops = false; /* quiet: the next drop is logged again */
+		return 0;
 	}
-	if (n->unknown_in_window++ < 5)
-		log_warn("notify: dropped datagram from pid %d, which is not a worker", (int)pid);
+	log_drops(n);
+	if (sd_event_source_set_time_relative(s, NOTIFY_DROP_INTERVAL_USEC) < 0 ||
+	    sd_event_source_set_enabled(s, SD_EVENT_ONESHOT) < 0)
+		n->counting_drops = false;
+	return 0;
+}
+
+static void drop(struct notify *n, pid_t pid, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void drop(struct notify *n, pid_t pid, const char *fmt, ...)
+{
+	n->last_drop_pid = pid;
+	if (n->counting_drops) {
+		n->drops++;
+		return;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	log_msgv(LOG_WARNING, "notify: dropped datagram ", fmt, ap);
+	va_end(ap);
+	if (sd_event_source_set_time_relative(n->drop_timer, NOTIFY_DROP_INTERVAL_USEC) >= 0 &&
+	    sd_event_source_set_enabled(n->drop_timer, SD_EVENT_ONESHOT) >= 0)
+		n->counting_drops = true;
+}
+
+/* Lets the rest of the loop run between batches while a flood lasts, and puts
+ * the socket back before child sources once it is empty. */
+static void set_flooded(struct notify *n, bool flooded)
+{
+	if (n->flooded == flooded)
+		return;
+	if (sd_event_source_set_priority(n->src,
+					 flooded ? SD_EVENT_PRIORITY_NORMAL : NOTIFY_PRIORITY) >= 0)
+		n->flooded = flooded;
+}
+
+static void receive_one(struct notify *n, char *buf, ssize_t len, struct msghdr *mh)
+{
+	struct ucred cred = {.pid = 0};
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS &&
+		    cm->cmsg_len == CMSG_LEN(sizeof(cred)))
+			memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
+	if (cred.pid <= 0) {
+		drop(n, 0, "without credentials");
+		return;
+	}
+	if (mh->msg_flags & MSG_TRUNC) {
+		drop(n, cred.pid, "from pid %d: longer than 4 KiB", (int)cred.pid);
+		return;
+	}
+	buf[len] = 0;
+	struct notify_state st = {0};
+	parse(buf, &st);
+	if (n->handler(n->userdata, cred.pid, &st))
+		remember(n, cred.pid);
+	else if (was_worker(n, cred.pid))
+		log_debug("notify: dropped datagram from pid %d, a worker that has exited",
+			  (int)cred.pid);
 	else
-		n->unknown_suppressed++;
+		drop(n, cred.pid, "from pid %d, which is not a worker", (int)cred.pid);
 }
 
 static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct notify *n = userdata;
-	/* Drain what is queued, bounded so that a flood cannot starve the loop. */
-	for (int budget = 64; budget > 0; budget--) {
+	for (int budget = NOTIFY_RECV_BUDGET; budget > 0; budget--) {
 		char buf[4097];
 		union {
 			struct cmsghdr align;
@@ -91,73 +184,142 @@ static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdat
 		if (len < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno != EAGAIN)
+			if (errno == EAGAIN)
+				set_flooded(n, false);
+			else
 				log_warn("notify: recvmsg: %s", strerror(errno));
 			return 0;
 		}
 		close_cmsg_fds(&mh);
-		struct ucred cred = {.pid = 0};
-		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS &&
-			    cm->cmsg_len == CMSG_LEN(sizeof(cred)))
-				memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
-		if (cred.pid <= 0 || (mh.msg_flags & MSG_TRUNC)) {
-			log_warn("notify: dropped datagram %s",
-				 cred.pid <= 0 ? "without credentials" : "longer than 4 KiB");
-			continue;
-		}
-		buf[len] = 0;
-		struct notify_state st = {0};
-		parse(buf, &st);
-		if (!n->handler(n->userdata, cred.pid, &st))
-			log_unknown(n, cred.pid);
+		receive_one(n, buf, len, &mh);
 	}
+	set_flooded(n, true);
 	return 0;
 }
 
-int notify_open(sd_event *event, notify_handler_t handler, void *userdata, struct notify **ret)
+static int fail(char *err, size_t err_len, int r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t err_len, int r, const char *fmt, ...)
 {
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* Creates @dir mode 0700, or takes it over if it is a directory of ours (never
+ * through a symlink), and returns an fd of it: what is bound inside is bound
+ * in the directory checked here, whatever happens to the path meanwhile. */
+static int open_private_dir(const char *dir, int *ret_fd, char *err, size_t err_len)
+{
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return fail(err, err_len, -errno, "notify socket directory %s: %s", dir,
+			    strerror(errno));
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int r = -errno;
+		return fail(err, err_len, r, "notify socket directory %s: %s", dir,
+			    r == -ELOOP || r == -ENOTDIR ? "exists and is not a directory"
+							 : strerror(-r));
+	}
+	struct stat st;
+	int r = 0;
+	if (fstat(fd, &st) < 0)
+		r = fail(err, err_len, -errno, "notify socket directory %s: %s", dir,
+			 strerror(errno));
+	else if (st.st_uid != geteuid())
+		r = fail(err, err_len, -EPERM,
+			 "notify socket directory %s: owned by uid %u, not by batond's uid %u", dir,
+			 (unsigned)st.st_uid, (unsigned)geteuid());
+	else if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+		r = fail(err, err_len, -errno, "notify socket directory %s: chmod 0700: %s", dir,
+			 strerror(errno));
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+/* Binds @fd to NOTIFY_SOCKET_NAME inside @dir_fd, replacing a stale socket file. */
+static int bind_in_dir(int fd, int dir_fd, const char *address)
+{
+	if (unlinkat(dir_fd, NOTIFY_SOCKET_NAME, 0) < 0 && errno != ENOENT)
+		return -errno;
+	/* Through the directory fd, not the path; the path only without /proc. */
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dir_fd,
+		 NOTIFY_SOCKET_NAME);
+	mode_t old = umask(0177);
+	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	if (r < 0 && errno == ENOENT && access("/proc/self/fd", F_OK) < 0) {
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", address);
+		r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	}
+	r = r < 0 ? -errno : 0;
+	umask(old);
+	return r;
+}
+
+int notify_open(sd_event *event, const char *dir, notify_handler_t handler, void *userdata,
+		struct notify **ret, char *err, size_t err_len)
+{
+	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+	size_t len = strlen(dir) + 1 + strlen(NOTIFY_SOCKET_NAME);
+	if (dir[0] != '/')
+		return fail(err, err_len, -EINVAL, "notify socket directory %s: not absolute", dir);
+	if (len > max)
+		return fail(err, err_len, -ENAMETOOLONG,
+			    "notify socket %s/%s: path too long (%zu bytes, at most %zu)", dir,
+			    NOTIFY_SOCKET_NAME, len, max);
 	struct notify *n = calloc(1, sizeof(*n));
 	if (!n)
-		return -ENOMEM;
+		return fail(err, err_len, -ENOMEM, "notify socket: %s", strerror(ENOMEM));
+	n->fd = -1;
+	n->dir_fd = -1;
 	n->handler = handler;
 	n->userdata = userdata;
+	n->dir = strdup(dir);
+	n->address = malloc(len + 1);
 	int r;
+	if (!n->dir || !n->address) {
+		r = fail(err, err_len, -ENOMEM, "notify socket: %s", strerror(ENOMEM));
+		goto fail;
+	}
+	snprintf(n->address, len + 1, "%s/%s", dir, NOTIFY_SOCKET_NAME);
+	r = open_private_dir(dir, &n->dir_fd, err, err_len);
+	if (r < 0)
+		goto fail;
 	n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (n->fd < 0) {
-		r = -errno;
+		r = fail(err, err_len, -errno, "notify socket: socket: %s", strerror(errno));
 		goto fail;
 	}
 	int one = 1;
 	if (setsockopt(n->fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
-		r = -errno;
+		r = fail(err, err_len, -errno, "notify socket: SO_PASSCRED: %s", strerror(errno));
 		goto fail;
 	}
-	/* Abstract: nothing to clean up on disk, gone with the last fd. The name is
-	 * unique per batond process and kernel-assigned to avoid clashes. */
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (bind(n->fd, (struct sockaddr *)&sa, sizeof(sa_family_t)) < 0) { /* autobind */
-		r = -errno;
+	r = bind_in_dir(n->fd, n->dir_fd, n->address);
+	if (r < 0) {
+		fail(err, err_len, r, "notify socket %s: bind: %s", n->address, strerror(-r));
 		goto fail;
 	}
-	socklen_t sl = sizeof(sa);
-	if (getsockname(n->fd, (struct sockaddr *)&sa, &sl) < 0) {
-		r = -errno;
+	if ((r = sd_event_add_io(event, &n->src, n->fd, EPOLLIN, on_notify, n)) < 0 ||
+	    (r = sd_event_source_set_priority(n->src, NOTIFY_PRIORITY)) < 0 ||
+	    (r = sd_event_add_time_relative(event, &n->drop_timer, CLOCK_MONOTONIC,
+					    NOTIFY_DROP_INTERVAL_USEC, 0, on_drop_timer, n)) < 0 ||
+	    (r = sd_event_source_set_enabled(n->drop_timer, SD_EVENT_OFF)) < 0) {
+		fail(err, err_len, r, "notify socket %s: event source: %s", n->address,
+		     strerror(-r));
 		goto fail;
 	}
-	size_t name_len = sl - offsetof(struct sockaddr_un, sun_path) - 1;
-	n->address[0] = '@';
-	memcpy(n->address + 1, sa.sun_path + 1, name_len);
-	n->address[1 + name_len] = 0;
-	r = sd_event_add_io(event, &n->src, n->fd, EPOLLIN, on_notify, n);
-	if (r < 0)
-		goto fail;
 	*ret = n;
 	return 0;
 fail:
-	if (n->fd >= 0)
-		close(n->fd);
-	free(n);
+	notify_close(n);
 	return r;
 }
 
@@ -170,7 +332,19 @@ void notify_close(struct notify *n)
 {
 	if (!n)
 		return;
+	if (n->drops)
+		log_drops(n);
 	sd_event_source_disable_unref(n->src);
-	close(n->fd);
+	sd_event_source_disable_unref(n->drop_timer);
+	if (n->fd >= 0)
+		close(n->fd);
+	/* Only a directory that passed open_private_dir is ours to clean. */
+	if (n->dir_fd >= 0) {
+		unlinkat(n->dir_fd, NOTIFY_SOCKET_NAME, 0);
+		close(n->dir_fd);
+		rmdir(n->dir);
+	}
+	free(n->address);
+	free(n->dir);
 	free(n);
 }

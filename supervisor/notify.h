@@ -1,11 +1,15 @@
 /* The notify socket workers report to (NOTIFY_SOCKET): READY=1, STATUS=,
  * STOPPING=1, attributed by the sender's pid from SCM_CREDENTIALS. Owns the
- * socket; what a state means is the caller's business. */
+ * socket and the private directory it lives in; what a state means is the
+ * caller's business. */
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 #include <systemd/sd-event.h>
+
+#define NOTIFY_SOCKET_NAME "notify" /* the socket's name inside its directory */
 
 struct notify_state {
 	bool ready;
@@ -13,12 +17,23 @@ struct notify_state {
 	const char *status; /* NULL if the datagram had no STATUS= */
 };
 
-/* Returns false if @pid is not a worker (the datagram is then dropped and logged). */
+/* Returns false if @pid is not a worker (the datagram is then dropped). */
 typedef bool (*notify_handler_t)(void *userdata, pid_t pid, const struct notify_state *st);
 
 struct notify;
-/* Binds an abstract datagram socket and watches it. *ret_address is the value
- * for NOTIFY_SOCKET, owned by the notify object. */
-int notify_open(sd_event *event, notify_handler_t handler, void *userdata, struct notify **ret);
+/* Binds a datagram socket at @dir/notify and watches it. @dir is created mode
+ * 0700, or taken over if it is already a directory (not a symlink) of batond's
+ * effective uid, and set to 0700: only processes of batond's user can reach the
+ * socket, which is what keeps other local users from flooding it. Workers run
+ * as batond's user today; apps with users of their own will need the directory
+ * opened to them (0711 and a per-app socket, or a group), here and nowhere else.
+ * A socket file left in @dir by a batond that crashed is replaced: the caller
+ * must own @dir's name (batond derives it from its control socket, which it has
+ * claimed first). On failure returns a negative errno with a message naming
+ * the path and the cause in @err. */
+int notify_open(sd_event *event, const char *dir, notify_handler_t handler, void *userdata,
+		struct notify **ret, char *err, size_t err_len);
+/* The value for NOTIFY_SOCKET: an absolute path, owned by the notify object. */
 const char *notify_address(const struct notify *n);
+/* Closes the socket and removes its file and directory. */
 void notify_close(struct notify *n);

@@ -109,7 +109,9 @@ static void spawn_contract_seen_from_inside_a_worker(void **state)
 		assert_line(dump, "BATON_GENERATION=1");
 		snprintf(want, sizeof(want), "BATON_WORKER=%d", w);
 		assert_line(dump, want);
-		assert_non_null(strstr(dump, "\nNOTIFY_SOCKET=@"));
+		char notify[400];
+		snprintf(notify, sizeof(notify), "NOTIFY_SOCKET=%s.notify/notify", b.sock);
+		assert_line(dump, notify);
 		char fds[256];
 		fd_list(dump, fds, sizeof(fds));
 		assert_string_equal(fds, "0 1 2 3 4 5"); /* nothing else leaked in */
@@ -142,19 +144,17 @@ static void notify_from_a_process_that_is_no_worker_is_dropped_and_logged(void *
 	struct batond b;
 	start_two_apps(&b);
 	const char *dump = read_dump(&b, "web", 0);
-	const char *p = strstr(dump, "\nNOTIFY_SOCKET=@");
+	const char *p = strstr(dump, "\nNOTIFY_SOCKET=/");
 	assert_non_null(p);
 	p += strlen("\nNOTIFY_SOCKET=");
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	size_t len = strcspn(p, "\n");
 	assert_true(len < sizeof(sa.sun_path));
 	memcpy(sa.sun_path, p, len);
-	sa.sun_path[0] = 0; /* abstract */
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	assert_true(fd >= 0);
 	const char msg[] = "READY=1\nSTATUS=impostor";
-	assert_int_equal(sendto(fd, msg, sizeof(msg) - 1, 0, (struct sockaddr *)&sa,
-				(socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)),
+	assert_int_equal(sendto(fd, msg, sizeof(msg) - 1, 0, (struct sockaddr *)&sa, sizeof(sa)),
 			 (ssize_t)sizeof(msg) - 1);
 	close(fd);
 	char want[64];
