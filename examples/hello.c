@@ -256,7 +256,13 @@ int main(int argc, char **argv)
 		;
 
 	bool own_listener = false;
-	int listener = baton_listener("http");
+	int listener;
+	/* A channel to batond and no listener passed: dispatch mode, where batond
+	 * sends connections and would only refuse a request for a listener. */
+	if (baton_fd() >= 0 && baton_listeners(NULL, 0) == 0)
+		listener = -ENOENT;
+	else
+		listener = baton_listener("http");
 	if (listener == -ENXIO) {
 		listener = bind_own_listener(port, reuseport);
 		own_listener = true;
@@ -290,7 +296,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (channel >= 0)
-		handle_baton_events(); /* anything queued while we asked for "http" */
+		handle_baton_events(); /* anything queued before we polled */
 
 	while (!draining || n_conns > 0) {
 		/* With every slot taken, leave clients in the kernel backlog. */
