@@ -206,16 +206,51 @@ void proto_msg_release(struct proto_msg *msg)
 	msg->nfds = 0;
 }
 
+int proto_send_status_frame(int sock, uint8_t type, uint16_t flags, uint32_t request_id,
+			    int32_t code, const char *text, size_t text_bytes)
+{
+	uint8_t buf[4 + PROTO_STATUS_TEXT_MAX];
+	if (text_bytes > PROTO_STATUS_TEXT_MAX)
+		return -EMSGSIZE;
+	memcpy(buf, &code, 4);
+	if (text_bytes)
+		memcpy(buf + 4, text, text_bytes);
+	return proto_send(sock, type, flags, request_id, buf, 4 + text_bytes, NULL, 0);
+}
+
 int proto_send_status(int sock, uint8_t type, uint32_t request_id, int32_t code, const char *text)
 {
-	uint8_t buf[4 + PROTO_MAX_PAYLOAD];
 	size_t len = text ? strlen(text) : 0;
-	if (len > PROTO_MAX_PAYLOAD - 4)
-		len = PROTO_MAX_PAYLOAD - 4; /* a reply is text for a human: cut, never fail */
-	memcpy(buf, &code, 4);
-	if (len)
-		memcpy(buf + 4, text, len);
-	return proto_send(sock, type, 0, request_id, buf, 4 + len, NULL, 0);
+	/* A reply is text for a human: cut, never fail, but never inside a character. */
+	len = proto_utf8_cut(text, len, PROTO_STATUS_TEXT_MAX);
+	return proto_send_status_frame(sock, type, 0, request_id, code, text, len);
+}
+
+size_t proto_utf8_cut(const char *text, size_t text_bytes, size_t max_bytes)
+{
+	if (text_bytes <= max_bytes)
+		return text_bytes;
+	/* text[n] is the first byte left out: a continuation byte there means the
+	 * character before the cut is incomplete. */
+	size_t n = max_bytes;
+	for (int back = 0; back < 3 && n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80; back++)
+		n--;
+	if (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80)
+		return max_bytes; /* not UTF-8 here: any cut will do */
+	return n;
+}
+
+bool proto_name_valid(const char *name, size_t name_bytes)
+{
+	if (name_bytes < 1 || name_bytes > PROTO_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < name_bytes; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return false;
+	}
+	return true;
 }
 
 int proto_parse_status(const struct proto_msg *msg, int32_t *ret_code, const char **ret_text)

@@ -3,6 +3,7 @@
  * and never allocates; it owns no socket. docs/protocol.md describes it for others. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -45,7 +46,14 @@ enum proto_type {
 };
 
 #define CTL_JSON     0x0001 /* MSG_CTL_STATUS: answer in JSON */
+#define CTL_FRAMES   0x0002 /* any control request: the client takes a reply in frames */
+#define CTL_MORE     0x0004 /* MSG_CTL_REPLY: another frame of this reply follows */
 #define CONN_ADOPTED 0x0001 /* conn record: parked by a previous generation */
+
+/* Text of one MSG_CTL_REPLY / MSG_ERROR frame, after the int32 code. */
+#define PROTO_STATUS_TEXT_MAX (PROTO_MAX_PAYLOAD - 4)
+/* The largest reply batond sends in frames, and batonctl reassembles. */
+#define PROTO_REPLY_MAX_BYTES (16 * 1024 * 1024)
 
 /* Which types a receiver accepts: a channel's fd policy. */
 enum proto_role {
@@ -93,10 +101,25 @@ int proto_msg_take_fd(struct proto_msg *msg, size_t i);
 /* Closes every fd not taken. Safe to call twice. */
 void proto_msg_release(struct proto_msg *msg);
 
-/* Payload helpers for MSG_ERROR / MSG_CTL_REPLY: int32 code + text. */
+/* Payload helpers for MSG_ERROR / MSG_CTL_REPLY: int32 code + text. A text
+ * longer than one frame is cut at the last UTF-8 character boundary that fits. */
 int proto_send_status(int sock, uint8_t type, uint32_t request_id, int32_t code, const char *text);
+/* One frame of such a reply: exactly @text_bytes of @text (at most
+ * PROTO_STATUS_TEXT_MAX, else -EMSGSIZE), with @flags (CTL_MORE). Returns as
+ * proto_send. */
+int proto_send_status_frame(int sock, uint8_t type, uint16_t flags, uint32_t request_id,
+			    int32_t code, const char *text, size_t text_bytes);
 /* Parses such a payload: *ret_code and a pointer into msg->payload (NUL-terminated). */
 int proto_parse_status(const struct proto_msg *msg, int32_t *ret_code, const char **ret_text);
+
+/* The largest n <= @max_bytes such that text[0..n) does not end inside a UTF-8
+ * character (@text_bytes is the text's length; n == text_bytes if it fits). Bytes
+ * that are not UTF-8 are cut anywhere: it backs off 3 bytes at most. */
+size_t proto_utf8_cut(const char *text, size_t text_bytes, size_t max_bytes);
+
+/* True if @name (@name_bytes long, no NUL needed) is an app or listener name as
+ * the config allows it: 1 to PROTO_NAME_MAX bytes of A-Z a-z 0-9 _ . - */
+bool proto_name_valid(const char *name, size_t name_bytes);
 
 /* One record per fd of MSG_CONN (and the one record of MSG_PARK), packed back to
  * back in the payload, each starting at a 4-byte boundary:

@@ -192,6 +192,79 @@ static void status_payload_round_trips(void **state)
 	assert_string_equal(text, "");
 }
 
+/* 'a' then é (2 bytes) repeated: the byte at PROTO_STATUS_TEXT_MAX is the second
+ * half of an é, which must not be sent alone. */
+static void a_status_text_longer_than_a_frame_is_cut_between_characters(void **state)
+{
+	struct fixture *f = *state;
+	size_t len = 1 + 2 * 40000;
+	char *text = malloc(len + 1);
+	int32_t code;
+	const char *got;
+	text[0] = 'a';
+	for (size_t i = 1; i < len; i += 2)
+		memcpy(text + i, "\xc3\xa9", 2);
+	text[len] = 0;
+	assert_int_equal(proto_send_status(f->sv[0], MSG_CTL_REPLY, 3, 0, text), 0);
+	assert_int_equal(proto_recv(f->sv[1], ROLE_CONTROL_CLIENT, &msg), 1);
+	assert_int_equal(proto_parse_status(&msg, &code, &got), 0);
+	assert_int_equal(strlen(got), PROTO_STATUS_TEXT_MAX - 1);
+	assert_memory_equal(got, text, PROTO_STATUS_TEXT_MAX - 1);
+	assert_int_equal(msg.hdr.flags, 0);
+	free(text);
+}
+
+static void a_reply_frame_carries_its_flags_and_exactly_its_bytes(void **state)
+{
+	struct fixture *f = *state;
+	int32_t code;
+	const char *got;
+	assert_int_equal(
+	    proto_send_status_frame(f->sv[0], MSG_CTL_REPLY, CTL_MORE, 5, 0, "abcdef", 3), 0);
+	assert_int_equal(proto_recv(f->sv[1], ROLE_CONTROL_CLIENT, &msg), 1);
+	assert_int_equal(msg.hdr.flags, CTL_MORE);
+	assert_int_equal(msg.hdr.request_id, 5);
+	assert_int_equal(proto_parse_status(&msg, &code, &got), 0);
+	assert_string_equal(got, "abc");
+	static char big[PROTO_STATUS_TEXT_MAX + 1];
+	assert_int_equal(
+	    proto_send_status_frame(f->sv[0], MSG_CTL_REPLY, 0, 5, 0, big, sizeof(big)), -EMSGSIZE);
+	assert_int_equal(proto_recv(f->sv[1], ROLE_CONTROL_CLIENT, &msg), -EAGAIN);
+}
+
+static void utf8_cuts_fall_between_characters(void **state)
+{
+	/* a, é (c3 a9), € (e2 82 ac), 😀 (f0 9f 98 80) */
+	const char *s = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+	size_t len = strlen(s);
+	size_t want[] = {0, 1, 1, 3, 3, 3, 6, 6, 6, 6, 10};
+	for (size_t max = 0; max <= len; max++)
+		assert_int_equal(proto_utf8_cut(s, len, max), want[max]);
+	assert_int_equal(proto_utf8_cut(s, len, 100), len);
+	/* Not UTF-8: continuation bytes all along. The cut backs off 3 at most. */
+	const char *junk = "\x80\x80\x80\x80\x80\x80\x80\x80";
+	assert_int_equal(proto_utf8_cut(junk, 8, 6), 6);
+}
+
+static void names_are_what_the_config_allows(void **state)
+{
+	char longest[PROTO_NAME_MAX + 1];
+	memset(longest, 'a', sizeof(longest));
+	assert_true(proto_name_valid("web", 3));
+	assert_true(proto_name_valid("A-z_0.9", 7));
+	assert_true(proto_name_valid(longest, PROTO_NAME_MAX));
+	assert_false(proto_name_valid(longest, PROTO_NAME_MAX + 1));
+	assert_false(proto_name_valid("", 0));
+	assert_false(proto_name_valid("web\0junk", 8));
+	assert_false(proto_name_valid("web/x", 5));
+	assert_false(proto_name_valid("we b", 4));
+	assert_false(proto_name_valid("w\xc3\xa9"
+				      "b",
+				      4));
+	assert_false(proto_name_valid("web\n", 4));
+	assert_false(proto_name_valid("a:b", 3)); /* ':' separates LISTEN_FDNAMES */
+}
+
 static void conn_carries_253_fds_with_253_records(void **state)
 {
 	struct fixture *f = *state;
@@ -548,6 +621,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(every_message_type_round_trips),
 	    T(status_payload_round_trips),
+	    T(a_status_text_longer_than_a_frame_is_cut_between_characters),
+	    T(a_reply_frame_carries_its_flags_and_exactly_its_bytes),
+	    T(utf8_cuts_fall_between_characters),
+	    T(names_are_what_the_config_allows),
 	    T(conn_carries_253_fds_with_253_records),
 	    T(truncated_header_is_refused_and_its_fds_closed),
 	    T(payload_length_mismatch_is_refused),
