@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 struct ctl_conn;
@@ -363,35 +361,6 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	return 0;
 }
 
-/* mkdir -p of @path's directory, 0755 for what it creates. */
-static int make_parent_dir(const char *path)
-{
-	char *dir = strdup(path);
-	if (!dir)
-		return -ENOMEM;
-	char *slash = strrchr(dir, '/');
-	int r = 0;
-	if (slash && slash != dir) {
-		*slash = 0;
-		/* Each ancestor in turn, then the directory itself. */
-		for (char *p = dir + 1;; p++) {
-			bool last = *p == 0;
-			if (*p != '/' && !last)
-				continue;
-			*p = 0;
-			if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-				r = -errno;
-				break;
-			}
-			if (last)
-				break;
-			*p = '/';
-		}
-	}
-	free(dir);
-	return r;
-}
-
 int control_open(struct daemon *d, struct control **ret)
 {
 	const struct config *cfg = d->cfg;
@@ -413,20 +382,16 @@ int control_open(struct daemon *d, struct control **ret)
 		ctl->group = gr->gr_gid;
 		ctl->has_group = true;
 	}
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	if (strlen(cfg->control_socket) >= sizeof(sa.sun_path)) {
-		log_err("control socket %s: path too long", cfg->control_socket);
-		r = -ENAMETOOLONG;
+	ctl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (ctl->fd < 0) {
+		r = -errno;
+		log_err("control socket: socket: %s", strerror(errno));
 		goto fail;
 	}
-	strcpy(sa.sun_path, cfg->control_socket);
-	r = make_parent_dir(cfg->control_socket);
-	if (r < 0) {
-		log_err("control socket %s: cannot create its directory: %s", cfg->control_socket,
-			strerror(-r));
-		goto fail;
-	}
-	r = unix_path_claim(cfg->control_socket);
+	/* Born with its mode and group, in directories nobody else can change. */
+	char err[512];
+	r = unix_path_bind(ctl->fd, cfg->control_socket, cfg->control_mode, (uid_t)-1,
+			   ctl->has_group ? ctl->group : (gid_t)-1, true, err, sizeof(err));
 	if (r == -EADDRINUSE) {
 		log_err("control socket %s is in use by a running batond; not starting a second "
 			"one",
@@ -434,28 +399,13 @@ int control_open(struct daemon *d, struct control **ret)
 		goto fail;
 	}
 	if (r < 0) {
-		log_err("control socket %s: %s", cfg->control_socket, strerror(-r));
-		goto fail;
-	}
-	ctl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (ctl->fd < 0) {
-		r = -errno;
-		log_err("control socket: socket: %s", strerror(errno));
-		goto fail;
-	}
-	/* Bind with a restrictive umask so there is no window with looser rights. */
-	mode_t old = umask(0177);
-	r = bind(ctl->fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (r < 0) {
-		r = -errno;
-		log_err("control socket %s: bind: %s", cfg->control_socket, strerror(errno));
+		log_err("control socket %s: %s", cfg->control_socket, err);
 		goto fail;
 	}
 	ctl->path = strdup(cfg->control_socket);
-	if (!ctl->path || chmod(ctl->path, cfg->control_mode) < 0 ||
-	    (ctl->has_group && chown(ctl->path, (uid_t)-1, ctl->group) < 0)) {
-		r = ctl->path ? -errno : -ENOMEM;
+	if (!ctl->path) {
+		unlink(cfg->control_socket);
+		r = -ENOMEM;
 		log_err("control socket %s: %s", cfg->control_socket, strerror(-r));
 		goto fail;
 	}

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -239,6 +240,163 @@ int unix_path_claim(const char *path)
 	return 0;
 }
 
+/* Refuses a directory that someone other than root or batond's user could
+ * change an entry of: they could swap the socket file (or a directory on the
+ * way) between bind() and what batond does to it next. A sticky directory of
+ * root's (/tmp) lets nobody replace what batond created there. */
+static int check_dir_owner(int dirfd, const char *shown, char *err, size_t err_len)
+{
+	struct stat st;
+	uid_t me = geteuid();
+
+	if (fstat(dirfd, &st) < 0)
+		return fail(err, err_len, -errno, "%s: %s", shown, strerror(errno));
+	if (st.st_uid != 0 && st.st_uid != me)
+		return me == 0 ? fail(err, err_len, -EPERM,
+				      "directory %s belongs to uid %u, not to root", shown,
+				      (unsigned)st.st_uid)
+			       : fail(err, err_len, -EPERM,
+				      "directory %s belongs to uid %u, neither root nor batond's "
+				      "uid %u",
+				      shown, (unsigned)st.st_uid, (unsigned)me);
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !((st.st_mode & S_ISVTX) && st.st_uid == 0))
+		return fail(err, err_len, -EPERM,
+			    "directory %s is writable by others (mode %04o) and not sticky and "
+			    "owned by root",
+			    shown, (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
+/* Opens the directory @path's last component is in, one component at a time
+ * with O_NOFOLLOW, each checked by check_dir_owner. Returns an O_PATH fd. */
+static int open_socket_dir(const char *path, bool make_dirs, char *err, size_t err_len)
+{
+	const char *base = strrchr(path, '/');
+	char shown[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char name[sizeof(shown)];
+	int dirfd, r;
+
+	base = base ? base + 1 : path;
+	dirfd = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return fail(err, err_len, -errno, "%s: %s", path[0] == '/' ? "/" : ".",
+			    strerror(errno));
+	r = check_dir_owner(dirfd, path[0] == '/' ? "/" : ".", err, err_len);
+	for (const char *p = path; r >= 0;) {
+		const char *end;
+		int next;
+
+		while (*p == '/')
+			p++;
+		if (p >= base)
+			break;
+		end = strchr(p, '/'); /* base follows the last '/': end < base */
+		snprintf(shown, sizeof(shown), "%.*s", (int)(end - path), path);
+		snprintf(name, sizeof(name), "%.*s", (int)(end - p), p);
+		p = end;
+		next = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0 && errno == ENOENT && make_dirs) {
+			if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST) {
+				r = fail(err, err_len, -errno, "cannot create directory %s: %s",
+					 shown, strerror(errno));
+				break;
+			}
+			next = openat(dirfd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (next < 0) {
+			struct stat st;
+			int e = errno;
+
+			if ((e == ELOOP || e == ENOTDIR) &&
+			    fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(st.st_mode))
+				r = fail(err, err_len, -ELOOP,
+					 "%s is a symbolic link: batond follows none in a socket "
+					 "path",
+					 shown);
+			else
+				r = fail(err, err_len, -e, "%s: %s", shown, strerror(e));
+			break;
+		}
+		close(dirfd);
+		dirfd = next;
+		r = check_dir_owner(dirfd, shown, err, err_len);
+	}
+	if (r < 0) {
+		close(dirfd);
+		return r;
+	}
+	return dirfd;
+}
+
+int unix_path_bind(int fd, const char *path, mode_t mode, uid_t uid, gid_t gid, bool make_dirs,
+		   char *err, size_t err_len)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	const char *base = strrchr(path, '/');
+	struct stat st;
+	mode_t old_umask = 0;
+	int dirfd, r;
+
+	base = base ? base + 1 : path;
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return fail(err, err_len, -ENAMETOOLONG, "%s: path too long (at most %zu bytes)",
+			    path, sizeof(sun.sun_path) - 1);
+	if (*base == '\0')
+		return fail(err, err_len, -EINVAL, "%s: no file name", path);
+	dirfd = open_socket_dir(path, make_dirs, err, err_len);
+	if (dirfd < 0)
+		return dirfd;
+
+	/* The directories are batond's now: nobody else can change the path. */
+	if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+		r = fail(err, err_len, -ENOTSOCK, "%s is a symbolic link, not a socket", path);
+		goto out;
+	}
+	r = unix_path_claim(path);
+	if (r == -EADDRINUSE)
+		fail(err, err_len, r, "socket file is in use by a live process");
+	else if (r == -ENOTSOCK)
+		fail(err, err_len, r, "%s exists and is not a socket", path);
+	else if (r < 0)
+		fail(err, err_len, r, "%s: %s", path, strerror(-r));
+	if (r < 0)
+		goto out;
+
+	/* Linux creates the file with the mode of the socket's own inode less the
+	 * umask (checked on this kernel): fchmod before bind under umask 0 gives the
+	 * file its mode as it is born, and no chmod by path ever follows. */
+	if (mode != (mode_t)-1 && fchmod(fd, mode & 07777) < 0) {
+		r = fail(err, err_len, -errno, "fchmod: %s", strerror(errno));
+		goto out;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if (mode != (mode_t)-1)
+		old_umask = umask(0);
+	r = bind(fd, (const struct sockaddr *)&sun, sizeof(sun)) < 0 ? -errno : 0;
+	if (mode != (mode_t)-1)
+		umask(old_umask);
+	if (r < 0) {
+		fail(err, err_len, r, "%s", strerror(-r));
+		goto out;
+	}
+	/* Only root could have replaced it; if so, it is not ours to change. */
+	if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode)) {
+		r = fail(err, err_len, -EBUSY, "%s was replaced after bind", path);
+		goto out;
+	}
+	/* On the entry, not through it: AT_SYMLINK_NOFOLLOW, in a directory only
+	 * batond's user can change. Nobody can connect before listen(). */
+	if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+	    fchownat(dirfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = fail(err, err_len, -errno, "chown %s: %s", path, strerror(errno));
+		unlinkat(dirfd, base, 0);
+	}
+out:
+	close(dirfd);
+	return r;
+}
+
 static int somaxconn(void)
 {
 	FILE *f = fopen(SOMAXCONN_PATH, "re");
@@ -324,16 +482,14 @@ int listener_open(const struct listener_cfg *cfg, int *ret_fd, char *err, size_t
 	const struct listen_addr *a = &cfg->addr;
 	bool unix_path = a->family == AF_UNIX && !a->abstract;
 	bool bound = false;
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
 	int fd, r, backlog, max_backlog;
 
-	if (unix_path) {
-		r = unix_path_claim(a->path);
-		if (r == -EADDRINUSE)
-			return fail(err, err_len, r, "socket file is in use by a live process");
-		if (r == -ENOTSOCK)
-			return fail(err, err_len, r, "%s exists and is not a socket", a->path);
+	if (unix_path && cfg->owner) {
+		r = resolve_owner(cfg->owner, &uid, &gid, err, err_len);
 		if (r < 0)
-			return fail(err, err_len, r, "%s: %s", a->path, strerror(-r));
+			return r;
 	}
 
 	fd = socket(a->family, a->socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -362,33 +518,18 @@ int listener_open(const struct listener_cfg *cfg, int *ret_fd, char *err, size_t
 		}
 	}
 
-	if (bind(fd, (const struct sockaddr *)&a->sa, a->sa_len) < 0) {
-		r = -errno;
-		fail(err, err_len, r, "%s", strerror(-r));
+	/* A path gets its mode and owner before listen(): until then nobody can
+	 * connect, so no client slips in under looser permissions. */
+	if (unix_path)
+		r = unix_path_bind(fd, a->path, cfg->mode ? cfg->mode : (mode_t)-1, uid, gid, false,
+				   err, err_len);
+	else if (bind(fd, (const struct sockaddr *)&a->sa, a->sa_len) < 0)
+		r = fail(err, err_len, -errno, "%s", strerror(errno));
+	else
+		r = 0;
+	if (r < 0)
 		goto fail;
-	}
 	bound = true;
-
-	/* Mode and owner are set before listen(): until then nobody can connect,
-	 * so no client slips in under the umask's permissions. */
-	if (unix_path && cfg->mode != 0 && chmod(a->path, cfg->mode) < 0) {
-		r = -errno;
-		fail(err, err_len, r, "chmod %s: %s", a->path, strerror(-r));
-		goto fail;
-	}
-	if (unix_path && cfg->owner) {
-		uid_t uid;
-		gid_t gid;
-
-		r = resolve_owner(cfg->owner, &uid, &gid, err, err_len);
-		if (r < 0)
-			goto fail;
-		if (lchown(a->path, uid, gid) < 0) {
-			r = -errno;
-			fail(err, err_len, r, "chown %s: %s", a->path, strerror(-r));
-			goto fail;
-		}
-	}
 
 	if (a->socktype != SOCK_DGRAM) {
 		backlog = cfg->backlog > 0 ? cfg->backlog : 4096;

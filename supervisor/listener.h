@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 struct listen_addr {
@@ -41,3 +42,16 @@ int listener_check_inherited(int fd, const struct listen_addr *addr, char *err, 
  * is not a socket, other negative errno otherwise. Shared by listeners and the
  * control socket. */
 int unix_path_claim(const char *path);
+
+/* Binds @fd (an AF_UNIX socket, not yet bound) to @path without following a
+ * symbolic link anywhere on it and without a window for anyone to swap the file:
+ * every directory of the path is opened in turn (created 0755 if missing and
+ * @make_dirs) and must be changeable by nobody but root and batond's user (not
+ * writable by group or others unless sticky and owned by root); the path is then
+ * claimed (unix_path_claim); the socket file is created with @mode ((mode_t)-1:
+ * as the umask says) and then given @uid/@gid (either -1: unchanged) on the entry itself.
+ * Returns 0, or a negative errno with a reason in @err naming the directory or
+ * file, e.g. "directory /srv/x is writable by others (mode 0777) and not sticky
+ * and owned by root". Nothing is left bound on failure. */
+int unix_path_bind(int fd, const char *path, mode_t mode, uid_t uid, gid_t gid, bool make_dirs,
+		   char *err, size_t err_len);

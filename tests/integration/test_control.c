@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -232,8 +233,8 @@ static void a_bad_request_is_refused_with_its_fds_closed_and_batond_goes_on(void
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 
 	/* A HELLO with an fd (the control socket takes none), then two bytes. */
-	struct proto_hdr h = {.version = PROTO_VERSION, .type = MSG_HELLO, .payload_bytes = 4,
-			      .nfds = 1};
+	struct proto_hdr h = {
+	    .version = PROTO_VERSION, .type = MSG_HELLO, .payload_bytes = 4, .nfds = 1};
 	struct iovec hello[2] = {{&h, sizeof(h)}, {"test", 4}};
 	assert_int_equal(proto_send_raw(s, hello, 2, &p[1], 1), sizeof(h) + 4);
 	close(p[1]);
@@ -427,6 +428,131 @@ static void a_missing_binary_at_first_start_is_retried_while_batond_stays_up(voi
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* ---- issue 12: the control socket's file, names, large answers ---------- */
+
+/* A config of our own: batond_write_config's control section has the socket only. */
+static void write_config_with_control(const struct batond *b, const char *control, const char *body)
+{
+	FILE *f = fopen(b->conf, "we");
+	assert_non_null(f);
+	fprintf(f, "control {\n  socket = \"%s\"\n%s}\n", b->sock, control);
+	for (const char *p = body; *p; p++) {
+		if (strncmp(p, "@PORT@", 6) == 0) {
+			fprintf(f, "%d", b->port);
+			p += 5;
+		} else if (strncmp(p, "@TESTSRV@", 9) == 0) {
+			fputs(TESTSRV_PATH, f);
+			p += 8;
+		} else {
+			fputc(*p, f);
+		}
+	}
+	fclose(f);
+}
+
+/* batond -c b->conf in the foreground, for start-up refusals. */
+static int run_batond(const struct batond *b, char *out, size_t len)
+{
+	const char *argv[] = {BATOND_PATH, "-c", b->conf, NULL};
+	return run(argv, -1, out, len);
+}
+
+static void the_control_socket_is_born_with_its_mode_and_group(void **state)
+{
+	if (geteuid() != 0)
+		skip(); /* a group of someone else's */
+	struct group *gr = getgrgid(65534);
+	assert_non_null(gr);
+	char control[200];
+	snprintf(control, sizeof(control), "  mode = 0660\n  group = \"%s\"\n", gr->gr_name);
+	struct batond b;
+	batond_prepare(&b);
+	write_config_with_control(&b, control, HTTP WEB_APP);
+	batond_start(&b);
+	struct stat st;
+	assert_int_equal(lstat(b.sock, &st), 0);
+	assert_int_equal(st.st_mode, S_IFSOCK | 0660);
+	assert_int_equal(st.st_uid, 0);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void a_control_socket_in_a_directory_others_can_write_is_refused(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char dir[280];
+	snprintf(dir, sizeof(dir), "%.200s/shared", b.dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 0777), 0);
+	snprintf(b.sock, sizeof(b.sock), "%s/batond.sock", dir);
+	batond_write_config(&b, HTTP WEB_APP);
+	char out[4096], want[1024];
+	assert_int_equal(run_batond(&b, out, sizeof(out)), 1);
+	snprintf(want, sizeof(want),
+		 "control socket %s: directory %s is writable by others (mode 0777) and not "
+		 "sticky and owned by root",
+		 b.sock, dir);
+	assert_output(out, want);
+	assert_int_equal(access(b.sock, F_OK), -1);
+	/* Sticky and root's, as /tmp: batond's file there is its own. */
+	if (geteuid() == 0) {
+		assert_int_equal(chmod(dir, 01777), 0);
+		batond_start(&b);
+		assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	}
+	batond_stop(&b);
+}
+
+static void a_symlink_planted_at_the_control_socket_is_not_followed(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char victim[300];
+	snprintf(victim, sizeof(victim), "%s/victim", b.dir);
+	int fd = open(victim, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(chmod(victim, 0600), 0);
+	assert_int_equal(symlink(victim, b.sock), 0);
+	char control[200] = "  mode = 0666\n";
+	if (geteuid() == 0) { /* and the group of nobody's: nothing may reach the victim */
+		struct group *gr = getgrgid(65534);
+		assert_non_null(gr);
+		snprintf(control, sizeof(control), "  mode = 0666\n  group = \"%s\"\n",
+			 gr->gr_name);
+	}
+	write_config_with_control(&b, control, HTTP WEB_APP);
+	char out[4096], want[1024];
+	assert_int_equal(run_batond(&b, out, sizeof(out)), 1);
+	snprintf(want, sizeof(want), "control socket %s: %s is a symbolic link, not a socket",
+		 b.sock, b.sock);
+	assert_output(out, want);
+	struct stat st;
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(st.st_gid, getegid());
+	assert_int_equal(lstat(b.sock, &st), 0);
+	assert_true(S_ISLNK(st.st_mode));
+
+	/* A link among the directories is not followed either. */
+	char real[280], link[280];
+	snprintf(real, sizeof(real), "%.200s/real", b.dir);
+	snprintf(link, sizeof(link), "%.200s/link", b.dir);
+	assert_int_equal(mkdir(real, 0700), 0);
+	assert_int_equal(symlink(real, link), 0);
+	snprintf(b.sock, sizeof(b.sock), "%s/batond.sock", link);
+	batond_write_config(&b, HTTP WEB_APP);
+	assert_int_equal(run_batond(&b, out, sizeof(out)), 1);
+	snprintf(want, sizeof(want),
+		 "control socket %s: %s is a symbolic link: batond follows none in a socket path",
+		 b.sock, link);
+	assert_output(out, want);
+	snprintf(want, sizeof(want), "%s/batond.sock", real);
+	assert_int_equal(access(want, F_OK), -1);
+	batond_stop(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -444,6 +570,9 @@ int main(void)
 	    harness_test(check_names_file_and_line_of_every_error),
 	    harness_test(a_port_in_use_stops_start_up_with_file_line_and_address),
 	    harness_test(a_missing_binary_at_first_start_is_retried_while_batond_stays_up),
+	    harness_test(the_control_socket_is_born_with_its_mode_and_group),
+	    harness_test(a_control_socket_in_a_directory_others_can_write_is_refused),
+	    harness_test(a_symlink_planted_at_the_control_socket_is_not_followed),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

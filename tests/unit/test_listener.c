@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -102,6 +104,24 @@ static bool ipv6_works(void)
 		return false;
 	close(fd);
 	return true;
+}
+
+/* bind() as someone who can write to the socket's directory sees it: the real
+ * bind, then, while a test sets swap_target, the new socket file swapped for a
+ * symbolic link to swap_target in the window between bind() and what batond
+ * does next. Interposed by name: this definition is found before libc's. */
+static const char *swap_target;
+
+int bind(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
+{
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)addr.__sockaddr__;
+	int r = (int)syscall(SYS_bind, fd, addr.__sockaddr__, len);
+
+	if (r == 0 && swap_target && sun->sun_family == AF_UNIX && sun->sun_path[0]) {
+		assert_int_equal(unlink(sun->sun_path), 0);
+		assert_int_equal(symlink(swap_target, sun->sun_path), 0);
+	}
+	return r;
 }
 
 /* ---- listen_addr_parse --------------------------------------------------- */
@@ -396,6 +416,184 @@ static void an_abstract_unix_listener_accepts_connections(void **state)
 	close(fd);
 }
 
+static void a_unix_listener_is_born_with_its_mode_whatever_the_umask(void **state)
+{
+	struct listener_cfg cfg = cfg_for_unix("born.sock");
+	char err[128] = "";
+	struct stat st;
+	int fd = -1;
+	mode_t old = umask(077);
+
+	cfg.mode = 0666;
+	assert_int_equal(listener_open(&cfg, &fd, err, sizeof(err)), 0);
+	umask(old);
+	assert_int_equal(lstat(cfg.addr.path, &st), 0);
+	assert_int_equal(st.st_mode, S_IFSOCK | 0666);
+	close(fd);
+	unlink(cfg.addr.path);
+}
+
+static void make_file(const char *path, mode_t mode)
+{
+	int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+/* The race of issue 12: the socket file swapped for a symlink between bind()
+ * and chmod() made the link's target 0666 (and, for the control socket, gave it
+ * the control group). Nothing may pass through the link. */
+static void a_socket_file_swapped_for_a_symlink_after_bind_changes_nothing_through_it(void **state)
+{
+	struct listener_cfg cfg = cfg_for_unix("swapped.sock");
+	char victim[128], owner[64], err[256] = "", want[256];
+	struct stat before, after;
+	int fd = -1, r;
+
+	snprintf(victim, sizeof(victim), "%s", tmp_path("victim"));
+	make_file(victim, 0600);
+	assert_int_equal(stat(victim, &before), 0);
+	snprintf(owner, sizeof(owner), ":%u", geteuid() == 0 ? 65534u : (unsigned)getgid());
+	cfg.mode = 0666;
+	cfg.owner = owner;
+	swap_target = victim;
+	r = listener_open(&cfg, &fd, err, sizeof(err));
+	swap_target = NULL;
+	assert_int_equal(stat(victim, &after), 0);
+	assert_int_equal(after.st_mode & 07777, 0600);
+	assert_int_equal(after.st_uid, before.st_uid);
+	assert_int_equal(after.st_gid, before.st_gid);
+	assert_int_equal(r, -EBUSY);
+	snprintf(want, sizeof(want), "%s was replaced after bind", cfg.addr.path);
+	assert_string_equal(err, want);
+	assert_int_equal(fd, -1);
+	assert_int_equal(unlink(cfg.addr.path), 0); /* the link, left alone */
+	unlink(victim);
+}
+
+static void a_symlink_at_the_socket_path_is_refused_and_not_followed(void **state)
+{
+	struct listener_cfg cfg = cfg_for_unix("link.sock");
+	char victim[128], err[256] = "", want[256];
+	struct stat st;
+	int fd = -1;
+
+	snprintf(victim, sizeof(victim), "%s", tmp_path("victim"));
+	make_file(victim, 0600);
+	assert_int_equal(symlink(victim, cfg.addr.path), 0);
+	cfg.mode = 0666;
+	assert_int_equal(listener_open(&cfg, &fd, err, sizeof(err)), -ENOTSOCK);
+	snprintf(want, sizeof(want), "%s is a symbolic link, not a socket", cfg.addr.path);
+	assert_string_equal(err, want);
+	assert_int_equal(stat(victim, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(lstat(cfg.addr.path, &st), 0);
+	assert_true(S_ISLNK(st.st_mode)); /* still theirs */
+	unlink(cfg.addr.path);
+	unlink(victim);
+}
+
+static void a_symlink_among_the_directories_is_refused(void **state)
+{
+	char real[128], link[128], address[300], err[256] = "", want[300];
+	struct listener_cfg cfg;
+	int fd = -1;
+
+	snprintf(real, sizeof(real), "%s", tmp_path("real"));
+	snprintf(link, sizeof(link), "%s", tmp_path("link"));
+	assert_int_equal(mkdir(real, 0700), 0);
+	assert_int_equal(symlink(real, link), 0);
+	snprintf(address, sizeof(address), "unix:%s/x.sock", link);
+	cfg = cfg_for(address);
+	assert_int_equal(listener_open(&cfg, &fd, err, sizeof(err)), -ELOOP);
+	snprintf(want, sizeof(want), "%s is a symbolic link: batond follows none in a socket path",
+		 link);
+	assert_string_equal(err, want);
+	snprintf(address, sizeof(address), "%s/x.sock", real);
+	assert_int_equal(access(address, F_OK), -1);
+	unlink(link);
+	rmdir(real);
+}
+
+static void open_dir_listener(const char *dir, mode_t mode, int expect, const char *reason)
+{
+	char address[300], err[256] = "";
+	struct listener_cfg cfg;
+	int fd = -1, r;
+
+	assert_int_equal(chmod(dir, mode), 0);
+	snprintf(address, sizeof(address), "unix:%s/x.sock", dir);
+	cfg = cfg_for(address);
+	r = listener_open(&cfg, &fd, err, sizeof(err));
+	if (r != expect)
+		fail_msg("mode %04o: %d (%s), expected %d", (unsigned)mode, r, err, expect);
+	if (reason)
+		assert_string_equal(err, reason);
+	if (r == 0) {
+		close(fd);
+		unlink(cfg.addr.path);
+	}
+	assert_int_equal(access(cfg.addr.path, F_OK), -1);
+}
+
+static void a_directory_others_can_write_is_refused_unless_sticky_and_roots(void **state)
+{
+	char dir[128], want[300];
+
+	snprintf(dir, sizeof(dir), "%s", tmp_path("shared"));
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(want, sizeof(want),
+		 "directory %s is writable by others (mode 0777) and not sticky and owned by "
+		 "root",
+		 dir);
+	open_dir_listener(dir, 0777, -EPERM, want);
+	snprintf(want, sizeof(want),
+		 "directory %s is writable by others (mode 0770) and not sticky and owned by "
+		 "root",
+		 dir);
+	open_dir_listener(dir, 0770, -EPERM, want);
+	open_dir_listener(dir, 0755, 0, NULL);
+	/* /tmp's way: others may add files but not replace batond's. Only root's. */
+	if (geteuid() == 0) {
+		open_dir_listener(dir, 01777, 0, NULL);
+	} else {
+		snprintf(want, sizeof(want),
+			 "directory %s is writable by others (mode 1777) and not sticky and "
+			 "owned by root",
+			 dir);
+		open_dir_listener(dir, 01777, -EPERM, want);
+	}
+	/* Every directory on the way counts, not only the last. */
+	char inner[160];
+	snprintf(inner, sizeof(inner), "%s/inner", dir);
+	assert_int_equal(chmod(dir, 0700), 0);
+	assert_int_equal(mkdir(inner, 0700), 0);
+	assert_int_equal(chmod(dir, 0777), 0);
+	snprintf(want, sizeof(want),
+		 "directory %s is writable by others (mode 0777) and not sticky and owned by "
+		 "root",
+		 dir);
+	open_dir_listener(inner, 0700, -EPERM, want);
+	rmdir(inner);
+	rmdir(dir);
+}
+
+static void a_directory_of_another_user_is_refused(void **state)
+{
+	char dir[128], want[300];
+
+	if (geteuid() != 0)
+		skip(); /* only root can give a directory away */
+	snprintf(dir, sizeof(dir), "%s", tmp_path("theirs"));
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(chown(dir, 65534, 65534), 0);
+	snprintf(want, sizeof(want), "directory %s belongs to uid 65534, not to root", dir);
+	open_dir_listener(dir, 0755, -EPERM, want);
+	rmdir(dir);
+}
+
 /* ---- unix_path_claim ----------------------------------------------------- */
 
 static void claiming_a_missing_path_succeeds(void **state)
@@ -541,6 +739,12 @@ int main(void)
 	    T(a_live_unix_socket_file_is_refused),
 	    T(a_file_that_is_not_a_socket_is_refused),
 	    T(an_abstract_unix_listener_accepts_connections),
+	    T(a_unix_listener_is_born_with_its_mode_whatever_the_umask),
+	    T(a_socket_file_swapped_for_a_symlink_after_bind_changes_nothing_through_it),
+	    T(a_symlink_at_the_socket_path_is_refused_and_not_followed),
+	    T(a_symlink_among_the_directories_is_refused),
+	    T(a_directory_others_can_write_is_refused_unless_sticky_and_roots),
+	    T(a_directory_of_another_user_is_refused),
 	    T(claiming_a_missing_path_succeeds),
 	    T(claiming_probes_datagram_and_seqpacket_sockets_too),
 	    T(an_inherited_socket_matching_the_config_is_accepted),
