@@ -130,12 +130,39 @@ static void on_upgrade_done(void *userdata, int code, const char *text)
 		req_finish(req);
 }
 
+/* @name for a message: printable ASCII as is, any other byte as \xHH. */
+static void quote_name(char *buf, size_t cap, const uint8_t *name, size_t len)
+{
+	size_t used = 0;
+	for (size_t i = 0; i < len && i < PROTO_NAME_MAX && used + 8 < cap; i++) {
+		uint8_t b = name[i];
+		if (b > 0x20 && b < 0x7f && b != '"' && b != '\\')
+			buf[used++] = (char)b;
+		else
+			used += (size_t)snprintf(buf + used, cap - used, "\\x%02x", b);
+	}
+	snprintf(buf + used, cap - used, "%s", len > PROTO_NAME_MAX ? "..." : "");
+}
+
 static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 {
 	struct daemon *d = c->ctl->d;
 	const char *name = (const char *)m->payload;
+	size_t name_len = m->hdr.payload_bytes;
 	struct app *only = NULL;
-	if (name[0]) {
+	/* Checked as the config checks names: "web\0junk" must not mean "web". */
+	if (name_len > 0 && !proto_name_valid(name, name_len)) {
+		char shown[PROTO_NAME_MAX * 4 + 8], text[512];
+		quote_name(shown, sizeof(shown), m->payload, name_len);
+		snprintf(text, sizeof(text),
+			 "invalid app name \"%s\": names are 1 to %d characters of A-Z a-z 0-9 "
+			 "_ . -",
+			 shown, PROTO_NAME_MAX);
+		log_warn("control: %s", text);
+		conn_reply(c, m->hdr.request_id, EINVAL, text);
+		return;
+	}
+	if (name_len > 0) {
 		for (size_t i = 0; i < d->n_apps; i++)
 			if (strcmp(d->apps[i]->cfg->name, name) == 0)
 				only = d->apps[i];

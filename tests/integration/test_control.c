@@ -553,6 +553,105 @@ static void a_symlink_planted_at_the_control_socket_is_not_followed(void **state
 	batond_stop(&b);
 }
 
+static int connect_raw(const struct batond *b)
+{
+	int s = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, b->sock);
+	assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return s;
+}
+
+static void send_hello(int s)
+{
+	assert_int_equal(proto_send(s, MSG_HELLO, 0, 0, "test", 4, NULL, 0), 0);
+}
+
+static void expect_hello(int s)
+{
+	static struct proto_msg m;
+	assert_int_equal(recv_within(s, &m), 1);
+	assert_int_equal(m.hdr.type, MSG_HELLO);
+}
+
+/* One answer, its frames put together; *ret_frames counts them. */
+static char *read_answer(int s, uint32_t id, int32_t *ret_code, size_t *ret_len, int *ret_frames)
+{
+	static struct proto_msg m;
+	char *text = NULL;
+	size_t len = 0;
+	int frames = 0;
+	for (;;) {
+		assert_int_equal(recv_within(s, &m), 1);
+		assert_int_equal(m.hdr.type, MSG_CTL_REPLY);
+		assert_int_equal(m.hdr.request_id, id);
+		const char *part;
+		assert_int_equal(proto_parse_status(&m, ret_code, &part), 0);
+		size_t n = m.hdr.payload_bytes - 4;
+		text = realloc(text, len + n + 1);
+		memcpy(text + len, part, n);
+		len += n;
+		frames++;
+		if (!(m.hdr.flags & CTL_MORE))
+			break;
+	}
+	text[len] = 0;
+	*ret_len = len;
+	if (ret_frames)
+		*ret_frames = frames;
+	return text;
+}
+
+static void upgrade_raw(int s, uint32_t id, const char *name, size_t len, const char *want)
+{
+	assert_int_equal(proto_send(s, MSG_CTL_UPGRADE, CTL_FRAMES, id, name, len, NULL, 0), 0);
+	int32_t code;
+	size_t got_len;
+	char *text = read_answer(s, id, &code, &got_len, NULL);
+	assert_int_equal(code, EINVAL);
+	assert_string_equal(text, want);
+	free(text);
+}
+
+static void an_app_name_with_a_nul_or_a_byte_outside_the_alphabet_is_refused(void **state)
+{
+	struct batond b;
+	start_web(&b, "");
+	int s = connect_raw(&b);
+	send_hello(s);
+	expect_hello(s);
+	/* Before: "web\0junk" was taken for "web" and upgraded it. */
+	upgrade_raw(s, 7, "web\0junk", 8,
+		    "invalid app name \"web\\x00junk\": names are 1 to 64 characters of A-Z a-z "
+		    "0-9 _ . -");
+	upgrade_raw(s, 8, "web\n", 4,
+		    "invalid app name \"web\\x0a\": names are 1 to 64 characters of A-Z a-z 0-9 "
+		    "_ . -");
+	upgrade_raw(s, 9,
+		    "w\xc3\xa9"
+		    "b",
+		    4,
+		    "invalid app name \"w\\xc3\\xa9b\": names are 1 to 64 characters of A-Z a-z "
+		    "0-9 _ . -");
+	char longest[66];
+	memset(longest, 'a', 65);
+	longest[65] = 0;
+	char want[256];
+	snprintf(want, sizeof(want),
+		 "invalid app name \"%.64s...\": names are 1 to 64 characters of A-Z a-z 0-9 _ . "
+		 "-",
+		 longest);
+	upgrade_raw(s, 10, longest, 65, want);
+	close(s);
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "we b", NULL), 1);
+	assert_output(out, "invalid app name \"we\\x20b\"");
+	assert_true(batond_log_contains(&b, "control: invalid app name \"web\\x00junk\""));
+	assert_int_equal(app_status(&b, "web", "upgrades"), 0);
+	assert_int_equal(app_status(&b, "web", "serving"), 1);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -573,6 +672,7 @@ int main(void)
 	    harness_test(the_control_socket_is_born_with_its_mode_and_group),
 	    harness_test(a_control_socket_in_a_directory_others_can_write_is_refused),
 	    harness_test(a_symlink_planted_at_the_control_socket_is_not_followed),
+	    harness_test(an_app_name_with_a_nul_or_a_byte_outside_the_alphabet_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
