@@ -1,40 +1,55 @@
-/* batond.conf as text, before libconfuse sees it: read whole, comments blanked,
- * the line of each section title noted. Knows no option and no value; config.c
- * parses and checks those. */
+/* batond.conf's syntax: reads the file and parses its text into sections of
+ * assignments, every name and value with its line. Knows no option and no
+ * value: config.c gives them their meaning and checks them. */
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
-/* Where `listener NAME {`, `app NAME {` or `control {` starts. libconfuse only
- * knows the line of a section's closing brace. */
-struct section_mark {
-	const char *kind; /* "control", "listener" or "app" */
-	char *title;	  /* NULL for control */
+struct conf_value {
+	char *text; /* quotes and escapes removed, ${NAME} replaced */
 	int line;
 };
 
-struct section_marks {
-	struct section_mark *marks; /* in the order of the file */
-	size_t n_marks;
+/* NAME = VALUE, NAME = { VALUE, ... } or NAME += ... */
+struct conf_assignment {
+	char *name;
+	int line;
+	bool append;  /* += */
+	bool is_list; /* written in braces */
+	struct conf_value *values;
+	size_t n_values;
 };
 
-/* Receives each problem found in the text, as a printf format and its arguments. */
+/* KIND { ... } or KIND TITLE { ... } */
+struct conf_section {
+	char *kind;  /* NULL for what stands outside any section */
+	char *title; /* NULL if none was written */
+	int line;    /* of the section's first token */
+	struct conf_assignment *assignments;
+	size_t n_assignments;
+};
+
+struct conf_file {
+	struct conf_section top; /* assignments outside any section */
+	struct conf_section *sections;
+	size_t n_sections;
+};
+
+/* Receives a syntax error, as a printf format and its arguments. */
 typedef void config_text_report_fn(void *userdata, int line, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
-/* Reads @path whole into *ret, NUL-terminated; the caller frees it. Returns 0,
- * -EFBIG if the file is larger than 4 MiB, -EBADMSG if it contains a NUL byte,
- * or another -errno; *ret is untouched on failure. */
-int config_text_read(const char *path, char **ret);
+/* Reads @path whole into *ret (NUL-terminated, NUL bytes within kept) and its
+ * length into *ret_len; the caller frees it. Returns 0, -EFBIG if the file is
+ * larger than 4 MiB, or another -errno; nothing is returned on failure. */
+int config_text_read(const char *path, char **ret, size_t *ret_len);
 
-/* Blanks every comment in @text in place, newlines kept, so that libconfuse
- * counts lines right, and appends each section's first line to @sections
- * (zeroed by the caller; free it with config_text_sections_free(), on failure
- * too). An unterminated comment, a duplicate section and a section left open
- * at the end of the file go to @report. Returns 0, or -ENOMEM when a mark could
- * not be stored; the text is blanked all the same. */
-int config_text_prepare(char *text, struct section_marks *sections, config_text_report_fn *report,
-			void *userdata);
+/* Parses the @len bytes of @text into @file (zeroed by the caller; free it with
+ * config_text_free(), on failure too). The first syntax error goes to @report
+ * and ends the parse. Returns 0, -EINVAL after a syntax error, or -ENOMEM. */
+int config_text_parse(const char *text, size_t len, struct conf_file *file,
+		      config_text_report_fn *report, void *userdata);
 
-void config_text_sections_free(struct section_marks *sections);
+void config_text_free(struct conf_file *file);

@@ -1,32 +1,27 @@
-/* batond.conf: reads it with libconfuse into struct config and checks every
- * value, reporting each problem as FILE:LINE: message. The text libconfuse
- * parses comes from config-text.c. Opens no socket, starts nothing, and only
- * parses addresses (listener.c binds them). */
+/* batond.conf: gives the sections and assignments that config-text.c parsed
+ * their meaning, from one table of options per section, and checks every
+ * value, reporting each problem as FILE:LINE: message. Opens no socket and
+ * starts nothing; it only parses addresses (listener.c binds them) and looks
+ * up the control group and listener owners, so that --check finds what the
+ * start would. */
 #include "config.h"
 #include "config-text.h"
+#include "parse.h"
 
-#include <confuse.h>
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/un.h>
 
 #define DEFAULT_CONTROL_SOCKET "/run/baton/batond.sock"
 #define NAME_MAX_LEN	       64
+#define TAG_MAX_LEN	       64	   /* PROTO_TAG_MAX: a tag travels in each conn record */
 #define MAX_SECONDS	       31536000ULL /* a year: beyond it, a timeout is a typo */
 #define USEC_PER_SEC	       1000000ULL
-
-/* The line of each value libconfuse stored, keyed by the option instance. */
-struct value_line {
-	const cfg_opt_t *opt;
-	unsigned index;
-	int line;
-};
+#define MAX_OPTIONS	       16
 
 struct load_error {
 	int line;
@@ -36,38 +31,71 @@ struct load_error {
 
 struct loader {
 	const char *path;
-	struct section_marks sections; /* from config-text.c */
-	struct value_line *lines;
-	size_t n_lines;
-	const cfg_opt_t *last_list_opt;
-	unsigned last_list_count;
+	struct config *c;
 	struct load_error *errors;
 	size_t n_errors;
 	bool oom;
 };
 
-/* libconfuse callbacks carry no user pointer: they find their loader here. */
-static __thread struct loader *active_loader;
+/* One section being loaded: where each of its options was set. */
+struct section_state {
+	struct loader *ld;
+	char *what; /* `app "web"`, for messages */
+	int line;   /* of the section */
+	const struct conf_assignment *first[MAX_OPTIONS], *last[MAX_OPTIONS];
+	size_t n_values[MAX_OPTIONS];
+};
 
-static void *grow(struct loader *ld, void *array, size_t n, size_t size)
+struct option;
+
+/* Converts @n values of option @o and stores them in @obj, the section's
+ * struct, reporting each bad one. A scalar gets one value at a time (the
+ * default first); a list gets each assignment's values, to append. */
+typedef void store_fn(struct section_state *st, const struct option *o,
+		      const struct conf_value *values, size_t n, void *obj);
+
+struct option {
+	const char *name;
+	bool list;
+	const char *def; /* the default, as it would be written; NULL: none */
+	store_fn *store;
+	size_t offset;		     /* of the field in the section's struct */
+	unsigned long long min, max; /* numbers; durations in microseconds */
+	const char *const *choices;  /* NULL-terminated */
+};
+
+/* ---- Errors -------------------------------------------------------------- */
+
+/* Values are quoted in messages as written: a control character in one would
+ * break the message's one line. */
+static char *escape_controls(char *text)
 {
-	void *p = reallocarray(array, n + 1, size);
+	size_t n = 0, len = strlen(text);
+	char *out, *q;
 
-	if (!p)
-		ld->oom = true;
-	return p;
-}
-
-static char *dup_or_oom(struct loader *ld, const char *s)
-{
-	char *copy;
-
-	if (!s)
+	for (const char *p = text; *p; p++)
+		n += (unsigned char)*p < 0x20 || *p == 0x7f;
+	if (n == 0)
+		return text;
+	out = malloc(len + n * 3 + 1);
+	if (!out) {
+		free(text);
 		return NULL;
-	copy = strdup(s);
-	if (!copy)
-		ld->oom = true;
-	return copy;
+	}
+	q = out;
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if (*p == '\n')
+			q += sprintf(q, "\\n");
+		else if (*p == '\t')
+			q += sprintf(q, "\\t");
+		else if (*p < 0x20 || *p == 0x7f)
+			q += sprintf(q, "\\x%02x", *p);
+		else
+			*q++ = (char)*p;
+	}
+	*q = '\0';
+	free(text);
+	return out;
 }
 
 static void vreport(struct loader *ld, int line, const char *fmt, va_list ap)
@@ -78,12 +106,13 @@ static void vreport(struct loader *ld, int line, const char *fmt, va_list ap)
 	struct load_error *errors;
 	char *text;
 
-	if (vasprintf(&text, fmt, ap) < 0) {
+	if (vasprintf(&text, fmt, ap) < 0 || !(text = escape_controls(text))) {
 		ld->oom = true;
 		return;
 	}
-	errors = grow(ld, ld->errors, ld->n_errors, sizeof(*errors));
+	errors = reallocarray(ld->errors, ld->n_errors + 1, sizeof(*errors));
 	if (!errors) {
+		ld->oom = true;
 		free(text);
 		return;
 	}
@@ -104,11 +133,11 @@ static void report(struct loader *ld, int line, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* config_text_report_fn: the text's problems join the loader's, in order. */
-static void report_text_problem(void *userdata, int line, const char *fmt, va_list ap)
+/* config_text_report_fn: a syntax error joins the others. */
+static void report_syntax_error(void *userdata, int line, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
-static void report_text_problem(void *userdata, int line, const char *fmt, va_list ap)
+static void report_syntax_error(void *userdata, int line, const char *fmt, va_list ap)
 {
 	vreport(userdata, line, fmt, ap);
 }
@@ -124,319 +153,184 @@ static int error_order(const void *a, const void *b)
 
 static void flush_errors(struct loader *ld, FILE *out)
 {
+	if (!out)
+		return;
 	qsort(ld->errors, ld->n_errors, sizeof(*ld->errors), error_order);
-	for (size_t i = 0; i < ld->n_errors; i++) {
-		if (!out)
-			continue;
-		if (ld->errors[i].line > 0)
-			fprintf(out, "%s:%d: %s\n", ld->path, ld->errors[i].line,
-				ld->errors[i].text);
-		else
-			fprintf(out, "%s: %s\n", ld->path, ld->errors[i].text);
-	}
-	if (ld->oom && out)
+	for (size_t i = 0; i < ld->n_errors; i++)
+		fprintf(out, "%s:%d: %s\n", ld->path, ld->errors[i].line, ld->errors[i].text);
+	if (ld->oom)
 		fprintf(out, "%s: out of memory\n", ld->path);
 }
 
-/* ---- libconfuse callbacks ------------------------------------------------ */
-
-static const char *section_context(cfg_t *sec, char *buf, size_t len)
+static char *dup_or_oom(struct loader *ld, const char *s)
 {
-	if (sec->title)
-		snprintf(buf, len, "%s \"%s\": ", sec->name, sec->title);
-	else if (strcmp(sec->name, "root") != 0)
-		snprintf(buf, len, "%s: ", sec->name);
-	else
-		buf[0] = '\0';
-	return buf;
-}
-
-static void on_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
-    __attribute__((format(printf, 2, 0)));
-
-static void on_confuse_error(cfg_t *cfg, const char *fmt, va_list ap)
-{
-	static const char unknown[] = "no such option '";
-	struct loader *ld = active_loader;
-	char msg[512], context[160];
-	size_t len;
-
-	if (!ld)
-		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	section_context(cfg, context, sizeof(context));
-	len = strlen(msg);
-	if (strncmp(msg, unknown, sizeof(unknown) - 1) == 0 && msg[len - 1] == '\'')
-		report(ld, cfg->line, "%sunknown option \"%.*s\"", context,
-		       (int)(len - sizeof(unknown)), msg + sizeof(unknown) - 1);
-	else
-		report(ld, cfg->line, "%s%s", context, msg);
-}
-
-/* Called by libconfuse right after it stores a value (and once more at the
- * closing brace of a list), with cfg->line still on that value's line. */
-static int remember_line(cfg_t *cfg, cfg_opt_t *opt)
-{
-	struct loader *ld = active_loader;
-	struct value_line *lines;
-	unsigned index = 0;
-
-	if (!ld || opt->nvalues == 0)
-		return 0;
-	if (opt->flags & CFGF_LIST) {
-		if (ld->last_list_opt == opt && ld->last_list_count == opt->nvalues)
-			return 0; /* the closing brace */
-		ld->last_list_opt = opt;
-		ld->last_list_count = opt->nvalues;
-		index = opt->nvalues - 1;
-	}
-	lines = grow(ld, ld->lines, ld->n_lines, sizeof(*lines));
-	if (!lines)
-		return 0;
-	ld->lines = lines;
-	lines[ld->n_lines++] = (struct value_line){opt, index, cfg->line};
-	return 0;
-}
-
-static int section_line(struct loader *ld, cfg_t *sec)
-{
-	for (size_t i = ld->sections.n_marks; i-- > 0;) {
-		const struct section_mark *m = &ld->sections.marks[i];
-
-		if (strcmp(m->kind, sec->name) == 0 &&
-		    (!sec->title || (m->title && strcmp(m->title, sec->title) == 0)))
-			return m->line;
-	}
-	return sec->line;
-}
-
-/* The line of value @index of option @name, else of the section. */
-static int value_line(struct loader *ld, cfg_t *sec, const char *name, unsigned index)
-{
-	const cfg_opt_t *opt = cfg_getopt(sec, name);
-
-	for (size_t i = ld->n_lines; opt && i-- > 0;)
-		if (ld->lines[i].opt == opt && ld->lines[i].index == index)
-			return ld->lines[i].line;
-	return section_line(ld, sec);
-}
-
-/* ---- Values -------------------------------------------------------------- */
-
-static bool parse_decimal(const char *s, unsigned long long *ret)
-{
-	unsigned long long v = 0;
-
-	if (!*s)
-		return false;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9' || v > (ULLONG_MAX - 9) / 10)
-			return false;
-		v = v * 10 + (unsigned)(*s - '0');
-	}
-	*ret = v;
-	return true;
-}
-
-static bool get_number(struct loader *ld, cfg_t *sec, const char *what, const char *opt,
-		       unsigned long long min, unsigned long long max, unsigned long long *ret)
-{
-	const char *s = cfg_getstr(sec, opt);
-	unsigned long long v;
-
-	if (!parse_decimal(s, &v)) {
-		report(ld, value_line(ld, sec, opt, 0), "%s: %s: \"%s\" is not a number", what, opt,
-		       s);
-		return false;
-	}
-	if (v < min || v > max) {
-		report(ld, value_line(ld, sec, opt, 0), "%s: %s: %s is out of range %llu..%llu",
-		       what, opt, s, min, max);
-		return false;
-	}
-	*ret = v;
-	return true;
-}
-
-/* Seconds, whole or with up to microsecond precision ("30", "0.5"). */
-static bool get_seconds(struct loader *ld, cfg_t *sec, const char *what, const char *opt,
-			bool zero_ok, uint64_t *ret_usec)
-{
-	const char *s = cfg_getstr(sec, opt);
-	unsigned long long whole = 0, frac = 0;
-	char int_part[24], frac_part[7] = "000000";
-	size_t n = strspn(s, "0123456789");
-
-	if (n == 0 || n >= sizeof(int_part) ||
-	    (s[n] && (s[n] != '.' || !s[n + 1] || s[n + 1 + strspn(s + n + 1, "0123456789")]))) {
-		report(ld, value_line(ld, sec, opt, 0), "%s: %s: \"%s\" is not a number of seconds",
-		       what, opt, s);
-		return false;
-	}
-	memcpy(int_part, s, n);
-	int_part[n] = '\0';
-	if (s[n] == '.')
-		memcpy(frac_part, s + n + 1, strnlen(s + n + 1, 6));
-	parse_decimal(int_part, &whole);
-	parse_decimal(frac_part, &frac);
-	if (whole > MAX_SECONDS || (whole == MAX_SECONDS && frac > 0) ||
-	    (!zero_ok && whole == 0 && frac == 0)) {
-		report(ld, value_line(ld, sec, opt, 0),
-		       "%s: %s: %s is out of range %s..%llu seconds", what, opt, s,
-		       zero_ok ? "0" : "0.000001", MAX_SECONDS);
-		return false;
-	}
-	*ret_usec = whole * USEC_PER_SEC + frac;
-	return true;
-}
-
-/* One of @names (NULL-terminated); *ret is its index. */
-static bool get_choice(struct loader *ld, cfg_t *sec, const char *what, const char *opt,
-		       const char *const *names, int *ret)
-{
-	const char *s = cfg_getstr(sec, opt);
-	char list[160] = "";
-
-	for (int i = 0; names[i]; i++) {
-		if (strcmp(s, names[i]) == 0) {
-			*ret = i;
-			return true;
-		}
-	}
-	for (int i = 0; names[i]; i++) {
-		strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
-		strncat(list, names[i], sizeof(list) - strlen(list) - 1);
-	}
-	report(ld, value_line(ld, sec, opt, 0), "%s: %s: \"%s\" is not one of %s", what, opt, s,
-	       list);
-	return false;
-}
-
-static bool get_bool(struct loader *ld, cfg_t *sec, const char *what, const char *opt, bool *ret)
-{
-	static const char *const names[] = {"false", "true", "no", "yes", "off", "on", NULL};
-	const char *s = cfg_getstr(sec, opt);
-
-	for (int i = 0; names[i]; i++) {
-		if (strcasecmp(s, names[i]) == 0) {
-			*ret = i % 2;
-			return true;
-		}
-	}
-	report(ld, value_line(ld, sec, opt, 0), "%s: %s: \"%s\" is not one of true, false", what,
-	       opt, s);
-	return false;
-}
-
-/* Octal, as chmod spells it ("0660" or "660"); unset stays 0. */
-static bool get_mode(struct loader *ld, cfg_t *sec, const char *what, const char *opt, mode_t *ret)
-{
-	const char *s = cfg_getstr(sec, opt);
-	unsigned long v = 0;
+	char *copy;
 
 	if (!s)
-		return true;
-	if (!*s || strlen(s) > 5 || s[strspn(s, "01234567")]) {
-		report(ld, value_line(ld, sec, opt, 0), "%s: %s: \"%s\" is not an octal file mode",
-		       what, opt, s);
-		return false;
-	}
-	v = strtoul(s, NULL, 8);
-	if (v > 07777) {
-		report(ld, value_line(ld, sec, opt, 0), "%s: %s: \"%s\" is not an octal file mode",
-		       what, opt, s);
-		return false;
-	}
-	*ret = (mode_t)v;
-	return true;
-}
-
-static bool get_signal(struct loader *ld, cfg_t *sec, const char *what, int *ret)
-{
-	static const struct {
-		const char *name;
-		int signo;
-	} signals[] = {{"TERM", SIGTERM}, {"INT", SIGINT},   {"QUIT", SIGQUIT},
-		       {"HUP", SIGHUP},	  {"USR1", SIGUSR1}, {"USR2", SIGUSR2}};
-	const char *s = cfg_getstr(sec, "stop-signal");
-	const char *name = strncasecmp(s, "SIG", 3) == 0 ? s + 3 : s;
-
-	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
-		if (strcasecmp(name, signals[i].name) == 0) {
-			*ret = signals[i].signo;
-			return true;
-		}
-	}
-	report(ld, value_line(ld, sec, "stop-signal", 0),
-	       "%s: stop-signal: \"%s\" is not one of TERM, INT, QUIT, HUP, USR1, USR2", what, s);
-	return false;
-}
-
-/* Names end up in LISTEN_FDNAMES (':'-separated) and on command lines. */
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-
-	return n >= 1 && n <= NAME_MAX_LEN &&
-	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
-}
-
-static void check_name(struct loader *ld, cfg_t *sec)
-{
-	if (!valid_name(sec->title))
-		report(ld, section_line(ld, sec),
-		       "%s \"%s\": name must be 1 to %d characters of A-Z a-z 0-9 _ . -", sec->name,
-		       sec->title, NAME_MAX_LEN);
-}
-
-static void free_list(char **v)
-{
-	for (size_t i = 0; v && v[i]; i++)
-		free(v[i]);
-	free(v);
-}
-
-/* NULL-terminated copy of a string list; always an array, maybe empty. */
-static char **get_list(struct loader *ld, cfg_t *sec, const char *opt)
-{
-	unsigned n = cfg_size(sec, opt);
-	char **v = calloc(n + 1, sizeof(char *));
-
-	if (!v) {
-		ld->oom = true;
 		return NULL;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		v[i] = dup_or_oom(ld, cfg_getnstr(sec, opt, i));
-		if (!v[i]) {
-			free_list(v);
-			return NULL;
-		}
-	}
-	return v;
+	copy = strdup(s);
+	if (!copy)
+		ld->oom = true;
+	return copy;
 }
 
-/* ---- Sections ------------------------------------------------------------ */
-
-static void load_control(struct loader *ld, cfg_t *root, struct config *c)
+/* The line of option @i's (last) value, else of the section. */
+static int value_line(const struct section_state *st, size_t i)
 {
-	cfg_t *sec = cfg_getsec(root, "control");
-	const char *path = cfg_getstr(sec, "socket");
-	const char *group = cfg_getstr(sec, "group");
+	const struct conf_assignment *a = st->last[i];
+
+	if (!a)
+		return st->line;
+	return a->n_values ? a->values[0].line : a->line;
+}
+
+/* ---- Converting values --------------------------------------------------- */
+
+static void *field(void *obj, const struct option *o)
+{
+	return (char *)obj + o->offset;
+}
+
+static bool convert_number(struct section_state *st, const struct option *o,
+			   const struct conf_value *v, unsigned long long *ret)
+{
+	int r = parse_unsigned(v->text, o->min, o->max, ret);
+
+	if (r == -ERANGE)
+		report(st->ld, v->line, "%s: %s: %s is out of range %llu..%llu", st->what, o->name,
+		       v->text, o->min, o->max);
+	else if (r < 0)
+		report(st->ld, v->line, "%s: %s: \"%s\" is not a number", st->what, o->name,
+		       v->text);
+	return r == 0;
+}
+
+static void store_unsigned(struct section_state *st, const struct option *o,
+			   const struct conf_value *v, size_t n, void *obj)
+{
+	unsigned long long number;
+
+	if (convert_number(st, o, v, &number))
+		*(unsigned *)field(obj, o) = (unsigned)number;
+}
+
+static void store_int(struct section_state *st, const struct option *o, const struct conf_value *v,
+		      size_t n, void *obj)
+{
+	unsigned long long number;
+
+	if (convert_number(st, o, v, &number))
+		*(int *)field(obj, o) = (int)number;
+}
+
+static void store_seconds(struct section_state *st, const struct option *o,
+			  const struct conf_value *v, size_t n, void *obj)
+{
+	int r = parse_seconds_usec(v->text, o->min, o->max, field(obj, o));
+
+	if (r == -ERANGE)
+		report(st->ld, v->line, "%s: %s: %s is out of range %s..%llu seconds", st->what,
+		       o->name, v->text, o->min ? "0.000001" : "0", o->max / USEC_PER_SEC);
+	else if (r < 0)
+		report(st->ld, v->line, "%s: %s: \"%s\" is not a number of seconds", st->what,
+		       o->name, v->text);
+}
+
+static void store_choice(struct section_state *st, const struct option *o,
+			 const struct conf_value *v, size_t n, void *obj)
+{
+	int i = parse_choice(v->text, o->choices);
+	char list[160] = "";
+
+	if (i >= 0) {
+		*(int *)field(obj, o) = i;
+		return;
+	}
+	for (i = 0; o->choices[i]; i++) {
+		strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
+		strncat(list, o->choices[i], sizeof(list) - strlen(list) - 1);
+	}
+	report(st->ld, v->line, "%s: %s: \"%s\" is not one of %s", st->what, o->name, v->text,
+	       list);
+}
+
+static void store_bool(struct section_state *st, const struct option *o, const struct conf_value *v,
+		       size_t n, void *obj)
+{
+	if (parse_bool(v->text, field(obj, o)) < 0)
+		report(st->ld, v->line, "%s: %s: \"%s\" is not one of true, false", st->what,
+		       o->name, v->text);
+}
+
+static void store_mode(struct section_state *st, const struct option *o, const struct conf_value *v,
+		       size_t n, void *obj)
+{
+	if (parse_file_mode(v->text, field(obj, o)) < 0)
+		report(st->ld, v->line, "%s: %s: \"%s\" is not an octal file mode", st->what,
+		       o->name, v->text);
+}
+
+static void store_signal(struct section_state *st, const struct option *o,
+			 const struct conf_value *v, size_t n, void *obj)
+{
+	if (parse_signal(v->text, field(obj, o)) < 0)
+		report(st->ld, v->line, "%s: %s: \"%s\" is not one of %s", st->what, o->name,
+		       v->text, parse_signal_names);
+}
+
+static void store_string(struct section_state *st, const struct option *o,
+			 const struct conf_value *v, size_t n, void *obj)
+{
+	char **s = field(obj, o);
+
+	free(*s);
+	*s = dup_or_oom(st->ld, v->text);
+}
+
+static void store_control_socket(struct section_state *st, const struct option *o,
+				 const struct conf_value *v, size_t n, void *obj)
+{
 	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
 
-	if (path[0] != '/')
-		report(ld, value_line(ld, sec, "socket", 0),
-		       "control: socket: \"%s\" is not an absolute path", path);
-	else if (strlen(path) > max)
-		report(ld, value_line(ld, sec, "socket", 0),
-		       "control: socket: \"%s\" is too long (at most %zu bytes)", path, max);
-	get_mode(ld, sec, "control", "mode", &c->control_mode);
-	if (group && (!*group || strchr(group, ':')))
-		report(ld, value_line(ld, sec, "group", 0),
-		       "control: group: \"%s\" is not a group name", group);
-	c->control_socket = dup_or_oom(ld, path);
-	c->control_group = dup_or_oom(ld, group);
+	if (v->text[0] != '/')
+		report(st->ld, v->line, "control: socket: \"%s\" is not an absolute path", v->text);
+	else if (strlen(v->text) > max)
+		report(st->ld, v->line, "control: socket: \"%s\" is too long (at most %zu bytes)",
+		       v->text, max);
+	store_string(st, o, v, n, obj);
+}
+
+/* The control socket's group, by name as control.c looks it up: it must exist
+ * now, not only when control.c makes the socket, so that --check and a reload
+ * catch a missing one. */
+static void store_control_group(struct section_state *st, const struct option *o,
+				const struct conf_value *v, size_t n, void *obj)
+{
+	struct config *c = obj;
+	int r = -EINVAL;
+
+	if (*v->text && !strchr(v->text, ':'))
+		r = lookup_group(v->text, &c->control_gid);
+	if (r == -EINVAL)
+		report(st->ld, v->line, "control: group: \"%s\" is not a group name", v->text);
+	else if (r == -ENOENT)
+		report(st->ld, v->line, "control: group: no such group \"%s\"", v->text);
+	else if (r < 0)
+		report(st->ld, v->line, "control: group: \"%s\": %s", v->text, strerror(-r));
+	store_string(st, o, v, n, obj);
+}
+
+static void store_address(struct section_state *st, const struct option *o,
+			  const struct conf_value *v, size_t n, void *obj)
+{
+	struct listener_cfg *l = obj;
+	char err[128];
+
+	if (listen_addr_parse(v->text, &l->addr, err, sizeof(err)) < 0) {
+		l->addr = (struct listen_addr){0};
+		report(st->ld, v->line, "%s: address \"%s\": %s", st->what, v->text, err);
+	}
+	store_string(st, o, v, n, obj);
 }
 
 /* "user", "user:group", "user:" or ":group", as chown(1) takes them. */
@@ -447,66 +341,61 @@ static bool valid_owner(const char *s)
 	return *s && strcmp(s, ":") != 0 && (!colon || !strchr(colon + 1, ':'));
 }
 
-static void load_listener(struct loader *ld, cfg_t *sec, struct config *c, struct listener_cfg *l)
+static void store_owner(struct section_state *st, const struct option *o,
+			const struct conf_value *v, size_t n, void *obj)
 {
-	const char *address = cfg_getstr(sec, "address");
-	const char *owner = cfg_getstr(sec, "owner");
-	const char *tag = cfg_getstr(sec, "tag");
-	unsigned long long backlog;
-	bool parsed = false, unix_path;
-	char what[NAME_MAX_LEN * 2 + 16], err[128];
+	if (!valid_owner(v->text))
+		report(st->ld, v->line, "%s: owner: \"%s\" is not USER, USER:GROUP or :GROUP",
+		       st->what, v->text);
+	store_string(st, o, v, n, obj);
+}
 
-	snprintf(what, sizeof(what), "listener \"%s\"", sec->title);
-	l->name = dup_or_oom(ld, sec->title);
-	l->line = section_line(ld, sec);
-	check_name(ld, sec);
+static void store_tag(struct section_state *st, const struct option *o, const struct conf_value *v,
+		      size_t n, void *obj)
+{
+	if (!*v->text || strlen(v->text) > TAG_MAX_LEN)
+		report(st->ld, v->line, "%s: tag: must be 1 to %d bytes", st->what, TAG_MAX_LEN);
+	store_string(st, o, v, n, obj);
+}
 
-	if (!address) {
-		report(ld, l->line, "%s: address is required", what);
-	} else if (listen_addr_parse(address, &l->addr, err, sizeof(err)) < 0) {
-		report(ld, value_line(ld, sec, "address", 0), "%s: address \"%s\": %s", what,
-		       address, err);
-	} else {
-		parsed = true;
+static void free_list(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Appends the @n values to the NULL-terminated *@list (made if NULL); returns
+ * the index of the first one appended, or -1 out of memory. */
+static ssize_t append_list(struct section_state *st, char ***list, const struct conf_value *values,
+			   size_t n)
+{
+	char **v = *list;
+	size_t len = 0, added = 0;
+
+	while (v && v[len])
+		len++;
+	v = reallocarray(v, len + n + 1, sizeof(*v));
+	if (!v) {
+		st->ld->oom = true;
+		return -1;
 	}
-	l->address = dup_or_oom(ld, address);
+	*list = v;
+	while (added < n && (v[len + added] = dup_or_oom(st->ld, values[added].text)))
+		added++;
+	v[len + added] = NULL;
+	return added == n ? (ssize_t)len : -1;
+}
 
-	if (get_number(ld, sec, what, "backlog", 1, INT_MAX, &backlog))
-		l->backlog = (int)backlog;
-	get_bool(ld, sec, what, "reuseport", &l->reuseport);
-	get_mode(ld, sec, what, "mode", &l->mode);
-	if (owner && !valid_owner(owner))
-		report(ld, value_line(ld, sec, "owner", 0),
-		       "%s: owner: \"%s\" is not USER, USER:GROUP or :GROUP", what, owner);
-	l->owner = dup_or_oom(ld, owner);
-	if (tag && (!*tag || strlen(tag) > 64)) /* PROTO_TAG_MAX: it travels in each conn record */
-		report(ld, value_line(ld, sec, "tag", 0), "%s: tag: must be 1 to 64 bytes", what);
-	l->tag = dup_or_oom(ld, tag);
-	if (!parsed)
-		return;
+static void store_exec(struct section_state *st, const struct option *o,
+		       const struct conf_value *values, size_t n, void *obj)
+{
+	struct app_cfg *app = obj;
+	ssize_t first = append_list(st, &app->argv, values, n);
 
-	unix_path = l->addr.family == AF_UNIX && !l->addr.abstract;
-	if (l->reuseport && l->addr.family == AF_UNIX)
-		report(ld, value_line(ld, sec, "reuseport", 0),
-		       "%s: reuseport applies only to tcp and udp listeners", what);
-	if (cfg_getstr(sec, "mode") && !unix_path)
-		report(ld, value_line(ld, sec, "mode", 0),
-		       "%s: mode applies only to unix socket paths", what);
-	if (owner && !unix_path)
-		report(ld, value_line(ld, sec, "owner", 0),
-		       "%s: owner applies only to unix socket paths", what);
-
-	for (struct listener_cfg *other = c->listeners; other < l; other++) {
-		if (other->addr.family == l->addr.family &&
-		    other->addr.socktype == l->addr.socktype &&
-		    other->addr.sa_len == l->addr.sa_len &&
-		    memcmp(&other->addr.sa, &l->addr.sa, l->addr.sa_len) == 0) {
-			report(ld, value_line(ld, sec, "address", 0),
-			       "%s: address \"%s\" is also used by listener \"%s\" (line %d)", what,
-			       address, other->name, other->line);
-			break;
-		}
-	}
+	if (first == 0 && n > 0 && app->argv[0] && app->argv[0][0] != '/')
+		report(st->ld, values[0].line, "%s: exec: \"%s\" is not an absolute path", st->what,
+		       values[0].text);
 }
 
 static bool reserved_env(const char *entry)
@@ -520,119 +409,385 @@ static bool reserved_env(const char *entry)
 	return false;
 }
 
-static void load_app_listeners(struct loader *ld, cfg_t *sec, const char *what,
-			       const struct config *c, struct app_cfg *app)
+static void store_environment(struct section_state *st, const struct option *o,
+			      const struct conf_value *values, size_t n, void *obj)
 {
-	unsigned n = cfg_size(sec, "listeners");
+	struct app_cfg *app = obj;
 
-	if (n == 0)
-		report(ld, value_line(ld, sec, "listeners", 0),
-		       "%s: listeners: at least one listener is required", what);
-	app->listener_idx = calloc(n ? n : 1, sizeof(size_t));
-	if (!app->listener_idx) {
-		ld->oom = true;
+	if (append_list(st, &app->environment, values, n) < 0)
 		return;
-	}
-	for (unsigned i = 0; i < n; i++) {
-		const char *name = cfg_getnstr(sec, "listeners", i);
-		size_t idx = 0;
-		bool listed = false;
+	for (size_t i = 0; i < n; i++) {
+		const char *entry = values[i].text;
 
-		while (idx < c->n_listeners && strcmp(c->listeners[idx].name, name) != 0)
-			idx++;
-		for (size_t j = 0; j < app->n_listeners; j++)
-			listed = listed || app->listener_idx[j] == idx;
-		if (idx == c->n_listeners)
-			report(ld, value_line(ld, sec, "listeners", i),
-			       "%s: unknown listener \"%s\"", what, name);
-		else if (listed)
-			report(ld, value_line(ld, sec, "listeners", i),
-			       "%s: listener \"%s\" is listed twice", what, name);
-		else
-			app->listener_idx[app->n_listeners++] = idx;
+		if (entry[0] == '=' || !strchr(entry, '='))
+			report(st->ld, values[i].line, "%s: environment: \"%s\" is not NAME=VALUE",
+			       st->what, entry);
+		else if (reserved_env(entry))
+			report(st->ld, values[i].line, "%s: environment: \"%.*s\" is set by batond",
+			       st->what, (int)strcspn(entry, "="), entry);
 	}
 }
 
-static void load_app(struct loader *ld, cfg_t *sec, const struct config *c, struct app_cfg *app)
+/* Names of listeners, kept as indexes into config.listeners: every listener
+ * section is loaded before any app. */
+static void store_app_listeners(struct section_state *st, const struct option *o,
+				const struct conf_value *values, size_t n, void *obj)
 {
-	static const char *const ready_names[] = {"notify", "immediate", NULL};
-	static const char *const mode_names[] = {"inherit", "dispatch", NULL};
-	static const char *const policy_names[] = {"least-loaded", "round-robin", "sticky", NULL};
-	static const char *const kill_mode_names[] = {"mixed", "group", NULL};
-	unsigned long long number;
-	char what[NAME_MAX_LEN * 2 + 16];
-	int choice;
+	const struct config *c = st->ld->c;
+	struct app_cfg *app = obj;
+	size_t *idx = reallocarray(app->listener_idx, app->n_listeners + n + 1, sizeof(*idx));
 
-	snprintf(what, sizeof(what), "app \"%s\"", sec->title);
-	app->name = dup_or_oom(ld, sec->title);
-	app->line = section_line(ld, sec);
-	check_name(ld, sec);
-
-	app->argv = get_list(ld, sec, "exec");
-	if (app->argv && !app->argv[0])
-		report(ld, app->line, "%s: exec is required", what);
-	else if (app->argv && app->argv[0][0] != '/')
-		report(ld, value_line(ld, sec, "exec", 0),
-		       "%s: exec: \"%s\" is not an absolute path", what, app->argv[0]);
-
-	load_app_listeners(ld, sec, what, c, app);
-
-	if (get_number(ld, sec, what, "workers", 1, 1024, &number))
-		app->workers = (unsigned)number;
-	if (get_choice(ld, sec, what, "ready", ready_names, &choice))
-		app->ready = (enum ready_mode)choice;
-	get_seconds(ld, sec, what, "ready-timeout", false, &app->ready_timeout_usec);
-	get_seconds(ld, sec, what, "drain-timeout", true, &app->drain_timeout_usec);
-	get_signal(ld, sec, what, &app->stop_signal);
-	if (get_choice(ld, sec, what, "kill-mode", kill_mode_names, &choice))
-		app->kill_mode = (enum kill_mode)choice;
-
-	app->environment = get_list(ld, sec, "environment");
-	for (size_t i = 0; app->environment && app->environment[i]; i++) {
-		const char *entry = app->environment[i];
-
-		if (entry[0] == '=' || !strchr(entry, '='))
-			report(ld, value_line(ld, sec, "environment", (unsigned)i),
-			       "%s: environment: \"%s\" is not NAME=VALUE", what, entry);
-		else if (reserved_env(entry))
-			report(ld, value_line(ld, sec, "environment", (unsigned)i),
-			       "%s: environment: \"%.*s\" is set by batond", what,
-			       (int)strcspn(entry, "="), entry);
+	if (!idx) {
+		st->ld->oom = true;
+		return;
 	}
+	app->listener_idx = idx;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		bool listed = false;
 
-	if (get_choice(ld, sec, what, "mode", mode_names, &choice))
-		app->mode = (enum serve_mode)choice;
-	if (get_choice(ld, sec, what, "policy", policy_names, &choice))
-		app->policy = (enum dispatch_policy)choice;
-	if (get_number(ld, sec, what, "hold-max", 0, 1000000, &number))
-		app->hold_max = (unsigned)number;
-	get_seconds(ld, sec, what, "hold-timeout", false, &app->hold_timeout_usec);
+		while (k < c->n_listeners && strcmp(c->listeners[k].name, values[i].text) != 0)
+			k++;
+		for (size_t j = 0; j < app->n_listeners; j++)
+			listed = listed || idx[j] == k;
+		if (k == c->n_listeners)
+			report(st->ld, values[i].line, "%s: unknown listener \"%s\"", st->what,
+			       values[i].text);
+		else if (listed)
+			report(st->ld, values[i].line, "%s: listener \"%s\" is listed twice",
+			       st->what, values[i].text);
+		else
+			idx[app->n_listeners++] = k;
+	}
+}
 
+/* ---- The options --------------------------------------------------------- */
+
+#define CHOICES(...)	 ((const char *const[]){__VA_ARGS__, NULL})
+#define SECONDS(zero_ok) .min = (zero_ok) ? 0 : 1, .max = MAX_SECONDS * USEC_PER_SEC
+
+/* store_choice writes an int. */
+_Static_assert(sizeof(enum ready_mode) == sizeof(int) && sizeof(enum serve_mode) == sizeof(int) &&
+		   sizeof(enum dispatch_policy) == sizeof(int) &&
+		   sizeof(enum kill_mode) == sizeof(int),
+	       "enums stored as int");
+
+enum { CONTROL_SOCKET, CONTROL_MODE, CONTROL_GROUP, N_CONTROL_OPTIONS };
+static const struct option control_options[N_CONTROL_OPTIONS] = {
+    [CONTROL_SOCKET] = {.name = "socket",
+			.def = DEFAULT_CONTROL_SOCKET,
+			.store = store_control_socket,
+			.offset = offsetof(struct config, control_socket)},
+    [CONTROL_MODE] = {.name = "mode",
+		      .def = "0600",
+		      .store = store_mode,
+		      .offset = offsetof(struct config, control_mode)},
+    [CONTROL_GROUP] = {.name = "group",
+		       .store = store_control_group,
+		       .offset = offsetof(struct config, control_group)},
+};
+
+enum { L_ADDRESS, L_BACKLOG, L_REUSEPORT, L_MODE, L_OWNER, L_TAG, N_LISTENER_OPTIONS };
+static const struct option listener_options[N_LISTENER_OPTIONS] = {
+    [L_ADDRESS] = {.name = "address",
+		   .store = store_address,
+		   .offset = offsetof(struct listener_cfg, address)},
+    [L_BACKLOG] = {.name = "backlog",
+		   .def = "4096",
+		   .store = store_int,
+		   .offset = offsetof(struct listener_cfg, backlog),
+		   .min = 1,
+		   .max = INT_MAX},
+    [L_REUSEPORT] = {.name = "reuseport",
+		     .def = "false",
+		     .store = store_bool,
+		     .offset = offsetof(struct listener_cfg, reuseport)},
+    [L_MODE] = {.name = "mode", .store = store_mode, .offset = offsetof(struct listener_cfg, mode)},
+    [L_OWNER] = {.name = "owner",
+		 .store = store_owner,
+		 .offset = offsetof(struct listener_cfg, owner)},
+    [L_TAG] = {.name = "tag", .store = store_tag, .offset = offsetof(struct listener_cfg, tag)},
+};
+
+enum {
+	A_EXEC,
+	A_LISTENERS,
+	A_WORKERS,
+	A_READY,
+	A_READY_TIMEOUT,
+	A_DRAIN_TIMEOUT,
+	A_STOP_SIGNAL,
+	A_KILL_MODE,
+	A_ENVIRONMENT,
+	A_MODE,
+	A_POLICY,
+	A_HOLD_MAX,
+	A_HOLD_TIMEOUT,
+	N_APP_OPTIONS
+};
+static const struct option app_options[N_APP_OPTIONS] = {
+    [A_EXEC] = {.name = "exec", .list = true, .store = store_exec},
+    [A_LISTENERS] = {.name = "listeners", .list = true, .store = store_app_listeners},
+    [A_WORKERS] = {.name = "workers",
+		   .def = "1",
+		   .store = store_unsigned,
+		   .offset = offsetof(struct app_cfg, workers),
+		   .min = 1,
+		   .max = 1024},
+    [A_READY] = {.name = "ready",
+		 .def = "notify",
+		 .store = store_choice,
+		 .offset = offsetof(struct app_cfg, ready),
+		 .choices = CHOICES("notify", "immediate")},
+    [A_READY_TIMEOUT] = {.name = "ready-timeout",
+			 .def = "30",
+			 .store = store_seconds,
+			 .offset = offsetof(struct app_cfg, ready_timeout_usec),
+			 SECONDS(false)},
+    [A_DRAIN_TIMEOUT] = {.name = "drain-timeout",
+			 .def = "60",
+			 .store = store_seconds,
+			 .offset = offsetof(struct app_cfg, drain_timeout_usec),
+			 SECONDS(true)},
+    [A_STOP_SIGNAL] = {.name = "stop-signal",
+		       .def = "TERM",
+		       .store = store_signal,
+		       .offset = offsetof(struct app_cfg, stop_signal)},
+    [A_KILL_MODE] = {.name = "kill-mode",
+		     .def = "mixed",
+		     .store = store_choice,
+		     .offset = offsetof(struct app_cfg, kill_mode),
+		     .choices = CHOICES("mixed", "group")},
+    [A_ENVIRONMENT] = {.name = "environment", .list = true, .store = store_environment},
+    [A_MODE] = {.name = "mode",
+		.def = "inherit",
+		.store = store_choice,
+		.offset = offsetof(struct app_cfg, mode),
+		.choices = CHOICES("inherit", "dispatch")},
+    [A_POLICY] = {.name = "policy",
+		  .def = "least-loaded",
+		  .store = store_choice,
+		  .offset = offsetof(struct app_cfg, policy),
+		  .choices = CHOICES("least-loaded", "round-robin", "sticky")},
+    [A_HOLD_MAX] = {.name = "hold-max",
+		    .def = "1024",
+		    .store = store_unsigned,
+		    .offset = offsetof(struct app_cfg, hold_max),
+		    .min = 0,
+		    .max = 1000000},
+    [A_HOLD_TIMEOUT] = {.name = "hold-timeout",
+			.def = "10",
+			.store = store_seconds,
+			.offset = offsetof(struct app_cfg, hold_timeout_usec),
+			SECONDS(false)},
+};
+
+_Static_assert(N_APP_OPTIONS <= MAX_OPTIONS && N_LISTENER_OPTIONS <= MAX_OPTIONS,
+	       "section_state holds every option");
+
+/* Stores the defaults of @options, then each assignment of @sec (may be NULL)
+ * in file order: an unknown option, an option set twice and each bad value is
+ * reported, and every value is checked even when the option is repeated. */
+static void apply_options(struct section_state *st, const struct option *options, size_t n_options,
+			  const struct conf_section *sec, void *obj)
+{
+	for (size_t i = 0; i < n_options; i++) {
+		const struct option *o = &options[i];
+		struct conf_value def = {(char *)o->def, st->line};
+
+		if (o->def || o->list)
+			o->store(st, o, &def, o->def ? 1 : 0, obj);
+	}
+	for (size_t k = 0; sec && k < sec->n_assignments; k++) {
+		const struct conf_assignment *a = &sec->assignments[k];
+		const struct option *o;
+		size_t i = 0;
+
+		while (i < n_options && strcmp(options[i].name, a->name) != 0)
+			i++;
+		if (i == n_options) {
+			report(st->ld, a->line, "%s: unknown option \"%s\"", st->what, a->name);
+			continue;
+		}
+		o = &options[i];
+		if (!o->list && a->append) {
+			report(st->ld, a->line, "%s: %s: += extends lists only; write %s = VALUE",
+			       st->what, o->name, o->name);
+			continue;
+		}
+		if (!o->list && a->is_list) {
+			report(st->ld, a->line, "%s: %s: takes one value, not a list", st->what,
+			       o->name);
+			continue;
+		}
+		if (st->first[i] && !a->append)
+			report(st->ld, a->line, "%s: %s is set twice (first at line %d)", st->what,
+			       o->name, st->first[i]->line);
+		if (!st->first[i])
+			st->first[i] = a;
+		st->last[i] = a;
+		st->n_values[i] += a->n_values;
+		o->store(st, o, a->values, a->n_values, obj);
+	}
+}
+
+/* @sec is NULL for a control section left out. */
+static bool section_state_init(struct section_state *st, struct loader *ld,
+			       const struct conf_section *sec)
+{
+	*st = (struct section_state){.ld = ld, .line = sec ? sec->line : 0};
+	if (sec && sec->title && asprintf(&st->what, "%s \"%s\"", sec->kind, sec->title) < 0)
+		st->what = NULL;
+	else if (!sec || !sec->title)
+		st->what = strdup("control");
+	if (!st->what)
+		ld->oom = true;
+	return st->what != NULL;
+}
+
+/* ---- Sections ------------------------------------------------------------ */
+
+/* Names end up in LISTEN_FDNAMES (':'-separated) and on command lines. */
+static void check_name(struct section_state *st, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > NAME_MAX_LEN ||
+	    strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != n)
+		report(st->ld, st->line, "%s: name must be 1 to %d characters of A-Z a-z 0-9 _ . -",
+		       st->what, NAME_MAX_LEN);
+}
+
+static void load_control(struct loader *ld, const struct conf_section *sec, struct config *c)
+{
+	struct section_state st;
+
+	c->control_gid = (gid_t)-1;
+	if (!section_state_init(&st, ld, sec))
+		return;
+	apply_options(&st, control_options, N_CONTROL_OPTIONS, sec, c);
+	free(st.what);
+}
+
+/* A unix socket file's owner is set at bind: its user and group must exist. */
+static void check_owner_exists(struct section_state *st, const char *owner)
+{
+	const char *colon = strchr(owner, ':');
+	char *user = strndup(owner, colon ? (size_t)(colon - owner) : strlen(owner));
+	uid_t uid;
+	gid_t gid;
+	int r;
+
+	if (!user) {
+		st->ld->oom = true;
+		return;
+	}
+	r = *user ? parse_user(user, &uid, &gid) : 0;
+	if (r == -ENOENT)
+		report(st->ld, value_line(st, L_OWNER), "%s: owner: no such user \"%s\"", st->what,
+		       user);
+	else if (r < 0)
+		report(st->ld, value_line(st, L_OWNER), "%s: owner: user \"%s\": %s", st->what,
+		       user, strerror(-r));
+	r = colon && colon[1] ? parse_group(colon + 1, &gid) : 0;
+	if (r == -ENOENT)
+		report(st->ld, value_line(st, L_OWNER), "%s: owner: no such group \"%s\"", st->what,
+		       colon + 1);
+	else if (r < 0)
+		report(st->ld, value_line(st, L_OWNER), "%s: owner: group \"%s\": %s", st->what,
+		       colon + 1, strerror(-r));
+	free(user);
+}
+
+static void check_listener(struct section_state *st, const struct config *c,
+			   const struct listener_cfg *l)
+{
+	bool unix_path = l->addr.family == AF_UNIX && !l->addr.abstract;
+
+	if (!st->last[L_ADDRESS])
+		report(st->ld, l->line, "%s: address is required", st->what);
+	if (l->addr.family == 0)
+		return; /* not parsed: said above, or where it was */
+	if (l->reuseport && l->addr.family == AF_UNIX)
+		report(st->ld, value_line(st, L_REUSEPORT),
+		       "%s: reuseport applies only to tcp and udp listeners", st->what);
+	if (st->last[L_MODE] && !unix_path)
+		report(st->ld, value_line(st, L_MODE), "%s: mode applies only to unix socket paths",
+		       st->what);
+	if (st->last[L_OWNER] && !unix_path)
+		report(st->ld, value_line(st, L_OWNER),
+		       "%s: owner applies only to unix socket paths", st->what);
+	else if (l->owner && valid_owner(l->owner))
+		check_owner_exists(st, l->owner);
+
+	for (const struct listener_cfg *other = c->listeners; other < l; other++) {
+		if (other->addr.family == l->addr.family &&
+		    other->addr.socktype == l->addr.socktype &&
+		    other->addr.sa_len == l->addr.sa_len &&
+		    memcmp(&other->addr.sa, &l->addr.sa, l->addr.sa_len) == 0) {
+			report(st->ld, value_line(st, L_ADDRESS),
+			       "%s: address \"%s\" is also used by listener \"%s\" (line %d)",
+			       st->what, l->address, other->name, other->line);
+			break;
+		}
+	}
+}
+
+static void load_listener(struct loader *ld, const struct conf_section *sec, struct config *c,
+			  struct listener_cfg *l)
+{
+	struct section_state st;
+
+	l->name = dup_or_oom(ld, sec->title);
+	l->line = sec->line;
+	if (!section_state_init(&st, ld, sec))
+		return;
+	check_name(&st, sec->title);
+	apply_options(&st, listener_options, N_LISTENER_OPTIONS, sec, l);
+	check_listener(&st, c, l);
+	free(st.what);
+}
+
+static void load_app(struct loader *ld, const struct conf_section *sec, const struct config *c,
+		     struct app_cfg *app)
+{
+	struct section_state st;
+
+	app->name = dup_or_oom(ld, sec->title);
+	app->line = sec->line;
+	if (!section_state_init(&st, ld, sec))
+		return;
+	check_name(&st, sec->title);
+	apply_options(&st, app_options, N_APP_OPTIONS, sec, app);
+
+	if (app->argv && !app->argv[0])
+		report(ld, app->line, "%s: exec is required", st.what);
+	if (st.n_values[A_LISTENERS] == 0)
+		report(ld, app->line, "%s: listeners: at least one listener is required", st.what);
 	for (size_t i = 0; app->mode == SERVE_DISPATCH && i < app->n_listeners; i++) {
 		const struct listener_cfg *l = &c->listeners[app->listener_idx[i]];
 
 		if (l->addr.socktype == SOCK_DGRAM)
-			report(ld, value_line(ld, sec, "mode", 0),
+			report(ld, value_line(&st, A_MODE),
 			       "%s: listener \"%s\" is udp, and udp is not dispatched "
 			       "(use mode = inherit)",
-			       what, l->name);
+			       st.what, l->name);
 	}
+	free(st.what);
 }
 
 /* batond accepts on a dispatch app's listeners itself (non-blocking); a worker
  * of another app accepting on the same socket would race it for connections. */
-static void check_dispatch_listeners_unshared(struct loader *ld, cfg_t *root,
-					      const struct config *c)
+static void check_dispatch_listeners_unshared(struct loader *ld, const struct config *c)
 {
 	for (size_t a = 0; a < c->n_apps; a++) {
 		const struct app_cfg *app = &c->apps[a];
+
 		for (size_t i = 0; app->mode == SERVE_DISPATCH && i < app->n_listeners; i++)
 			for (size_t b = 0; b < c->n_apps; b++)
 				for (size_t k = 0; b != a && k < c->apps[b].n_listeners; k++)
 					if (c->apps[b].listener_idx[k] == app->listener_idx[i])
-						report(ld,
-						       section_line(ld, cfg_getnsec(root, "app",
-										    (unsigned)b)),
+						report(ld, c->apps[b].line,
 						       "app \"%s\": listener \"%s\" belongs to "
 						       "dispatch app \"%s\" and cannot be shared",
 						       c->apps[b].name,
@@ -641,125 +796,108 @@ static void check_dispatch_listeners_unshared(struct loader *ld, cfg_t *root,
 	}
 }
 
-static struct config *build_config(struct loader *ld, cfg_t *root)
+static bool is_kind(const struct conf_section *s, const char *kind)
 {
-	unsigned n_listeners = cfg_size(root, "listener"), n_apps = cfg_size(root, "app");
-	struct config *c = calloc(1, sizeof(*c));
+	return strcmp(s->kind, kind) == 0;
+}
 
-	if (!c) {
-		ld->oom = true;
-		return NULL;
+/* Which sections count: a known kind, titled as it must be, not a duplicate. */
+static bool section_counts(struct loader *ld, const struct conf_file *f, size_t i)
+{
+	const struct conf_section *s = &f->sections[i];
+	bool control = is_kind(s, "control");
+
+	if (!control && !is_kind(s, "listener") && !is_kind(s, "app")) {
+		report(ld, s->line, "unknown section \"%s\"", s->kind);
+		return false;
 	}
-	c->path = dup_or_oom(ld, ld->path);
-	load_control(ld, root, c);
+	if (control && s->title) {
+		report(ld, s->line, "control \"%s\": the control section has no name", s->title);
+		return false;
+	}
+	if (!control && !s->title) {
+		report(ld, s->line, "%s: a name is required: %s NAME { ... }", s->kind, s->kind);
+		return false;
+	}
+	for (size_t j = 0; j < i; j++) {
+		const struct conf_section *first = &f->sections[j];
 
-	c->listeners = calloc(n_listeners ? n_listeners : 1, sizeof(*c->listeners));
-	c->apps = calloc(n_apps ? n_apps : 1, sizeof(*c->apps));
-	if (!c->listeners || !c->apps) {
+		if (!is_kind(first, s->kind) || (s->title && !first->title) ||
+		    (s->title && strcmp(first->title, s->title) != 0))
+			continue;
+		if (control)
+			report(ld, s->line, "duplicate control section (first defined at line %d)",
+			       first->line);
+		else
+			report(ld, s->line, "duplicate %s \"%s\" (first defined at line %d)",
+			       s->kind, s->title, first->line);
+		return false;
+	}
+	return true;
+}
+
+static struct config *build_config(struct loader *ld, const struct conf_file *f)
+{
+	struct config *c = calloc(1, sizeof(*c));
+	const struct conf_section *control = NULL;
+	size_t n_listeners = 0, n_apps = 0;
+	bool *counts = calloc(f->n_sections + 1, sizeof(bool));
+
+	if (!c || !counts) {
 		ld->oom = true;
+		free(counts);
 		return c;
 	}
-	/* Counted before loading, so that config_free() frees a half-loaded entry. */
-	for (unsigned i = 0; i < n_listeners; i++)
-		load_listener(ld, cfg_getnsec(root, "listener", i), c,
-			      &c->listeners[c->n_listeners++]);
-	for (unsigned i = 0; i < n_apps; i++)
-		load_app(ld, cfg_getnsec(root, "app", i), c, &c->apps[c->n_apps++]);
-	check_dispatch_listeners_unshared(ld, root, c);
+	ld->c = c;
+	for (size_t i = 0; i < f->top.n_assignments; i++)
+		report(ld, f->top.assignments[i].line, "unknown option \"%s\"",
+		       f->top.assignments[i].name);
+	for (size_t i = 0; i < f->n_sections; i++) {
+		const struct conf_section *s = &f->sections[i];
+
+		counts[i] = section_counts(ld, f, i);
+		if (counts[i] && is_kind(s, "control"))
+			control = s;
+		n_listeners += counts[i] && is_kind(s, "listener");
+		n_apps += counts[i] && is_kind(s, "app");
+	}
+
+	c->path = dup_or_oom(ld, ld->path);
+	load_control(ld, control, c);
+	c->listeners = calloc(n_listeners + 1, sizeof(*c->listeners));
+	c->apps = calloc(n_apps + 1, sizeof(*c->apps));
+	if (!c->listeners || !c->apps) {
+		ld->oom = true;
+		free(counts);
+		return c;
+	}
+	/* Counted before loading, so that config_free() frees a half-loaded entry;
+	 * every listener before any app, which names them. */
+	for (size_t i = 0; i < f->n_sections; i++)
+		if (counts[i] && is_kind(&f->sections[i], "listener"))
+			load_listener(ld, &f->sections[i], c, &c->listeners[c->n_listeners++]);
+	for (size_t i = 0; i < f->n_sections; i++)
+		if (counts[i] && is_kind(&f->sections[i], "app"))
+			load_app(ld, &f->sections[i], c, &c->apps[c->n_apps++]);
+	check_dispatch_listeners_unshared(ld, c);
+	free(counts);
 	return c;
 }
 
-/* Every scalar is read as a string and converted here: libconfuse's own
- * conversions stop the parse at the first bad number, with their own words. */
-static cfg_t *confuse_init(void)
-{
-	cfg_opt_t control_opts[] = {
-	    CFG_STR("socket", DEFAULT_CONTROL_SOCKET, CFGF_NONE),
-	    CFG_STR("mode", "0600", CFGF_NONE),
-	    CFG_STR("group", NULL, CFGF_NONE),
-	    CFG_END(),
-	};
-	cfg_opt_t listener_opts[] = {
-	    CFG_STR("address", NULL, CFGF_NONE),
-	    CFG_STR("backlog", "4096", CFGF_NONE),
-	    CFG_STR("reuseport", "false", CFGF_NONE),
-	    CFG_STR("mode", NULL, CFGF_NONE),
-	    CFG_STR("owner", NULL, CFGF_NONE),
-	    CFG_STR("tag", NULL, CFGF_NONE),
-	    CFG_END(),
-	};
-	cfg_opt_t app_opts[] = {
-	    CFG_STR_LIST("exec", NULL, CFGF_NONE),
-	    CFG_STR_LIST("listeners", NULL, CFGF_NONE),
-	    CFG_STR("workers", "1", CFGF_NONE),
-	    CFG_STR("ready", "notify", CFGF_NONE),
-	    CFG_STR("ready-timeout", "30", CFGF_NONE),
-	    CFG_STR("drain-timeout", "60", CFGF_NONE),
-	    CFG_STR("stop-signal", "TERM", CFGF_NONE),
-	    CFG_STR("kill-mode", "mixed", CFGF_NONE),
-	    CFG_STR_LIST("environment", NULL, CFGF_NONE),
-	    CFG_STR("mode", "inherit", CFGF_NONE),
-	    CFG_STR("policy", "least-loaded", CFGF_NONE),
-	    CFG_STR("hold-max", "1024", CFGF_NONE),
-	    CFG_STR("hold-timeout", "10", CFGF_NONE),
-	    CFG_END(),
-	};
-	cfg_opt_t opts[] = {
-	    CFG_SEC("control", control_opts, CFGF_NONE),
-	    CFG_SEC("listener", listener_opts, CFGF_MULTI | CFGF_TITLE),
-	    CFG_SEC("app", app_opts, CFGF_MULTI | CFGF_TITLE),
-	    CFG_END(),
-	};
-	const struct {
-		const char *section;
-		const cfg_opt_t *opts;
-	} sections[] = {{"control", control_opts}, {"listener", listener_opts}, {"app", app_opts}};
-	cfg_t *root = cfg_init(opts, CFGF_NONE);
-	char name[64];
-
-	if (!root)
-		return NULL;
-	cfg_set_error_function(root, on_confuse_error);
-	for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
-		for (const cfg_opt_t *o = sections[s].opts; o->name; o++) {
-			snprintf(name, sizeof(name), "%s|%s", sections[s].section, o->name);
-			cfg_set_validate_func(root, name, remember_line);
-		}
-	}
-	return root;
-}
-
-int config_load(const char *path, FILE *errors, struct config **ret)
+/* @text[@len] is a NUL. */
+static int load_text(const char *path, const char *text, size_t len, FILE *errors,
+		     struct config **ret)
 {
 	struct loader ld = {.path = path};
+	struct conf_file file = {0};
 	struct config *c = NULL;
-	cfg_t *root = NULL;
-	char *text = NULL;
 	int r;
 
-	r = config_text_read(path, &text);
-	if (r < 0) {
-		if (errors)
-			fprintf(errors, "%s: %s\n", path,
-				r == -EBADMSG ? "contains a NUL byte"
-				: r == -EFBIG ? "is larger than 4 MiB"
-					      : strerror(-r));
-		return r == -EBADMSG ? -EINVAL : r;
-	}
-
-	if (config_text_prepare(text, &ld.sections, report_text_problem, &ld) < 0)
+	r = config_text_parse(text, len, &file, report_syntax_error, &ld);
+	if (r == -ENOMEM)
 		ld.oom = true;
-	root = confuse_init();
-	if (!root) {
-		ld.oom = true;
-	} else {
-		active_loader = &ld;
-		if (cfg_parse_buf(root, text) == CFG_SUCCESS)
-			c = build_config(&ld, root);
-		else if (ld.n_errors == 0)
-			report(&ld, 0, "cannot be parsed");
-		active_loader = NULL;
-	}
+	else if (r == 0)
+		c = build_config(&ld, &file);
 
 	if (ld.n_errors > 0 || ld.oom) {
 		flush_errors(&ld, errors);
@@ -769,15 +907,45 @@ int config_load(const char *path, FILE *errors, struct config **ret)
 		*ret = c;
 		r = 0;
 	}
-
-	if (root)
-		cfg_free(root);
-	free(text);
-	config_text_sections_free(&ld.sections);
-	free(ld.lines);
+	config_text_free(&file);
 	for (size_t i = 0; i < ld.n_errors; i++)
 		free(ld.errors[i].text);
 	free(ld.errors);
+	return r;
+}
+
+int config_parse(const char *path, const char *text, size_t len, FILE *errors, struct config **ret)
+{
+	char *copy = malloc(len + 1);
+	int r;
+
+	if (!copy) {
+		if (errors)
+			fprintf(errors, "%s: out of memory\n", path);
+		return -ENOMEM;
+	}
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	r = load_text(path, copy, len, errors, ret);
+	free(copy);
+	return r;
+}
+
+int config_load(const char *path, FILE *errors, struct config **ret)
+{
+	size_t len;
+	char *text;
+	int r;
+
+	r = config_text_read(path, &text, &len);
+	if (r < 0) {
+		if (errors)
+			fprintf(errors, "%s: %s\n", path,
+				r == -EFBIG ? "is larger than 4 MiB" : strerror(-r));
+		return r;
+	}
+	r = load_text(path, text, len, errors, ret);
+	free(text);
 	return r;
 }
 

@@ -1,5 +1,5 @@
-/* batond.conf, parsed with libconfuse into plain structs. Owns the parsed
- * configuration; opens no socket and starts nothing. */
+/* batond.conf, parsed (config-text.c) and checked (config.c) into plain
+ * structs. Owns the parsed configuration; opens no socket and starts nothing. */
 #pragma once
 
 #include <stdbool.h>
@@ -52,16 +52,21 @@ struct config {
 	char *control_socket; /* default /run/baton/batond.sock */
 	mode_t control_mode;  /* default 0600 */
 	char *control_group;  /* may be NULL; members may use the control socket */
+	gid_t control_gid;    /* control_group looked up at load; (gid_t)-1 if none */
 	struct listener_cfg *listeners;
 	size_t n_listeners;
 	struct app_cfg *apps;
 	size_t n_apps;
 };
 
-/* Parses and validates @path. On failure writes every error to @errors, one
- * "FILE:LINE: message" line each, and returns -EINVAL (or -errno if the file
- * cannot be read, also reported on @errors); *ret is untouched. */
+/* Parses and validates @path. On failure writes every error to @errors (may be
+ * NULL), one "FILE:LINE: message" line each, and returns -EINVAL (or -errno if
+ * the file cannot be read, reported as "FILE: reason"); *ret is untouched. The
+ * control group and the owners of unix socket paths are looked up. */
 int config_load(const char *path, FILE *errors, struct config **ret);
+
+/* As config_load(), on the @len bytes of @text, named @path in messages. */
+int config_parse(const char *path, const char *text, size_t len, FILE *errors, struct config **ret);
 void config_free(struct config *cfg);
 
 const struct app_cfg *config_find_app(const struct config *cfg, const char *name);
