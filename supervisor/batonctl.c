@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,8 +65,9 @@ static int connect_batond(void)
 	return fd;
 }
 
-/* Waits for and returns the next message, exiting with a message on failure. */
-static void receive(int fd, struct proto_msg *m)
+/* Waits for the next message into @m; returns 0 if batond closed the
+ * connection instead. An ERROR ends batonctl with its text. */
+static int receive(int fd, struct proto_msg *m)
 {
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -78,17 +80,14 @@ static void receive(int fd, struct proto_msg *m)
 		 * refusal, say): read on to get it. */
 		if (r == -EAGAIN || r == -ECONNRESET)
 			continue;
-		if (r == 0) {
-			fprintf(stderr,
-				"batonctl: batond closed the connection without an answer\n");
-			exit(EXIT_FAILED);
-		}
+		if (r == 0)
+			return 0;
 		if (r < 0) {
 			fprintf(stderr, "batonctl: bad answer from batond: %s\n", strerror(-r));
 			exit(EXIT_FAILED);
 		}
 		if (m->hdr.type != MSG_ERROR)
-			return;
+			return 1;
 		int32_t code;
 		const char *text;
 		proto_parse_status(m, &code, &text);
@@ -97,13 +96,73 @@ static void receive(int fd, struct proto_msg *m)
 	}
 }
 
+static void receive_or_die(int fd, struct proto_msg *m)
+{
+	if (receive(fd, m) == 0) {
+		fprintf(stderr, "batonctl: batond closed the connection without an answer\n");
+		exit(EXIT_FAILED);
+	}
+}
+
+/* The answer, reassembled from its CTL_REPLY frames: batonctl exits rather
+ * than hand on less than all of it. */
+static char *receive_reply(int fd, struct proto_msg *m, int32_t *ret_code, size_t *ret_len)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int32_t code = 0;
+	for (bool first = true;; first = false) {
+		if (receive(fd, m) == 0) {
+			if (first)
+				fprintf(
+				    stderr,
+				    "batonctl: batond closed the connection without an answer\n");
+			else
+				fprintf(stderr,
+					"batonctl: batond closed the connection in the middle of "
+					"its answer (%zu bytes received)\n",
+					len);
+			exit(EXIT_FAILED);
+		}
+		int32_t frame_code;
+		const char *frame_text;
+		if (m->hdr.type != MSG_CTL_REPLY ||
+		    proto_parse_status(m, &frame_code, &frame_text) < 0 ||
+		    (!first && frame_code != code)) {
+			fprintf(stderr, "batonctl: unexpected answer from batond\n");
+			exit(EXIT_FAILED);
+		}
+		code = frame_code;
+		size_t n = m->hdr.payload_bytes - 4;
+		if (n > PROTO_REPLY_MAX_BYTES - len) {
+			fprintf(stderr, "batonctl: batond's answer is larger than %d bytes\n",
+				PROTO_REPLY_MAX_BYTES);
+			exit(EXIT_FAILED);
+		}
+		char *grown = realloc(text, len + n + 1);
+		if (!grown) {
+			fprintf(stderr, "batonctl: out of memory\n");
+			exit(EXIT_FAILED);
+		}
+		text = grown;
+		memcpy(text + len, frame_text, n);
+		len += n;
+		if (!(m->hdr.flags & CTL_MORE))
+			break;
+	}
+	text[len] = 0;
+	*ret_code = code;
+	*ret_len = len;
+	return text;
+}
+
 static void send_or_die(int fd, uint8_t type, uint16_t flags, const char *payload)
 {
 	int r = proto_send(fd, type, flags, 1, payload, payload ? strlen(payload) : 0, NULL, 0);
 	if (r == -EPIPE || r == -ECONNRESET) {
 		/* batond hung up on us: it may have said why (permission denied). */
 		static struct proto_msg m;
-		receive(fd, &m);
+		receive_or_die(fd, &m);
 	}
 	if (r < 0) {
 		fprintf(stderr, "batonctl: send: %s\n", strerror(-r));
@@ -165,23 +224,27 @@ int main(int argc, char **argv)
 	/* The request follows HELLO at once: batond reads its messages in order, so
 	 * waiting for its HELLO first would only cost a round trip. */
 	send_or_die(fd, MSG_HELLO, 0, hello);
-	send_or_die(fd, type, flags, payload);
-	receive(fd, m);
+	send_or_die(fd, type, flags | CTL_FRAMES, payload);
+	receive_or_die(fd, m);
 	if (m->hdr.type != MSG_HELLO) {
 		fprintf(stderr, "batonctl: batond did not answer HELLO\n");
 		return EXIT_FAILED;
 	}
-	receive(fd, m);
 	int32_t code;
-	const char *text;
-	if (m->hdr.type != MSG_CTL_REPLY || proto_parse_status(m, &code, &text) < 0) {
-		fprintf(stderr, "batonctl: unexpected answer from batond\n");
-		return EXIT_FAILED;
-	}
-	size_t len = strlen(text);
-	fprintf(code ? stderr : stdout, "%s%s", text, len && text[len - 1] == '\n' ? "" : "\n");
+	size_t len;
+	char *text = receive_reply(fd, m, &code, &len);
 	close(fd);
 	free(m);
+	FILE *out = code ? stderr : stdout;
+	fwrite(text, 1, len, out);
+	if (len == 0 || text[len - 1] != '\n')
+		fputc('\n', out);
+	free(text);
+	/* A full disk or a closed pipe must not pass for success. */
+	if (fflush(out) != 0 || ferror(out)) {
+		fprintf(stderr, "batonctl: cannot write the answer: %s\n", strerror(errno));
+		return EXIT_FAILED;
+	}
 	if (code == 0)
 		return EXIT_OK;
 	if (code == ENOENT)

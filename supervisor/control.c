@@ -1,6 +1,8 @@
 /* Control socket. A request may be answered later (upgrade, stop): the answer
  * is tracked by a ctl_req that outlives its connection if the client goes
- * away, in which case the answer is simply not sent. */
+ * away, in which case the answer is simply not sent. Answers queue on their
+ * connection and leave in frames as fast as the client reads: batond never
+ * waits for a client, and a client that stops reading is dropped. */
 #include "control.h"
 #include "app.h"
 #include "batond.h"
@@ -17,6 +19,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#define CTL_MAX_CONNS 128
+/* A client that takes none of its answer for this long is dropped: what batond
+ * holds for slow clients is at most CTL_MAX_CONNS answers, each of at most
+ * PROTO_REPLY_MAX_BYTES, for at most this long after their last progress. */
+#define CTL_STALL_USEC (10 * 1000 * 1000ULL)
+
 struct ctl_conn;
 
 struct ctl_req {
@@ -27,16 +35,31 @@ struct ctl_req {
 	char *text; /* accumulated lines */
 	size_t text_len;
 	bool stop;	      /* answered when batond has stopped */
+	bool frames;	      /* the client reassembles frames (CTL_FRAMES) */
 	struct ctl_req *next; /* in conn->reqs */
+};
+
+/* An answer on its way out: MSG_HELLO, or MSG_CTL_REPLY in frames. */
+struct ctl_out {
+	uint8_t type;
+	uint32_t id;
+	int32_t code;
+	size_t text_len;
+	size_t sent; /* text bytes in frames sent */
+	struct ctl_out *next;
+	char text[];
 };
 
 struct ctl_conn {
 	struct control *ctl;
 	int fd;
 	sd_event_source *src;
+	sd_event_source *stall_timer; /* armed while answers wait for the client */
 	bool hello;
+	bool broken; /* cannot answer any more: closed at the next event */
 	unsigned errors;
 	struct ctl_req *reqs;
+	struct ctl_out *out, **out_tail; /* in order; reading stops while any wait */
 	struct ctl_conn *prev, *next;
 };
 
@@ -49,8 +72,19 @@ struct control {
 	char *path;
 	gid_t group;
 	bool has_group;
+	unsigned n_conns;
 	struct ctl_conn *conns;
 };
+
+static void out_drop(struct ctl_conn *c)
+{
+	while (c->out) {
+		struct ctl_out *o = c->out;
+		c->out = o->next;
+		free(o);
+	}
+	c->out_tail = &c->out;
+}
 
 static void conn_close(struct ctl_conn *c)
 {
@@ -60,6 +94,8 @@ static void conn_close(struct ctl_conn *c)
 		if (r->stop) /* nobody else holds a stop request */
 			free(r);
 	}
+	out_drop(c);
+	sd_event_source_disable_unref(c->stall_timer);
 	sd_event_source_disable_unref(c->src);
 	close(c->fd);
 	if (c->prev)
@@ -68,14 +104,146 @@ static void conn_close(struct ctl_conn *c)
 		c->ctl->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	c->ctl->n_conns--;
 	free(c);
+}
+
+static int on_stall(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct ctl_conn *c = userdata;
+	size_t left = 0;
+	for (struct ctl_out *o = c->out; o; o = o->next)
+		left += o->text_len - o->sent;
+	log_warn("control: dropping a client that took nothing of its answer for %llu s "
+		 "(%zu bytes left)",
+		 CTL_STALL_USEC / 1000000, left);
+	conn_close(c);
+	return 0;
+}
+
+/* Sends the head answer's next frames. Returns 0 once it is all sent, -EAGAIN
+ * when the socket is full, or another negative errno. */
+static int out_send(struct ctl_conn *c, struct ctl_out *o)
+{
+	if (o->type == MSG_HELLO)
+		return proto_send(c->fd, MSG_HELLO, 0, o->id, o->text, o->text_len, NULL, 0);
+	for (;;) {
+		size_t left = o->text_len - o->sent;
+		/* Frames end on character boundaries: each one is valid UTF-8. */
+		size_t n = proto_utf8_cut(o->text + o->sent, left, PROTO_STATUS_TEXT_MAX);
+		uint16_t flags = n < left ? CTL_MORE : 0;
+		int r = proto_send_status_frame(c->fd, MSG_CTL_REPLY, flags, o->id, o->code,
+						o->text + o->sent, n);
+		if (r < 0)
+			return r;
+		o->sent += n;
+		if (!flags)
+			return 0;
+	}
+}
+
+/* Sends what is queued until done or the socket is full; then waits for
+ * EPOLLOUT instead of reading more requests. */
+static void conn_flush(struct ctl_conn *c)
+{
+	bool progress = false;
+	while (c->out && !c->broken) {
+		struct ctl_out *o = c->out;
+		size_t sent = o->sent;
+		int r = out_send(c, o);
+		progress = progress || o->sent != sent;
+		if (r == -EAGAIN)
+			break;
+		if (r < 0) {
+			log_warn("control: cannot answer request %u: %s", o->id, strerror(-r));
+			c->broken = true;
+			break;
+		}
+		progress = true;
+		c->out = o->next;
+		if (!c->out)
+			c->out_tail = &c->out;
+		free(o);
+	}
+	if (c->broken)
+		out_drop(c);
+	if (!c->out) {
+		/* EPOLLIN also brings the hang-up that closes a broken connection. */
+		sd_event_source_set_io_events(c->src, EPOLLIN);
+		if (c->stall_timer)
+			sd_event_source_set_enabled(c->stall_timer, SD_EVENT_OFF);
+		return;
+	}
+	sd_event_source_set_io_events(c->src, EPOLLOUT);
+	int enabled = SD_EVENT_OFF;
+	if (c->stall_timer)
+		sd_event_source_get_enabled(c->stall_timer, &enabled);
+	if (!progress && enabled != SD_EVENT_OFF)
+		return;
+	if (!c->stall_timer) {
+		if (sd_event_add_time_relative(c->ctl->d->event, &c->stall_timer, CLOCK_MONOTONIC,
+					       CTL_STALL_USEC, 100 * 1000, on_stall, c) < 0)
+			log_warn("control: a slow client will not be timed out: out of resources");
+		return;
+	}
+	sd_event_source_set_time_relative(c->stall_timer, CTL_STALL_USEC);
+	sd_event_source_set_enabled(c->stall_timer, SD_EVENT_ONESHOT);
+}
+
+static struct ctl_out *out_new(uint8_t type, uint32_t id, int32_t code, const char *text,
+			       size_t text_len)
+{
+	struct ctl_out *o = malloc(sizeof(*o) + text_len + 1);
+	if (!o)
+		return NULL;
+	*o = (struct ctl_out){.type = type, .id = id, .code = code, .text_len = text_len};
+	memcpy(o->text, text, text_len);
+	o->text[text_len] = 0;
+	return o;
+}
+
+/* Queues an answer and sends what the socket takes. An answer larger than one
+ * frame goes to a client that did not ask for frames as an error, never cut. */
+static void conn_answer(struct ctl_conn *c, uint8_t type, uint32_t id, int32_t code,
+			const char *text, size_t text_len, bool frames)
+{
+	char why[256];
+	if (c->broken)
+		return;
+	if (text_len > PROTO_REPLY_MAX_BYTES || (!frames && text_len > PROTO_STATUS_TEXT_MAX)) {
+		if (text_len > PROTO_REPLY_MAX_BYTES)
+			snprintf(why, sizeof(why),
+				 "the answer is %zu bytes, more than the %d an answer may have",
+				 text_len, PROTO_REPLY_MAX_BYTES);
+		else
+			snprintf(why, sizeof(why),
+				 "the answer is %zu bytes, more than one message holds, and this "
+				 "client cannot take it in several: use batonctl %s",
+				 text_len, BATON_VERSION);
+		log_warn("control: request %u: %s", id, why);
+		code = EMSGSIZE;
+		text = why;
+		text_len = strlen(why);
+	}
+	struct ctl_out *o = out_new(type, id, code, text, text_len);
+	if (!o) {
+		static const char oom[] = "batond is out of memory";
+		o = out_new(MSG_CTL_REPLY, id, ENOMEM, oom, sizeof(oom) - 1);
+	}
+	if (!o) {
+		log_warn("control: cannot answer request %u: out of memory", id);
+		c->broken = true;
+		return;
+	}
+	*c->out_tail = o;
+	c->out_tail = &o->next;
+	if (c->out == o)
+		conn_flush(c);
 }
 
 static void conn_reply(struct ctl_conn *c, uint32_t id, int code, const char *text)
 {
-	int r = proto_send_status(c->fd, MSG_CTL_REPLY, id, code, text);
-	if (r < 0)
-		log_warn("control: cannot answer request %u: %s", id, strerror(-r));
+	conn_answer(c, MSG_CTL_REPLY, id, code, text, strlen(text), false);
 }
 
 static void req_unlink(struct ctl_req *req)
@@ -92,19 +260,22 @@ static void req_unlink(struct ctl_req *req)
 static void req_finish(struct ctl_req *req)
 {
 	if (req->conn)
-		conn_reply(req->conn, req->id, req->code, req->text ? req->text : "");
+		conn_answer(req->conn, MSG_CTL_REPLY, req->id, req->code,
+			    req->text ? req->text : "", req->text ? req->text_len - 1 : 0,
+			    req->frames);
 	req_unlink(req);
 	free(req->text);
 	free(req);
 }
 
-static struct ctl_req *req_new(struct ctl_conn *c, uint32_t id, unsigned pending)
+static struct ctl_req *req_new(struct ctl_conn *c, const struct proto_msg *m, unsigned pending)
 {
 	struct ctl_req *req = calloc(1, sizeof(*req));
 	if (!req)
 		return NULL;
 	req->conn = c;
-	req->id = id;
+	req->id = m->hdr.request_id;
+	req->frames = m->hdr.flags & CTL_FRAMES;
 	req->pending = pending;
 	req->next = c->reqs;
 	c->reqs = req;
@@ -182,7 +353,7 @@ static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 		conn_reply(c, m->hdr.request_id, 0, "no apps to upgrade");
 		return;
 	}
-	struct ctl_req *req = req_new(c, m->hdr.request_id, n);
+	struct ctl_req *req = req_new(c, m, n);
 	if (!req) {
 		conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
 		return;
@@ -212,7 +383,7 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 	if (m->hdr.type == MSG_HELLO) {
 		char hello[64];
 		snprintf(hello, sizeof(hello), "batond %s pid %d", BATON_VERSION, (int)getpid());
-		proto_send(c->fd, MSG_HELLO, 0, m->hdr.request_id, hello, strlen(hello), NULL, 0);
+		conn_answer(c, MSG_HELLO, m->hdr.request_id, 0, hello, strlen(hello), false);
 		c->hello = true;
 		return;
 	}
@@ -223,7 +394,11 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 	switch (m->hdr.type) {
 	case MSG_CTL_STATUS: {
 		char *text = status_render(d, m->hdr.flags & CTL_JSON);
-		conn_reply(c, m->hdr.request_id, text ? 0 : ENOMEM, text ? text : "out of memory");
+		if (text)
+			conn_answer(c, MSG_CTL_REPLY, m->hdr.request_id, 0, text, strlen(text),
+				    m->hdr.flags & CTL_FRAMES);
+		else
+			conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
 		free(text);
 		break;
 	}
@@ -231,7 +406,7 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 		handle_upgrade(c, m);
 		break;
 	case MSG_CTL_STOP: {
-		struct ctl_req *req = req_new(c, m->hdr.request_id, 1);
+		struct ctl_req *req = req_new(c, m, 1);
 		if (!req) {
 			conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
 			break;
@@ -248,6 +423,14 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct ctl_conn *c = userdata;
 	static struct proto_msg *m;
+	if (revents & EPOLLOUT)
+		conn_flush(c);
+	if (c->broken) {
+		conn_close(c);
+		return 0;
+	}
+	if (c->out)
+		return 0; /* the next request once this answer is out */
 	if (!m && !(m = malloc(sizeof(*m))))
 		return 0;
 	for (int budget = 16; budget > 0; budget--) {
@@ -267,10 +450,16 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 				conn_close(c);
 				return 0;
 			}
-			continue;
+		} else {
+			handle_message(c, m);
+			proto_msg_release(m);
 		}
-		handle_message(c, m);
-		proto_msg_release(m);
+		if (c->broken) {
+			conn_close(c);
+			return 0;
+		}
+		if (c->out)
+			return 0;
 	}
 	return 0;
 }
@@ -361,6 +550,15 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 			return 0;
 		}
 		struct ucred cred = {0};
+		if (ctl->n_conns >= CTL_MAX_CONNS) {
+			char text[128];
+			snprintf(text, sizeof(text),
+				 "batond is busy: %d control connections are open", CTL_MAX_CONNS);
+			log_warn("control: refused a connection: %s", text);
+			proto_send_status(cfd, MSG_ERROR, 0, EBUSY, text);
+			close(cfd);
+			continue;
+		}
 		if (!peer_allowed(ctl, cfd, &cred)) {
 			char text[128];
 			snprintf(text, sizeof(text),
@@ -380,6 +578,8 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 		}
 		c->ctl = ctl;
 		c->fd = cfd;
+		c->out_tail = &c->out;
+		ctl->n_conns++;
 		c->next = ctl->conns;
 		if (ctl->conns)
 			ctl->conns->prev = c;
@@ -463,7 +663,7 @@ void control_close(struct control *ctl)
 	for (struct ctl_conn *c = ctl->conns; c; c = c->next)
 		for (struct ctl_req *req = c->reqs; req; req = req->next)
 			if (req->stop)
-				conn_reply(c, req->id, 0, "batond stopped");
+				conn_reply(c, req->id, 0, "batond stopped"); /* if it fits now */
 	while (ctl->conns)
 		conn_close(ctl->conns);
 	sd_event_source_disable_unref(ctl->src);

@@ -9,18 +9,68 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+/* Length of the UTF-8 character at @s (1-4), 0 if the bytes there are not
+ * one, or -1 if they are the start of one that the string's end cuts short. */
+static int utf8_char_len(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	int n;
+	unsigned min;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, min = 0x80;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, min = 0x800;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, min = 0x10000;
+	else
+		return 0;
+	unsigned cp = c & (0x7f >> n);
+	for (int i = 1; i < n; i++) {
+		if (s[i] == 0)
+			return -1;
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* Writes text that came from outside batond (a worker's STATUS=, cut to a fixed
+ * field by generation.c) as valid UTF-8: a character the field's end cut short
+ * is left out, any other byte that is not UTF-8 becomes U+FFFD, and control
+ * characters are escaped (\uXXXX in JSON, \xHH in text, so that a STATUS= cannot
+ * drive the operator's terminal). */
+static void put_text(FILE *f, const char *text, bool json)
+{
+	const unsigned char *s = (const unsigned char *)(text ? text : "");
+	while (*s) {
+		int n = utf8_char_len(s);
+		if (n < 0)
+			break;
+		if (n == 0) {
+			fputs("\xef\xbf\xbd", f);
+			s++;
+		} else if (*s < 0x20 || *s == 0x7f) {
+			fprintf(f, json ? "\\u%04x" : "\\x%02x", *s);
+			s++;
+		} else if (json && (*s == '"' || *s == '\\')) {
+			fprintf(f, "\\%c", *s);
+			s++;
+		} else {
+			fwrite(s, 1, (size_t)n, f);
+			s += n;
+		}
+	}
+}
+
 static void json_string(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
+	put_text(f, s, true);
 	fputc('"', f);
 }
 
@@ -117,15 +167,14 @@ static void render_text(const struct daemon *d, FILE *f)
 	for (size_t i = 0; i < d->cfg->n_listeners; i++) {
 		const struct listener_rt *l = &d->listeners[i];
 		struct dispatch_listener_stats st;
+		fprintf(f, "listener %s: ", l->cfg->name);
+		put_text(f, l->cfg->address, false);
+		fprintf(f, ", fd %d%s", l->fd, l->adopted ? ", from systemd" : "");
 		if (dispatch_stats(d, i, &st))
-			fprintf(
-			    f, "listener %s: %s, fd %d%s, accepted %llu, held %u, timed out %llu\n",
-			    l->cfg->name, l->cfg->address, l->fd,
-			    l->adopted ? ", from systemd" : "", (unsigned long long)st.accepted,
-			    st.held, (unsigned long long)st.timed_out);
-		else
-			fprintf(f, "listener %s: %s, fd %d%s\n", l->cfg->name, l->cfg->address,
-				l->fd, l->adopted ? ", from systemd" : "");
+			fprintf(f, ", accepted %llu, held %u, timed out %llu",
+				(unsigned long long)st.accepted, st.held,
+				(unsigned long long)st.timed_out);
+		fputc('\n', f);
 	}
 	for (size_t i = 0; i < d->n_apps; i++) {
 		const struct app *a = d->apps[i];
@@ -138,10 +187,11 @@ static void render_text(const struct daemon *d, FILE *f)
 			a->counters.upgrades == 1 ? "" : "s", a->counters.rollbacks,
 			a->counters.restarts, a->counters.restarts == 1 ? "" : "s",
 			a->upgrade_running ? "; upgrade in progress" : "");
-		if (a->counters.last_outcome[0])
-			fprintf(f, "  last upgrade: %s\n", a->counters.last_outcome);
-		if (a->counters.parks_refused)
-			fprintf(f, "  parked connections refused: %u\n", a->counters.parks_refused);
+		if (a->counters.last_outcome[0]) {
+			fputs("  last upgrade: ", f);
+			put_text(f, a->counters.last_outcome, false);
+			fputc('\n', f);
+		}
 		for (size_t k = 0; k < a->n_gens; k++) {
 			const struct gen *g = a->gens[k];
 			fprintf(f, "  generation %u: %s, up %.1f s\n", g->id,
@@ -161,8 +211,10 @@ static void render_text(const struct daemon *d, FILE *f)
 						(unsigned long long)st.delivered,
 						(unsigned long long)st.load);
 				}
-				if (wk->status[0])
-					fprintf(f, ", status: %s", wk->status);
+				if (wk->status[0]) {
+					fputs(", status: ", f);
+					put_text(f, wk->status, false);
+				}
 				fputc('\n', f);
 			}
 		}

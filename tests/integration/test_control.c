@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #define WEB_APP "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n"
 #define HTTP	"listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
@@ -652,6 +653,268 @@ static void an_app_name_with_a_nul_or_a_byte_outside_the_alphabet_is_refused(voi
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+#define MANY 1024
+#define MANY_APP                                                                                   \
+	"app many {\n  exec = { \"/bin/sleep\", \"3600\" }\n  listeners = { \"http\" }\n"          \
+	"  ready = immediate\n  workers = 1024\n}\n"
+#define BIG_OUT (8 * 1024 * 1024)
+
+static int workers_in_state(struct json_object *st, const char *state)
+{
+	struct json_object *apps = json_object_object_get(st, "apps");
+	int n = 0;
+	for (size_t i = 0; i < json_object_array_length(apps); i++) {
+		struct json_object *gens =
+		    json_object_object_get(json_object_array_get_idx(apps, i), "generations");
+		for (size_t g = 0; g < json_object_array_length(gens); g++) {
+			struct json_object *ws =
+			    json_object_object_get(json_object_array_get_idx(gens, g), "workers");
+			for (size_t w = 0; w < json_object_array_length(ws); w++) {
+				struct json_object *wk = json_object_array_get_idx(ws, w);
+				const char *s =
+				    json_object_get_string(json_object_object_get(wk, "state"));
+				if (json_object_get_int(json_object_object_get(wk, "pid")) > 0 &&
+				    s && strcmp(s, state) == 0)
+					n++;
+			}
+		}
+	}
+	return n;
+}
+
+/* The whole text parses as one JSON object followed by a newline. */
+static struct json_object *parse_whole(const char *text, size_t len)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+	if (!o)
+		fail_msg("not JSON (%s) in %zu bytes ending \"%s\"",
+			 json_tokener_error_desc(json_tokener_get_error(tok)), len,
+			 len > 80 ? text + len - 80 : text);
+	/* json-c takes the newline after the object as blank space. */
+	assert_int_equal(json_tokener_get_parse_end(tok), len);
+	assert_int_equal(text[len - 1], '\n');
+	json_tokener_free(tok);
+	return o;
+}
+
+static void start_many(struct batond *b)
+{
+	batond_prepare(b);
+	batond_write_config(b, HTTP MANY_APP);
+	long long t0 = now_ms();
+	batond_start(b);
+	long long deadline = now_ms() + 120000;
+	for (;;) {
+		struct json_object *st = status_json(b);
+		int ready = workers_in_state(st, "ready");
+		json_object_put(st);
+		if (ready == MANY)
+			break;
+		if (now_ms() > deadline)
+			fail_msg("%d of %d workers ready after 120 s", ready, MANY);
+		usleep(100 * 1000);
+	}
+	print_message("%d workers ready %lld ms after batond started\n", MANY, now_ms() - t0);
+}
+
+static void the_status_of_1024_workers_comes_whole_in_several_frames(void **state)
+{
+	struct batond b;
+	start_many(&b);
+	char *out = malloc(BIG_OUT);
+	long long t0 = now_ms();
+	assert_int_equal(batonctl(&b, out, BIG_OUT, "status", "--json", NULL), 0);
+	size_t len = strlen(out);
+	print_message("status --json: %zu bytes in %lld ms\n", len, now_ms() - t0);
+	assert_true(len > PROTO_MAX_PAYLOAD); /* more than one frame: cut at 65,533 before */
+	struct json_object *st = parse_whole(out, len);
+	assert_int_equal(workers_in_state(st, "ready"), MANY);
+	json_object_put(st);
+	st = status_json(&b); /* the harness's reader too */
+	assert_int_equal(workers_in_state(st, "ready"), MANY);
+	json_object_put(st);
+
+	assert_int_equal(batonctl(&b, out, BIG_OUT, "status", NULL), 0);
+	len = strlen(out);
+	print_message("status: %zu bytes\n", len);
+	int lines = 0;
+	for (const char *p = out; (p = strstr(p, "\n    worker ")); p++)
+		lines++;
+	assert_int_equal(lines, MANY);
+	assert_int_equal(out[len - 1], '\n');
+
+	/* A client that cannot put frames together gets an error, not a cut answer. */
+	int s = connect_raw(&b);
+	send_hello(s);
+	assert_int_equal(proto_send(s, MSG_CTL_STATUS, CTL_JSON, 3, NULL, 0, NULL, 0), 0);
+	expect_hello(s);
+	int32_t code;
+	int frames;
+	char *text = read_answer(s, 3, &code, &len, &frames);
+	assert_int_equal(code, EMSGSIZE);
+	assert_int_equal(frames, 1);
+	assert_output(text, "more than one message holds, and this client cannot take it in "
+			    "several");
+	free(text);
+	close(s);
+	free(out);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* Sends HELLO and @n status requests (JSON, frames) without reading. */
+static int flood(const struct batond *b, int n)
+{
+	int s = connect_raw(b);
+	send_hello(s);
+	for (int i = 1; i <= n; i++)
+		assert_int_equal(proto_send(s, MSG_CTL_STATUS, CTL_JSON | CTL_FRAMES, (uint32_t)i,
+					    NULL, 0, NULL, 0),
+				 0);
+	return s;
+}
+
+static void a_client_that_does_not_read_blocks_nobody_and_is_dropped_when_it_stalls(void **state)
+{
+	struct batond b;
+	start_many(&b);
+	int baseline = count_fds_settled(b.pid);
+	/* Eight answers of ~100 KiB each: far more than a socket buffer holds. */
+	int slow = flood(&b, 8), stuck = flood(&b, 8);
+	char *out = malloc(BIG_OUT);
+	long long t0 = now_ms();
+	assert_int_equal(batonctl(&b, out, BIG_OUT, "status", "--json", NULL), 0);
+	long long took = now_ms() - t0;
+	print_message("status --json beside two clients that read nothing: %lld ms\n", took);
+	assert_true(took < 5000);
+	json_object_put(parse_whole(out, strlen(out)));
+
+	/* The slow one reads at last: every answer whole, in order. */
+	expect_hello(slow);
+	for (uint32_t i = 1; i <= 8; i++) {
+		int32_t code;
+		size_t len;
+		int frames;
+		char *text = read_answer(slow, i, &code, &len, &frames);
+		assert_int_equal(code, 0);
+		assert_true(frames >= 2);
+		struct json_object *st = parse_whole(text, len);
+		assert_int_equal(workers_in_state(st, "ready"), MANY);
+		json_object_put(st);
+		free(text);
+	}
+	close(slow);
+
+	/* The stuck one is dropped: what it finally reads ends before its answers do. */
+	assert_true(batond_wait_log(&b,
+				    "control: dropping a client that took nothing of its "
+				    "answer for 10 s",
+				    20000));
+	static struct proto_msg m;
+	int r, frames = 0, answers = 0;
+	/* Closed by batond with requests of ours unread: the reset comes first (as
+	 * batonctl knows), then what was sent, then EOF. */
+	while ((r = recv_within(stuck, &m)) == 1 || r == -ECONNRESET)
+		if (r == 1 && m.hdr.type == MSG_CTL_REPLY) {
+			frames++;
+			answers += !(m.hdr.flags & CTL_MORE);
+		}
+	assert_int_equal(r, 0);
+	print_message("the dropped client got %d frames, %d whole answers of 8\n", frames, answers);
+	assert_true(answers < 8);
+	close(stuck);
+	assert_int_equal(count_fds_when(b.pid, baseline, 3000), baseline);
+	free(out);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static const char *worker_status(struct json_object *st, const char *app)
+{
+	struct json_object *apps = json_object_object_get(st, "apps");
+	for (size_t i = 0; i < json_object_array_length(apps); i++) {
+		struct json_object *a = json_object_array_get_idx(apps, i);
+		if (strcmp(json_object_get_string(json_object_object_get(a, "name")), app) != 0)
+			continue;
+		struct json_object *gens = json_object_object_get(a, "generations");
+		struct json_object *ws = json_object_object_get(
+		    json_object_array_get_idx(gens, json_object_array_length(gens) - 1), "workers");
+		return json_object_get_string(
+		    json_object_object_get(json_object_array_get_idx(ws, 0), "status"));
+	}
+	return NULL;
+}
+
+static void a_workers_status_text_is_cut_between_characters(void **state)
+{
+	/* 100 × é (200 bytes) into a 128-byte field: cut in an é before. */
+	char status[201] = "", want[201] = "", conf[2048];
+	for (int i = 0; i < 100; i++)
+		strcat(status, "\xc3\xa9");
+	for (int i = 0; i < 63; i++)
+		strcat(want, "\xc3\xa9");
+	snprintf(conf, sizeof(conf),
+		 HTTP "app web {\n  exec = { \"@TESTSRV@\", \"--status\", \"%s\" }\n"
+		      "  listeners = { \"http\" }\n}\n",
+		 status);
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	long long deadline = now_ms() + 5000;
+	for (;;) {
+		struct json_object *st = status_json(&b);
+		const char *got = worker_status(st, "web");
+		bool done = got && got[0];
+		if (done)
+			assert_string_equal(got, want);
+		json_object_put(st);
+		if (done)
+			break;
+		assert_true(now_ms() < deadline);
+		usleep(20 * 1000);
+	}
+	char out[8192], line[300];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	snprintf(line, sizeof(line), ", status: %s\n", want);
+	assert_output(out, line);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* A batond that says "more" and hangs up: batonctl must not print what it got. */
+static void batonctl_fails_on_an_answer_cut_short(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	int srv = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, b.sock);
+	assert_int_equal(bind(srv, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(srv, 1), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		static struct proto_msg m;
+		int c = accept4(srv, NULL, NULL, SOCK_CLOEXEC);
+		struct pollfd p = {.fd = c, .events = POLLIN};
+		for (int got = 0; got < 2 && poll(&p, 1, 5000) == 1;)
+			if (proto_recv(c, ROLE_CONTROL_SERVER, &m) == 1)
+				got++;
+		proto_send(c, MSG_HELLO, 0, 0, "fake", 4, NULL, 0);
+		proto_send_status_frame(c, MSG_CTL_REPLY, CTL_MORE, m.hdr.request_id, 0,
+					"{\"apps\":[", 9);
+		_exit(0);
+	}
+	close(srv);
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--json", NULL), 1);
+	assert_output(out, "batond closed the connection in the middle of its answer (9 bytes "
+			   "received)");
+	assert_null(strstr(out, "{\"apps\""));
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	batond_stop(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -673,6 +936,10 @@ int main(void)
 	    harness_test(a_control_socket_in_a_directory_others_can_write_is_refused),
 	    harness_test(a_symlink_planted_at_the_control_socket_is_not_followed),
 	    harness_test(an_app_name_with_a_nul_or_a_byte_outside_the_alphabet_is_refused),
+	    harness_test(the_status_of_1024_workers_comes_whole_in_several_frames),
+	    harness_test(a_client_that_does_not_read_blocks_nobody_and_is_dropped_when_it_stalls),
+	    harness_test(a_workers_status_text_is_cut_between_characters),
+	    harness_test(batonctl_fails_on_an_answer_cut_short),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
