@@ -5,7 +5,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo check check-asan bench install clean
+.PHONY: all deps build demo check check-asan bench fuzz install clean
 
 all: build
 
@@ -47,6 +47,13 @@ check-asan:
 
 bench: deps build
 	bench/run.sh $(BUILD)
+
+# Both libFuzzer targets (fuzz_proto, fuzz_config) side by side for FUZZ_SECONDS each,
+# then one line each: how many inputs ran. Needs clang with libFuzzer.
+FUZZ_SECONDS ?= 60
+fuzz: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS) --target fuzz_proto fuzz_config
+	tests/fuzz/fuzz_all.sh $(BUILD) $(FUZZ_SECONDS)
 
 # Configured again with PREFIX, so that the units name the installed batond,
 # batonctl and config. DESTDIR (staging for packages) is honoured by cmake --install.
