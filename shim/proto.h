@@ -42,6 +42,7 @@ enum proto_type {
 	MSG_CONN,	  /* batond -> worker: 1..253 connections, records in payload */
 	MSG_CONN_DONE,	  /* worker -> batond: uint32 count of finished connections */
 	MSG_PARK,	  /* worker -> batond: 1 live connection and its state record */
+	MSG_CTL_RELOAD,	  /* batonctl -> batond: read the configuration again, apply it */
 	MSG_TYPE_MAX,
 };
 

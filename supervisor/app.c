@@ -8,10 +8,13 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define START_BACKOFF_BASE_USEC (500 * 1000ULL)
 #define START_BACKOFF_MAX_USEC	(30 * 1000000ULL)
@@ -83,7 +86,128 @@ static struct channel *serving_channel(void *userdata, unsigned index)
 
 static const struct dispatch_ops app_dispatch_ops = {.ready_channel = serving_channel};
 
-int app_new(const struct app_env *env, const struct app_cfg *cfg, struct app **ret)
+struct config_ref *config_ref_new(struct config *cfg)
+{
+	struct config_ref *r = malloc(sizeof(*r));
+	if (!r) {
+		config_free(cfg);
+		return NULL;
+	}
+	*r = (struct config_ref){.cfg = cfg, .refs = 1};
+	return r;
+}
+
+void config_ref_put(struct config_ref *r)
+{
+	if (!r || --r->refs > 0)
+		return;
+	config_free(r->cfg);
+	free(r);
+}
+
+/* What one configuration of the app gives its generations. Held by the app
+ * (its version, a reload's next one) and by every generation started from it,
+ * with duplicates of the listeners it names: a listener a reload removed stays
+ * open while a generation may still accept on it. */
+struct app_version {
+	unsigned refs;
+	struct config_ref *root;
+	const struct app_cfg *cfg;
+	int *listen_fds;	   /* in LISTEN_FDS order */
+	const char **listen_names; /* parallel to listen_fds */
+	char *listen_names_joined; /* "a:b" */
+	struct gen_env gen_env;
+};
+
+static struct app_version *version_get(struct app_version *v)
+{
+	v->refs++;
+	return v;
+}
+
+static void version_put(struct app_version *v)
+{
+	if (!v || --v->refs > 0)
+		return;
+	for (size_t i = 0; v->listen_fds && i < v->cfg->n_listeners; i++)
+		if (v->listen_fds[i] >= 0)
+			close(v->listen_fds[i]);
+	free(v->listen_fds);
+	free(v->listen_names);
+	free(v->listen_names_joined);
+	config_ref_put(v->root);
+	free(v);
+}
+
+static struct app_version *version_of(const struct gen *g)
+{
+	return (struct app_version *)((char *)g->env - offsetof(struct app_version, gen_env));
+}
+
+static int version_new(struct app *a, struct config_ref *root, const struct app_cfg *cfg,
+		       const int *listener_fds, struct app_version **ret)
+{
+	struct app_version *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->refs = 1;
+	v->root = root;
+	root->refs++;
+	v->cfg = cfg;
+	size_t n = cfg->n_listeners ? cfg->n_listeners : 1, joined_len = 1;
+	v->listen_fds = malloc(n * sizeof(int));
+	v->listen_names = calloc(n, sizeof(char *));
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		joined_len += strlen(root->cfg->listeners[cfg->listener_idx[i]].name) + 1;
+	v->listen_names_joined = calloc(1, joined_len);
+	for (size_t i = 0; v->listen_fds && i < n; i++)
+		v->listen_fds[i] = -1;
+	if (!v->listen_fds || !v->listen_names || !v->listen_names_joined) {
+		version_put(v);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		size_t idx = cfg->listener_idx[i];
+		v->listen_fds[i] = fcntl(listener_fds[idx], F_DUPFD_CLOEXEC, 3);
+		if (v->listen_fds[i] < 0) {
+			int r = -errno;
+			version_put(v);
+			return r;
+		}
+		v->listen_names[i] = root->cfg->listeners[idx].name;
+		if (i)
+			strcat(v->listen_names_joined, ":");
+		strcat(v->listen_names_joined, v->listen_names[i]);
+	}
+	v->gen_env = (struct gen_env){
+	    .event = a->env->event,
+	    .cfg = cfg,
+	    .listen_fds = v->listen_fds,
+	    .listen_names = v->listen_names,
+	    .listen_names_joined = v->listen_names_joined,
+	    .notify_socket = a->env->notify_socket,
+	    .spawn = a->env->spawn,
+	    .ops = &app_gen_ops,
+	    .userdata = a,
+	};
+	*ret = v;
+	return 0;
+}
+
+/* The app runs @v from now on (the reference is the app's). */
+static void use_version(struct app *a, struct app_version *v)
+{
+	/* Dispatch moves what it holds over by listener name: the old version's
+	 * names must still be there while it does. */
+	dispatch_set_config(a->dispatch, v->root->cfg, v->cfg, v->listen_fds);
+	if (a->version)
+		version_put(a->version);
+	a->version = v;
+	a->cfg = v->cfg;
+}
+
+int app_new(const struct app_env *env, struct config_ref *root, const struct app_cfg *cfg,
+	    const int *listener_fds, struct app **ret)
 {
 	struct app *a = calloc(1, sizeof(*a));
 	if (!a)
@@ -91,41 +215,19 @@ int app_new(const struct app_env *env, const struct app_cfg *cfg, struct app **r
 	a->env = env;
 	a->cfg = cfg;
 	a->next_gen_id = 1;
-	a->listen_fds = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(int));
-	a->listen_names = calloc(cfg->n_listeners ? cfg->n_listeners : 1, sizeof(char *));
-	size_t joined_len = 1;
-	for (size_t i = 0; i < cfg->n_listeners; i++)
-		joined_len += strlen(env->cfg->listeners[cfg->listener_idx[i]].name) + 1;
-	a->listen_names_joined = calloc(1, joined_len);
-	if (!a->listen_fds || !a->listen_names || !a->listen_names_joined) {
-		app_free(a);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		size_t idx = cfg->listener_idx[i];
-		a->listen_fds[i] = env->listener_fds[idx];
-		a->listen_names[i] = env->cfg->listeners[idx].name;
-		if (i)
-			strcat(a->listen_names_joined, ":");
-		strcat(a->listen_names_joined, a->listen_names[i]);
-	}
-	a->gen_env = (struct gen_env){
-	    .event = env->event,
-	    .cfg = cfg,
-	    .listen_fds = a->listen_fds,
-	    .listen_names = a->listen_names,
-	    .listen_names_joined = a->listen_names_joined,
-	    .notify_socket = env->notify_socket,
-	    .spawn = env->spawn,
-	    .ops = &app_gen_ops,
-	    .userdata = a,
-	};
-	int r = dispatch_new(env->event, env->cfg, cfg, a->listen_fds, &app_dispatch_ops, a,
-			     &a->dispatch);
+	struct app_version *v;
+	int r = version_new(a, root, cfg, listener_fds, &v);
 	if (r < 0) {
-		app_free(a);
+		free(a);
 		return r;
 	}
+	r = dispatch_new(env->event, &app_dispatch_ops, a, &a->dispatch);
+	if (r < 0) {
+		version_put(v);
+		free(a);
+		return r;
+	}
+	use_version(a, v);
 	*ret = a;
 	return 0;
 }
@@ -148,14 +250,16 @@ void app_free(struct app *a)
 		return;
 	waiters_finish(&a->waiters, ESHUTDOWN, "batond is stopping");
 	waiters_finish(&a->next_waiters, ESHUTDOWN, "batond is stopping");
-	for (size_t i = 0; i < a->n_gens; i++)
+	for (size_t i = 0; i < a->n_gens; i++) {
+		struct app_version *v = version_of(a->gens[i]);
 		gen_free(a->gens[i]);
+		version_put(v);
+	}
 	free(a->gens);
 	sd_event_source_disable_unref(a->start_timer);
 	dispatch_free(a->dispatch);
-	free(a->listen_fds);
-	free(a->listen_names);
-	free(a->listen_names_joined);
+	version_put(a->version);
+	version_put(a->next_version);
 	free(a);
 }
 
@@ -178,10 +282,12 @@ static int start_generation(struct app *a)
 	if (!gens)
 		return -ENOMEM;
 	a->gens = gens;
+	struct app_version *v = a->next_version ? a->next_version : a->version;
 	struct gen *g;
-	int r = gen_start(&a->gen_env, a->next_gen_id, &g);
+	int r = gen_start(&v->gen_env, a->next_gen_id, &g);
 	if (r < 0)
 		return r;
+	version_get(v);
 	a->next_gen_id++;
 	a->gens[a->n_gens++] = g;
 	a->starting = g;
@@ -257,6 +363,11 @@ static void upgrade_begin(struct app *a)
 		 a->serving ? "" : " (no generation serving)");
 	int r = start_generation(a);
 	if (r < 0) {
+		if (a->next_version) {
+			version_put(a->next_version);
+			a->next_version = NULL;
+			a->config_stale = true;
+		}
 		const char *text = outcome(
 		    a, "%s: cannot start generation %u: %s%s", a->cfg->name, a->next_gen_id,
 		    strerror(-r), a->serving ? "; the serving generation still serves" : "");
@@ -288,6 +399,16 @@ static void gen_ready(struct app *a, struct gen *g)
 	}
 	struct gen *old = a->serving;
 	a->serving = g;
+	struct app_version *v = version_of(g);
+	if (v != a->version) {
+		/* Started from a reload's configuration: the app runs it now. */
+		if (v == a->next_version)
+			a->next_version = NULL; /* its reference passes to a->version */
+		else
+			version_get(v);
+		use_version(a, v);
+		a->config_stale = false;
+	}
 	dispatch_serve(a->dispatch, g->id, g->n_workers); /* new connections go to it from now */
 	if (old) {
 		/* Only now, with the successor ready, may the old generation stop. */
@@ -322,9 +443,17 @@ static void gen_failed(struct app *a, struct gen *g)
 		return;
 	}
 	a->counters.rollbacks++;
-	char serving[64] = "no generation serving";
+	bool reload = version_of(g) == a->next_version;
+	if (reload) {
+		/* The configuration loaded last does not start: keep the one before. */
+		version_put(a->next_version);
+		a->next_version = NULL;
+		a->config_stale = true;
+	}
+	char serving[96] = "no generation serving";
 	if (a->serving)
-		snprintf(serving, sizeof(serving), "generation %u still serving", a->serving->id);
+		snprintf(serving, sizeof(serving), "generation %u still serving%s", a->serving->id,
+			 reload ? " with its previous configuration" : "");
 	const char *text = outcome(a, "%s: %s; %s", a->cfg->name, g->reason, serving);
 	log_err("upgrade rolled back: %s", text);
 	waiters_finish(&a->waiters, ECANCELED, text);
@@ -357,7 +486,91 @@ static void gen_gone(struct app *a, struct gen *g)
 	}
 	gens_remove(a, g);
 	dispatch_forget(a->dispatch, g->id);
+	struct app_version *v = version_of(g);
 	gen_free(g);
+	version_put(v);
+}
+
+/* True if a process of @a's generations and one of @b's start the same: same
+ * program, arguments, environment, worker count, mode and listening sockets. */
+static bool starts_the_same(const struct app_version *a, const struct app_version *b)
+{
+	const struct app_cfg *x = a->cfg, *y = b->cfg;
+	if (x->workers != y->workers || x->mode != y->mode || x->n_listeners != y->n_listeners)
+		return false;
+	size_t i = 0;
+	for (; x->argv[i] && y->argv[i]; i++)
+		if (strcmp(x->argv[i], y->argv[i]) != 0)
+			return false;
+	if (x->argv[i] || y->argv[i])
+		return false;
+	i = 0;
+	for (; x->environment && y->environment && x->environment[i] && y->environment[i]; i++)
+		if (strcmp(x->environment[i], y->environment[i]) != 0)
+			return false;
+	bool x_more = x->environment && x->environment[i];
+	bool y_more = y->environment && y->environment[i];
+	if (x_more || y_more)
+		return false;
+	for (i = 0; i < x->n_listeners; i++) {
+		struct stat sx, sy;
+		if (strcmp(a->listen_names[i], b->listen_names[i]) != 0 ||
+		    fstat(a->listen_fds[i], &sx) < 0 || fstat(b->listen_fds[i], &sy) < 0 ||
+		    sx.st_ino != sy.st_ino || sx.st_dev != sy.st_dev)
+			return false;
+	}
+	return true;
+}
+
+void app_reconfigure(struct app *a, struct config_ref *root, const struct app_cfg *cfg,
+		     const int *listener_fds, bool upgrade, struct app_waiter *w)
+{
+	struct app_version *v;
+	int r = version_new(a, root, cfg, listener_fds, &v);
+	if (r < 0) {
+		char text[200];
+		snprintf(text, sizeof(text), "%s: cannot apply the configuration: %s", a->cfg->name,
+			 strerror(-r));
+		log_err("%s", text);
+		if (w) {
+			w->done(w->userdata, ECANCELED, text);
+			free(w);
+		}
+		return;
+	}
+	if (a->next_version || !starts_the_same(a->version, v)) {
+		version_put(a->next_version);
+		a->next_version = v;
+		log_info("%s: new configuration: upgrading to it", cfg->name);
+		app_upgrade(a, w);
+		return;
+	}
+	if (upgrade) {
+		/* The same configuration, a new binary perhaps: the upgrade takes
+		 * the new version along. */
+		version_put(a->next_version);
+		a->next_version = v;
+		app_upgrade(a, w);
+		return;
+	}
+	/* Nothing a process is started with changed: the generations running
+	 * take it as they are (timers armed from now on use its values). */
+	for (size_t i = 0; i < a->n_gens; i++) {
+		struct gen *g = a->gens[i];
+		struct app_version *old = version_of(g);
+		g->env = &version_get(v)->gen_env;
+		version_put(old);
+	}
+	use_version(a, v);
+	a->config_stale = false;
+	log_info("%s: new configuration applied in place", cfg->name);
+	if (w) {
+		char text[200];
+		snprintf(text, sizeof(text), "%s: configuration applied in place", cfg->name);
+		w->done(w->userdata, 0, text);
+		free(w);
+	}
+	mark(a);
 }
 
 void app_stop(struct app *a)

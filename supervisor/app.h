@@ -36,11 +36,22 @@ struct app_ops {
 	void (*changed)(void *userdata);
 };
 
+/* A loaded configuration, shared by batond and by every app version made from
+ * it: freed once nothing runs from it any more. */
+struct config_ref {
+	struct config *cfg;
+	unsigned refs;
+};
+
+/* Takes @cfg (freed on failure too); refs 1. NULL when out of memory. */
+struct config_ref *config_ref_new(struct config *cfg);
+void config_ref_put(struct config_ref *r);
+
+struct app_version;
+
 /* What apps take from batond: borrowed, outlives them. */
 struct app_env {
 	sd_event *event;
-	const struct config *cfg;
-	const int *listener_fds; /* batond's own, parallel to cfg->listeners */
 	const char *notify_socket;
 	int (*spawn)(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel,
 		     int *ret_exec_fd);
@@ -58,11 +69,11 @@ struct app_counters {
 
 struct app {
 	const struct app_env *env;
-	const struct app_cfg *cfg;
-	int *listen_fds;	   /* batond's fds of this app's listeners, in LISTEN_FDS order */
-	const char **listen_names; /* parallel to listen_fds */
-	char *listen_names_joined; /* "a:b" */
-	struct gen_env gen_env;
+	const struct app_cfg *cfg;	  /* of the version it runs */
+	struct app_version *version;	  /* what its generations start from */
+	struct app_version *next_version; /* a reload's, for the next upgrade; or NULL */
+	bool config_stale; /* the configuration last loaded failed to start: it runs the one before
+			    */
 	struct gen **gens; /* every generation not yet freed, oldest first */
 	size_t n_gens;
 	unsigned next_gen_id;
@@ -81,13 +92,25 @@ struct app {
 	struct app_counters counters;
 };
 
-int app_new(const struct app_env *env, const struct app_cfg *cfg, struct app **ret);
+/* App @cfg of configuration @root (a reference is taken); @listener_fds are
+ * batond's, parallel to root->cfg->listeners (the app keeps duplicates). */
+int app_new(const struct app_env *env, struct config_ref *root, const struct app_cfg *cfg,
+	    const int *listener_fds, struct app **ret);
 void app_free(struct app *a);
 /* Starts the first generation. */
 void app_start(struct app *a);
 /* Upgrade: start generation g+1, wait for ready, drain g; rollback on failure.
  * @w (may be NULL) is told the outcome. */
 void app_upgrade(struct app *a, struct app_waiter *w);
+/* A reload: @cfg (of @root, @listener_fds as for app_new) is the app's
+ * configuration from now on. If what a process is started with did not change,
+ * it applies at once, to the running generations too (timeouts, policy, hold
+ * limits...). Else it takes an upgrade: the new generation runs it once ready,
+ * and if that generation fails the app keeps the configuration it had
+ * (config_stale). @upgrade: a new generation all the same (a new binary on
+ * disk). @w (may be NULL) is told the outcome. */
+void app_reconfigure(struct app *a, struct config_ref *root, const struct app_cfg *cfg,
+		     const int *listener_fds, bool upgrade, struct app_waiter *w);
 /* Drain every generation; app_is_stopped once nothing is left. */
 void app_stop(struct app *a);
 bool app_is_stopped(const struct app *a);

@@ -27,8 +27,13 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: batonctl [-s SOCKET] COMMAND\n"
 		   "  status [--json]   apps, generations, workers, listeners\n"
-		   "  upgrade [APP]     start a new generation of APP (default: every app),\n"
-		   "                    wait until it is ready and the old one drained\n"
+		   "  upgrade APP       start a new generation of APP, wait until it is ready\n"
+		   "                    and the old one drained\n"
+		   "  upgrade           after a deploy: read the configuration again, apply it,\n"
+		   "                    and start a new generation of every app\n"
+		   "  reload            read the configuration again and apply what changed:\n"
+		   "                    apps whose processes start differently upgrade, the\n"
+		   "                    rest applies in place; errors change nothing\n"
 		   "  stop              drain every app and stop batond\n"
 		   "SOCKET defaults to $BATON_SOCKET or /run/baton/batond.sock.\n"
 		   "Exit status: 0 ok, 1 failed (e.g. rolled back), 2 usage, 3 no batond,\n"
@@ -206,6 +211,8 @@ int main(int argc, char **argv)
 	} else if (strcmp(cmd, "upgrade") == 0 && i + 1 >= argc) {
 		type = MSG_CTL_UPGRADE;
 		payload = i < argc ? argv[i] : "";
+	} else if (strcmp(cmd, "reload") == 0 && i == argc) {
+		type = MSG_CTL_RELOAD;
 	} else if (strcmp(cmd, "stop") == 0 && i == argc) {
 		type = MSG_CTL_STOP;
 	} else {

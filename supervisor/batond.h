@@ -17,6 +17,8 @@ struct listener_rt {
 	int fd;	      /* batond's own reference: never closed while an app may need it */
 	bool adopted; /* came from systemd (LISTEN_FDS), not bound by us */
 	bool taken_back; /* from the workers of a batond killed before (recover.c) */
+	bool kept;	 /* reload.c, while it builds the new table: the same socket */
+	bool fresh;	 /* bound by batond, not handed to any worker yet */
 };
 
 /* What batond last told its service manager. */
@@ -28,11 +30,15 @@ struct service_state {
 
 struct daemon {
 	sd_event *event;
-	struct config *cfg;
+	struct config *cfg;	    /* the configuration in force: config->cfg */
+	struct config_ref *config; /* shared with the app versions made from it */
 	struct listener_rt *listeners; /* parallel to cfg->listeners */
 	int *listener_fds;	       /* their fds, parallel too, for the apps */
 	struct app_env app_env;	       /* what every app borrows */
-	struct app **apps;	       /* parallel to cfg->apps */
+	struct app **apps;	       /* the apps of cfg */
+	struct app **retired;	       /* apps a reload removed, draining */
+	size_t n_retired;
+	struct reload_req *reloads;    /* queued behind an upgrade */
 	size_t n_apps;
 	struct notify *notify;
 	struct control *control;
@@ -45,5 +51,9 @@ struct daemon {
 
 /* Drains every app, then leaves the loop. Idempotent. */
 void daemon_stop(struct daemon *d);
+/* Something changed: the apps settle on the loop's next turn. */
+void daemon_mark(struct daemon *d);
+/* Sets the blocking mode @mode needs on listener @l. */
+void daemon_set_blocking_mode(struct listener_rt *l, enum serve_mode mode);
 /* Monotonic now, in µs, from the loop's cached time. */
 uint64_t daemon_now_usec(const struct daemon *d);

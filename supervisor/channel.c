@@ -26,7 +26,7 @@ struct channel {
 	bool full;	    /* the last send hit EAGAIN: EPOLLOUT is watched */
 	bool drain_pending; /* DRAIN found the channel full */
 	size_t payload_max;
-	const char *app;
+	char app[PROTO_NAME_MAX + 1]; /* copied: a reload may free the configuration */
 	char who[128];
 };
 
@@ -195,7 +195,7 @@ int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *us
 	ch->userdata = userdata;
 	ch->id = next_id++;
 	ch->payload_max = payload_max(fd);
-	ch->app = app;
+	snprintf(ch->app, sizeof(ch->app), "%s", app);
 	snprintf(ch->who, sizeof(ch->who), "%s", who);
 	int r = sd_event_add_io(event, &ch->src, fd, EPOLLIN, on_channel, ch);
 	if (r < 0) {

@@ -28,9 +28,8 @@ struct channel_ops {
 	void (*writable)(void *userdata);
 };
 
-/* Watches @fd (taken: closed on failure too). @app (borrowed, outlives the
- * channel) is the worker's app; @who names the worker in log lines. Returns 0
- * or a negative errno. */
+/* Watches @fd (taken: closed on failure too). @app is the worker's app; @who
+ * names the worker in log lines (both copied). Returns 0 or a negative errno. */
 int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *userdata,
 		const char *app, const char *who, struct channel **ret);
 /* Handles every message still queued, however many: the worker is gone and

@@ -9,10 +9,12 @@
 #include "listener.h"
 #include "log.h"
 #include "proto.h"
+#include "reload.h"
 #include "status.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,14 +316,58 @@ static void quote_name(char *buf, size_t cap, const uint8_t *name, size_t len)
 	snprintf(buf + used, cap - used, "%s", len > PROTO_NAME_MAX ? "..." : "");
 }
 
+/* A waiter whose outcome is a line of @userdata's reply. */
+static struct app_waiter *reload_waiter(void *userdata)
+{
+	struct app_waiter *w = calloc(1, sizeof(*w));
+	if (w) {
+		w->done = on_upgrade_done;
+		w->userdata = userdata;
+	}
+	return w;
+}
+
+/* The reload is under way with @n_pending app outcomes to come (each a line),
+ * or failed with @text (the file's errors). */
+static void on_reload_started(void *userdata, int code, unsigned n_pending, const char *text)
+{
+	struct ctl_req *req = userdata;
+	req->pending = n_pending + 1; /* the line of this call, below */
+	on_upgrade_done(req, code < 0 ? -code : 0,
+			text && text[0] ? text
+			: n_pending	? "configuration read"
+					: "configuration read; no apps to upgrade");
+}
+
+/* reload, and upgrade without an app: the configuration is read again; with
+ * @upgrade every app also starts a new generation. */
+static void handle_reload(struct ctl_conn *c, const struct proto_msg *m, bool upgrade)
+{
+	struct daemon *d = c->ctl->d;
+	if (d->stopping) {
+		conn_reply(c, m->hdr.request_id, ESHUTDOWN, "batond is stopping");
+		return;
+	}
+	struct ctl_req *req = req_new(c, m, 1);
+	if (!req) {
+		conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
+		return;
+	}
+	reload_request(d, upgrade, reload_waiter, on_reload_started, req);
+}
+
 static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 {
 	struct daemon *d = c->ctl->d;
 	const char *name = (const char *)m->payload;
 	size_t name_len = m->hdr.payload_bytes;
 	struct app *only = NULL;
+	if (name_len == 0) {
+		handle_reload(c, m, true);
+		return;
+	}
 	/* Checked as the config checks names: "web\0junk" must not mean "web". */
-	if (name_len > 0 && !proto_name_valid(name, name_len)) {
+	if (!proto_name_valid(name, name_len)) {
 		char shown[PROTO_NAME_MAX * 4 + 8], text[512];
 		quote_name(shown, sizeof(shown), m->payload, name_len);
 		snprintf(text, sizeof(text),
@@ -332,48 +378,30 @@ static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 		conn_reply(c, m->hdr.request_id, EINVAL, text);
 		return;
 	}
-	if (name_len > 0) {
-		for (size_t i = 0; i < d->n_apps; i++)
-			if (strcmp(d->apps[i]->cfg->name, name) == 0)
-				only = d->apps[i];
-		if (!only) {
-			char text[128];
-			snprintf(text, sizeof(text), "unknown app \"%.64s\"", name);
-			conn_reply(c, m->hdr.request_id, ENOENT, text);
-			return;
-		}
+	for (size_t i = 0; i < d->n_apps; i++)
+		if (strcmp(d->apps[i]->cfg->name, name) == 0)
+			only = d->apps[i];
+	if (!only) {
+		char text[128];
+		snprintf(text, sizeof(text), "unknown app \"%.64s\"", name);
+		conn_reply(c, m->hdr.request_id, ENOENT, text);
+		return;
 	}
 	if (d->stopping) {
 		conn_reply(c, m->hdr.request_id, ESHUTDOWN, "batond is stopping");
 		return;
 	}
-	unsigned n = only ? 1 : (unsigned)d->n_apps;
-	if (n == 0) {
-		conn_reply(c, m->hdr.request_id, 0, "no apps to upgrade");
-		return;
-	}
-	struct ctl_req *req = req_new(c, m, n);
-	if (!req) {
+	struct ctl_req *req = req_new(c, m, 1);
+	struct app_waiter *w = req ? reload_waiter(req) : NULL;
+	if (!w) {
+		if (req) {
+			req_unlink(req);
+			free(req);
+		}
 		conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
 		return;
 	}
-	/* Waiters first, then upgrades: an outcome can only arrive from the loop. */
-	struct app_waiter *ws[n];
-	for (unsigned i = 0; i < n; i++) {
-		ws[i] = calloc(1, sizeof(**ws));
-		if (!ws[i]) {
-			for (unsigned k = 0; k < i; k++)
-				free(ws[k]);
-			req_unlink(req);
-			free(req);
-			conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
-			return;
-		}
-		ws[i]->done = on_upgrade_done;
-		ws[i]->userdata = req;
-	}
-	for (unsigned i = 0; i < n; i++)
-		app_upgrade(only ? only : d->apps[i], ws[i]);
+	app_upgrade(only, w);
 }
 
 static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
@@ -403,6 +431,9 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 	}
 	case MSG_CTL_UPGRADE:
 		handle_upgrade(c, m);
+		break;
+	case MSG_CTL_RELOAD:
+		handle_reload(c, m, false);
 		break;
 	case MSG_CTL_STOP: {
 		struct ctl_req *req = req_new(c, m, 1);
@@ -597,9 +628,15 @@ int control_open(struct daemon *d, struct control **ret)
 	ctl->fd = -1;
 	ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	int r;
-	/* Looked up when the config was read: no NSS here. */
-	if (cfg->control_gid != (gid_t)-1) {
-		ctl->group = cfg->control_gid;
+	if (cfg->control_group) {
+		struct group *gr = getgrnam(cfg->control_group);
+		if (!gr) {
+			log_err("%s: control: group \"%s\" not found", cfg->path,
+				cfg->control_group);
+			r = -ENOENT;
+			goto fail;
+		}
+		ctl->group = gr->gr_gid;
 		ctl->has_group = true;
 	}
 	ctl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

@@ -522,8 +522,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	return 0;
 }
 
-int dispatch_new(sd_event *event, const struct config *cfg, const struct app_cfg *app,
-		 const int *listen_fds, const struct dispatch_ops *ops, void *userdata,
+int dispatch_new(sd_event *event, const struct dispatch_ops *ops, void *userdata,
 		 struct dispatch **ret)
 {
 	struct dispatch *dp = calloc(1, sizeof(*dp));
@@ -531,35 +530,71 @@ int dispatch_new(sd_event *event, const struct config *cfg, const struct app_cfg
 		return -ENOMEM;
 	set_held_cap();
 	dp->event = event;
+	dp->ops = ops;
+	dp->userdata = userdata;
+	*ret = dp;
+	return 0;
+}
+
+/* Index of listener @name in @app's list, or @app->n_listeners. */
+static size_t listener_index(const struct config *cfg, const struct app_cfg *app, const char *name)
+{
+	size_t i = 0;
+	while (i < app->n_listeners && strcmp(cfg->listeners[app->listener_idx[i]].name, name) != 0)
+		i++;
+	return i;
+}
+
+void dispatch_set_config(struct dispatch *dp, const struct config *cfg, const struct app_cfg *app,
+			 const int *listen_fds)
+{
+	size_t n = app->mode == SERVE_DISPATCH ? app->n_listeners : 0;
+	struct dlistener *listeners = calloc(n ? n : 1, sizeof(*listeners));
+	if (!listeners) {
+		log_err("%s: out of memory: configuration not applied to dispatch", app->name);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct dlistener *l = &listeners[i];
+		*l = (struct dlistener){.dp = dp, .idx = i};
+		const char *name = cfg->listeners[app->listener_idx[i]].name;
+		size_t old = dp->app ? listener_index(dp->cfg, dp->app, name) : 0;
+		if (dp->app && old < dp->n_listeners) {
+			l->accepted = dp->listeners[old].accepted;
+			l->timed_out = dp->listeners[old].timed_out;
+		}
+		int r = sd_event_add_io(dp->event, &l->src, listen_fds[i], EPOLLIN, on_accept, l);
+		if (r < 0)
+			log_err("%s: listener \"%s\" unwatched, nothing accepted on it: %s",
+				app->name, name, strerror(-r));
+		else
+			/* Off until a worker is ready or there is room to hold. */
+			sd_event_source_set_enabled(l->src, SD_EVENT_OFF);
+	}
+	/* What is held goes on under its listener's name, in its order, or is
+	 * closed: one turn round the ring (a push after a pop always finds room). */
+	size_t count = dp->app ? dp->count : 0;
+	for (size_t k = 0; k < count; k++) {
+		struct held h;
+		ring_pop_front(dp, &h);
+		size_t i = listener_index(
+		    cfg, app, dp->cfg->listeners[dp->app->listener_idx[h.listener]].name);
+		if (i == app->n_listeners) {
+			held_close(&h);
+			continue;
+		}
+		h.listener = (uint16_t)i;
+		ring_push_back(dp, &h);
+	}
+	for (size_t i = 0; i < dp->n_listeners; i++)
+		sd_event_source_disable_unref(dp->listeners[i].src);
+	free(dp->listeners);
+	dp->listeners = listeners;
+	dp->n_listeners = n;
 	dp->cfg = cfg;
 	dp->app = app;
 	dp->listen_fds = listen_fds;
-	dp->ops = ops;
-	dp->userdata = userdata;
-	if (app->mode == SERVE_DISPATCH) {
-		dp->listeners = calloc(app->n_listeners, sizeof(*dp->listeners));
-		if (!dp->listeners) {
-			free(dp);
-			return -ENOMEM;
-		}
-		for (size_t i = 0; i < app->n_listeners; i++) {
-			struct dlistener *l = &dp->listeners[i];
-			l->dp = dp;
-			l->idx = i;
-			int r =
-			    sd_event_add_io(event, &l->src, listen_fds[i], EPOLLIN, on_accept, l);
-			if (r < 0) {
-				dispatch_free(dp);
-				return r;
-			}
-			dp->n_listeners++;
-			/* Off until a worker is ready or there is room to hold. */
-			sd_event_source_set_enabled(l->src, SD_EVENT_OFF);
-		}
-	}
-	*ret = dp;
 	update_accepting(dp);
-	return 0;
 }
 
 static void close_held(struct dispatch *dp)

@@ -34,12 +34,15 @@ struct dispatch_worker_stats {
 	uint64_t load;	    /* of those, not reported finished */
 };
 
-/* Watches the listeners of @app (none for an inherit app: it only relays
- * parked connections). @cfg, @app and @listen_fds (in the app's listener order)
- * are borrowed. */
-int dispatch_new(sd_event *event, const struct config *cfg, const struct app_cfg *app,
-		 const int *listen_fds, const struct dispatch_ops *ops, void *userdata,
+int dispatch_new(sd_event *event, const struct dispatch_ops *ops, void *userdata,
 		 struct dispatch **ret);
+/* The app's configuration, first or after a reload: @cfg, @app and
+ * @listen_fds (in the app's listener order) are borrowed until the next call.
+ * Watches the listeners of a dispatch app (none for an inherit app: it only
+ * relays parked connections); held connections and counters stay with their
+ * listener's name, and those of a listener gone are closed. */
+void dispatch_set_config(struct dispatch *dp, const struct config *cfg,
+			 const struct app_cfg *app, const int *listen_fds);
 void dispatch_free(struct dispatch *dp);
 /* Generation @gen_id (0: none) with @n_workers serves from now on. */
 void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers);

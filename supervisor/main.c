@@ -8,6 +8,7 @@
 #include "log.h"
 #include "notify.h"
 #include "recover.h"
+#include "reload.h"
 #include "service.h"
 #include "spawn.h"
 
@@ -43,12 +44,12 @@ static bool all_stopped(const struct daemon *d)
 	for (size_t i = 0; i < d->n_apps; i++)
 		if (d->apps[i] && !app_is_stopped(d->apps[i]))
 			return false;
-	return true;
+	return d->n_retired == 0;
 }
 
 /* Something changed: settle on the loop's next turn, once, however many
  * reports came in this one. */
-static void daemon_mark(struct daemon *d)
+void daemon_mark(struct daemon *d)
 {
 	if (sd_event_source_set_enabled(d->settle, SD_EVENT_ONESHOT) < 0)
 		log_err("cannot schedule settling the apps");
@@ -70,6 +71,9 @@ static int on_settle(sd_event_source *s, void *userdata)
 	struct daemon *d = userdata;
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_settle(d->apps[i]);
+	for (size_t i = 0; i < d->n_retired; i++)
+		app_settle(d->retired[i]);
+	reload_settle(d);
 	service_update(d);
 	recover_record(d->recover, d);
 	/* Orphans of a batond killed before this one serve until every app
@@ -103,12 +107,23 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
 	return 0;
 }
 
+static struct app_waiter *no_waiter(void *userdata)
+{
+	return NULL;
+}
+
+static void sighup_started(void *userdata, int code, unsigned n_pending, const char *text)
+{
+	/* The outcome of each app is logged by the app; a bad file by reload. */
+}
+
+/* SIGHUP does what `batonctl upgrade` does after a deploy: the configuration
+ * on disk is read again and every app gets a new generation. */
 static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
 	struct daemon *d = userdata;
-	log_info("received SIGHUP: upgrading every app");
-	for (size_t i = 0; i < d->n_apps; i++)
-		app_upgrade(d->apps[i], NULL);
+	log_info("received SIGHUP: reloading %s and upgrading every app", d->cfg->path);
+	reload_request(d, true, no_waiter, sighup_started, d);
 	return 0;
 }
 
@@ -117,6 +132,9 @@ static bool on_notify(void *userdata, pid_t pid, const struct notify_state *st)
 	struct daemon *d = userdata;
 	for (size_t i = 0; i < d->n_apps; i++)
 		if (app_notify(d->apps[i], pid, st->ready, st->stopping, st->status))
+			return true;
+	for (size_t i = 0; i < d->n_retired; i++)
+		if (app_notify(d->retired[i], pid, st->ready, st->stopping, st->status))
 			return true;
 	return false;
 }
@@ -192,6 +210,7 @@ static int open_listeners(struct daemon *d)
 		const struct listener_cfg *lc = &cfg->listeners[i];
 		char err[256];
 		int r = listener_open(lc, &d->listeners[i].fd, err, sizeof(err));
+		d->listeners[i].fresh = true;
 		if (r < 0) {
 			log_err("%s:%d: listener \"%s\": address \"%s\": %s", cfg->path, lc->line,
 				lc->name, lc->address, err);
@@ -208,19 +227,22 @@ static int open_listeners(struct daemon *d)
 /* batond accepts on dispatch listeners, so they must not block. Listeners it
  * bound for inherit apps are handed out blocking, as systemd does by default
  * (NonBlocking=no), for programs that accept in blocking mode; what systemd
- * passed stays as the socket unit configured it, and what batond took back from
- * the workers of a batond killed before stays as they use it. The flag lives in
- * the shared open file description: a worker that changes it changes it for
- * every holder (an orphan blocked in accept() would stop serving). */
-static void set_blocking_mode(const struct listener_rt *l, enum serve_mode mode)
+ * passed stays as the socket unit configured it, and a listener workers already
+ * have stays as they use it (those of a batond killed before, those of the
+ * generations a reload keeps). The flag lives in the shared open file
+ * description: a worker that changes it changes it for every holder, and a
+ * worker that set O_NONBLOCK and finds it cleared blocks in accept() with the
+ * requests it took unanswered. */
+void daemon_set_blocking_mode(struct listener_rt *l, enum serve_mode mode)
 {
 	int fl = fcntl(l->fd, F_GETFL);
 	if (fl < 0)
 		return;
 	if (mode == SERVE_DISPATCH)
 		fcntl(l->fd, F_SETFL, fl | O_NONBLOCK);
-	else if (!l->adopted && !l->taken_back)
+	else if (l->fresh && !l->adopted && !l->taken_back)
 		fcntl(l->fd, F_SETFL, fl & ~O_NONBLOCK);
+	l->fresh = false;
 }
 
 static int start_apps(struct daemon *d)
@@ -234,8 +256,6 @@ static int start_apps(struct daemon *d)
 		d->listener_fds[i] = d->listeners[i].fd;
 	d->app_env = (struct app_env){
 	    .event = d->event,
-	    .cfg = cfg,
-	    .listener_fds = d->listener_fds,
 	    .notify_socket = notify_address(d->notify),
 	    .spawn = spawn_worker,
 	    .ops = &daemon_app_ops,
@@ -244,8 +264,8 @@ static int start_apps(struct daemon *d)
 	for (size_t i = 0; i < cfg->n_apps; i++) {
 		const struct app_cfg *ac = &cfg->apps[i];
 		for (size_t k = 0; k < ac->n_listeners; k++)
-			set_blocking_mode(&d->listeners[ac->listener_idx[k]], ac->mode);
-		int r = app_new(&d->app_env, ac, &d->apps[i]);
+			daemon_set_blocking_mode(&d->listeners[ac->listener_idx[k]], ac->mode);
+		int r = app_new(&d->app_env, d->config, ac, d->listener_fds, &d->apps[i]);
 		if (r < 0)
 			return r;
 		d->n_apps++;
@@ -345,6 +365,7 @@ static int run(struct daemon *d)
 
 static void cleanup(struct daemon *d)
 {
+	reload_stop(d);
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_free(d->apps[i]);
 	free(d->apps);
@@ -355,7 +376,7 @@ static void cleanup(struct daemon *d)
 	notify_close(d->notify);
 	close_listeners(d);
 	sd_event_unref(d->event);
-	config_free(d->cfg);
+	config_ref_put(d->config);
 }
 
 int main(int argc, char **argv)
@@ -404,6 +425,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	raise_nofile();
+	if (!(d.config = config_ref_new(d.cfg))) {
+		log_err("out of memory");
+		return 1;
+	}
 	int rc = run(&d);
 	cleanup(&d);
 	return rc;

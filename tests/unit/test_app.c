@@ -53,6 +53,7 @@ static struct {
 	char *argv[2];
 	struct app_cfg app_cfg;
 	struct config cfg;
+	struct config_ref config; /* the test's own reference keeps cfg from config_free */
 	int listen_fd;
 	struct app_env env;
 	struct app *a;
@@ -143,10 +144,9 @@ static int setup(void **state)
 				.n_listeners = 1,
 				.apps = &t.app_cfg,
 				.n_apps = 1};
+	t.config = (struct config_ref){.cfg = &t.cfg, .refs = 1};
 	t.env = (struct app_env){
 	    .event = t.event,
-	    .cfg = &t.cfg,
-	    .listener_fds = &t.listen_fd,
 	    .notify_socket = "@test",
 	    .spawn = fake_spawn,
 	    .ops = &test_app_ops,
@@ -250,7 +250,7 @@ static bool children_settled(void *arg)
 /* The app started and its generation 1 serving. */
 static void start_serving(void)
 {
-	assert_int_equal(app_new(&t.env, &t.app_cfg, &t.a), 0);
+	assert_int_equal(app_new(&t.env, &t.config, &t.app_cfg, &t.listen_fd, &t.a), 0);
 	app_start(t.a);
 	newest_ready();
 	assert_true(run_until(serving_is, (void *)1));
@@ -530,7 +530,7 @@ static void with_no_worker_ready_hold_max_and_hold_timeout_bound_what_is_held(vo
 	t.app_cfg.mode = SERVE_DISPATCH;
 	t.app_cfg.hold_max = 3;
 	t.app_cfg.hold_timeout_usec = 100 * MS;
-	assert_int_equal(app_new(&t.env, &t.app_cfg, &t.a), 0);
+	assert_int_equal(app_new(&t.env, &t.config, &t.app_cfg, &t.listen_fd, &t.a), 0);
 	app_start(t.a); /* its worker never says READY=1 */
 	int fds[5];
 	connect_clients(fds, 5, "127.0.0.1");

@@ -1,0 +1,151 @@
+/* batonctl reload under load: the configuration read again and applied, what
+ * changed only; a file with errors changes nothing. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <json-c/json.h>
+
+/* Round @i's configuration: workers alternate 2 and 3; listener "admin" and
+ * app "api" (on it) come and go; app web's environment changes. */
+static void write_round(struct batond *b, int i, int admin_port, const char *mode)
+{
+	char conf[2048];
+	bool extra = (i / 2) % 2 == 1;
+	int n = snprintf(conf, sizeof(conf),
+			 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			 "app web {\n  exec = { \"%s\" }\n  listeners = { \"http\" }\n"
+			 "  mode = %s\n  workers = %d\n  environment = { \"ROUND=%d\" }\n}\n",
+			 strcmp(mode, "dispatch") == 0 ? HELLO_PATH : TESTSRV_PATH, mode, 2 + i % 2,
+			 (i / 3) % 2);
+	if (extra)
+		snprintf(conf + n, sizeof(conf) - (size_t)n,
+			 "listener admin { address = \"tcp://127.0.0.1:%d\" }\n"
+			 "app api {\n  exec = { \"%s\" }\n  listeners = { \"admin\" }\n}\n",
+			 admin_port, TESTSRV_PATH);
+	batond_write_config(b, conf);
+}
+
+/* The number of workers of app @name's serving generation, -1 without one. */
+static int serving_workers(const struct batond *b, const char *name)
+{
+	struct json_object *st = status_json(b), *apps = json_object_object_get(st, "apps");
+	int n = -1;
+	for (size_t i = 0; i < json_object_array_length(apps); i++) {
+		struct json_object *a = json_object_array_get_idx(apps, i);
+		if (strcmp(json_object_get_string(json_object_object_get(a, "name")), name) != 0)
+			continue;
+		int serving = json_object_get_int(json_object_object_get(a, "serving"));
+		struct json_object *gens = json_object_object_get(a, "generations");
+		for (size_t g = 0; g < json_object_array_length(gens); g++) {
+			struct json_object *gen = json_object_array_get_idx(gens, g);
+			if (json_object_get_int(json_object_object_get(gen, "id")) == serving)
+				n = (int)json_object_array_length(
+				    json_object_object_get(gen, "workers"));
+		}
+	}
+	json_object_put(st);
+	return n;
+}
+
+static bool has_listener(const struct batond *b, const char *name)
+{
+	struct json_object *st = status_json(b), *ls = json_object_object_get(st, "listeners");
+	bool found = false;
+	for (size_t i = 0; i < json_object_array_length(ls); i++)
+		found |= strcmp(json_object_get_string(json_object_object_get(
+				    json_object_array_get_idx(ls, i), "name")),
+				name) == 0;
+	json_object_put(st);
+	return found;
+}
+
+static void twenty_reloads_under_load(const char *mode)
+{
+	struct batond b;
+	batond_prepare(&b);
+	int admin_port = free_port();
+	write_round(&b, 0, admin_port, mode);
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	char lg_out[400], out[4096];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	pid_t lg = loadgen_start(&b, 4, LOADGEN_CEILING_MS, lg_out);
+	for (int i = 1; i <= 20; i++) {
+		write_round(&b, i, admin_port, mode);
+		if (batonctl(&b, out, sizeof(out), "reload", NULL) != 0) {
+			batond_dump_log(&b);
+			fail_msg("reload %d: %s", i, out);
+		}
+		/* Each change is visible in status. */
+		bool extra = (i / 2) % 2 == 1;
+		assert_int_equal(serving_workers(&b, "web"), 2 + i % 2);
+		assert_int_equal(has_listener(&b, "admin"), extra);
+		assert_int_equal(serving_workers(&b, "api") > 0, extra);
+		if (extra) {
+			char body[256];
+			int port = b.port;
+			b.port = admin_port;
+			assert_int_equal(http_get(admin_port, body, sizeof(body)), 200);
+			b.port = port;
+		}
+	}
+	long ok, failed;
+	assert_int_equal(loadgen_stop(lg, lg_out, &ok, &failed), 0);
+	assert_int_equal(failed, 0);
+	assert_true(ok > 0);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void twenty_reloads_under_load_in_inherit_mode_fail_no_request(void **state)
+{
+	twenty_reloads_under_load("inherit");
+}
+
+static void twenty_reloads_under_load_in_dispatch_mode_fail_no_request(void **state)
+{
+	twenty_reloads_under_load("dispatch");
+}
+
+static void a_file_with_errors_changes_nothing(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	write_round(&b, 0, free_port(), "inherit");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	pid_t before[2], after[2];
+	assert_int_equal(worker_pids(&b, "ready", before, 2), 2);
+	FILE *f = fopen(b.conf, "ae");
+	assert_non_null(f);
+	fputs("app broken {\n  workers = banana\n}\n", f);
+	fclose(f);
+	char out[4096], want[400];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reload", NULL), 1);
+	snprintf(want, sizeof(want), "%s:", b.conf);
+	if (!strstr(out, want))
+		fail_msg("no FILE:LINE in: %s", out);
+	assert_int_equal(worker_pids(&b, "ready", after, 2), 2);
+	assert_memory_equal(before, after, sizeof(before));
+	assert_int_equal(app_status(&b, "web", "serving"), 1);
+	assert_int_equal(app_status(&b, "web", "upgrades"), 0);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    harness_test(twenty_reloads_under_load_in_inherit_mode_fail_no_request),
+	    harness_test(twenty_reloads_under_load_in_dispatch_mode_fail_no_request),
+	    harness_test(a_file_with_errors_changes_nothing),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
