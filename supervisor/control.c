@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -628,15 +627,9 @@ int control_open(struct daemon *d, struct control **ret)
 	ctl->fd = -1;
 	ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	int r;
-	if (cfg->control_group) {
-		struct group *gr = getgrnam(cfg->control_group);
-		if (!gr) {
-			log_err("%s: control: group \"%s\" not found", cfg->path,
-				cfg->control_group);
-			r = -ENOENT;
-			goto fail;
-		}
-		ctl->group = gr->gr_gid;
+	/* Looked up when the config was read: no NSS here. */
+	if (cfg->control_gid != (gid_t)-1) {
+		ctl->group = cfg->control_gid;
 		ctl->has_group = true;
 	}
 	ctl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
