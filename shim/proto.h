@@ -43,6 +43,7 @@ enum proto_type {
 	MSG_CONN_DONE,	  /* worker -> batond: uint32 count of finished connections */
 	MSG_PARK,	  /* worker -> batond: 1 live connection and its state record */
 	MSG_CTL_RELOAD,	  /* batonctl -> batond: read the configuration again, apply it */
+	MSG_CTL_SCALE,	  /* batonctl -> batond: "APP N", run N workers of APP */
 	MSG_TYPE_MAX,
 };
 

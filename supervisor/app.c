@@ -284,7 +284,7 @@ static int start_generation(struct app *a)
 	a->gens = gens;
 	struct app_version *v = a->next_version ? a->next_version : a->version;
 	struct gen *g;
-	int r = gen_start(&v->gen_env, a->next_gen_id, &g);
+	int r = gen_start(&v->gen_env, a->next_gen_id, a->scale ? a->scale : v->cfg->workers, &g);
 	if (r < 0)
 		return r;
 	version_get(v);
@@ -409,6 +409,8 @@ static void gen_ready(struct app *a, struct gen *g)
 		use_version(a, v);
 		a->config_stale = false;
 	}
+	/* batonctl scale's count, or the file's if it changed meanwhile. */
+	gen_scale(g, a->scale ? a->scale : a->cfg->workers);
 	dispatch_serve(a->dispatch, g->id, g->n_workers); /* new connections go to it from now */
 	if (old) {
 		/* Only now, with the successor ready, may the old generation stop. */
@@ -492,11 +494,12 @@ static void gen_gone(struct app *a, struct gen *g)
 }
 
 /* True if a process of @a's generations and one of @b's start the same: same
- * program, arguments, environment, worker count, mode and listening sockets. */
+ * program, arguments, environment, mode and listening sockets. (How many of
+ * them run changes in place.) */
 static bool starts_the_same(const struct app_version *a, const struct app_version *b)
 {
 	const struct app_cfg *x = a->cfg, *y = b->cfg;
-	if (x->workers != y->workers || x->mode != y->mode || x->n_listeners != y->n_listeners)
+	if (x->mode != y->mode || x->n_listeners != y->n_listeners)
 		return false;
 	size_t i = 0;
 	for (; x->argv[i] && y->argv[i]; i++)
@@ -563,6 +566,10 @@ void app_reconfigure(struct app *a, struct config_ref *root, const struct app_cf
 	}
 	use_version(a, v);
 	a->config_stale = false;
+	a->scale = 0; /* the file's count from now on */
+	if (a->serving && gen_scale(a->serving, cfg->workers) < 0)
+		log_warn("%s: cannot start more workers now; the next upgrade starts %u", cfg->name,
+			 cfg->workers);
 	log_info("%s: new configuration applied in place", cfg->name);
 	if (w) {
 		char text[200];
@@ -571,6 +578,17 @@ void app_reconfigure(struct app *a, struct config_ref *root, const struct app_cf
 		free(w);
 	}
 	mark(a);
+}
+
+int app_scale(struct app *a, unsigned n)
+{
+	if (a->stopping)
+		return -ESHUTDOWN;
+	a->scale = n;
+	log_info("%s: scaling to %u worker%s", a->cfg->name, n, n == 1 ? "" : "s");
+	int r = a->serving ? gen_scale(a->serving, n) : -EBUSY;
+	mark(a);
+	return r;
 }
 
 void app_stop(struct app *a)
@@ -621,6 +639,10 @@ void app_settle(struct app *a)
 				gen_gone(a, a->gens[i]); /* removes it from a->gens */
 			else
 				i++;
+	}
+	if (a->serving) {
+		gen_retire_done(a->serving);
+		dispatch_serve(a->dispatch, a->serving->id, a->serving->n_workers);
 	}
 	dispatch_kick(a->dispatch);
 }

@@ -72,8 +72,8 @@ struct app {
 	const struct app_cfg *cfg;	  /* of the version it runs */
 	struct app_version *version;	  /* what its generations start from */
 	struct app_version *next_version; /* a reload's, for the next upgrade; or NULL */
-	bool config_stale; /* the configuration last loaded failed to start: it runs the one before
-			    */
+	bool config_stale; /* the file's configuration failed to start: runs the one before */
+	unsigned scale;	   /* batonctl scale's worker count until the next reload; 0: the file's */
 	struct gen **gens; /* every generation not yet freed, oldest first */
 	size_t n_gens;
 	unsigned next_gen_id;
@@ -111,6 +111,10 @@ void app_upgrade(struct app *a, struct app_waiter *w);
  * disk). @w (may be NULL) is told the outcome. */
 void app_reconfigure(struct app *a, struct config_ref *root, const struct app_cfg *cfg,
 		     const int *listener_fds, bool upgrade, struct app_waiter *w);
+/* batonctl scale: the serving generation runs @n workers from now on (new
+ * ones started, the highest drained), and so do the upgrades after it, until a
+ * reload sets the count of the file again. Returns 0 or a negative errno. */
+int app_scale(struct app *a, unsigned n);
 /* Drain every generation; app_is_stopped once nothing is left. */
 void app_stop(struct app *a);
 bool app_is_stopped(const struct app *a);

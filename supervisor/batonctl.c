@@ -34,6 +34,8 @@ static void usage(FILE *f)
 		   "  reload            read the configuration again and apply what changed:\n"
 		   "                    apps whose processes start differently upgrade, the\n"
 		   "                    rest applies in place; errors change nothing\n"
+		   "  scale APP N       run N workers of APP's serving generation (and of its\n"
+		   "                    upgrades), without a new generation, until a reload\n"
 		   "  stop              drain every app and stop batond\n"
 		   "SOCKET defaults to $BATON_SOCKET or /run/baton/batond.sock.\n"
 		   "Exit status: 0 ok, 1 failed (e.g. rolled back), 2 usage, 3 no batond,\n"
@@ -213,6 +215,11 @@ int main(int argc, char **argv)
 		payload = i < argc ? argv[i] : "";
 	} else if (strcmp(cmd, "reload") == 0 && i == argc) {
 		type = MSG_CTL_RELOAD;
+	} else if (strcmp(cmd, "scale") == 0 && i + 2 == argc) {
+		static char scale[PROTO_NAME_MAX + 16];
+		snprintf(scale, sizeof(scale), "%.*s %.10s", PROTO_NAME_MAX, argv[i], argv[i + 1]);
+		type = MSG_CTL_SCALE;
+		payload = scale;
 	} else if (strcmp(cmd, "stop") == 0 && i == argc) {
 		type = MSG_CTL_STOP;
 	} else {

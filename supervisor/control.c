@@ -403,6 +403,46 @@ static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 	app_upgrade(only, w);
 }
 
+/* "APP N": app APP runs N workers from now on (app_scale). */
+static void handle_scale(struct ctl_conn *c, const struct proto_msg *m)
+{
+	struct daemon *d = c->ctl->d;
+	char text[256];
+	const char *payload = (const char *)m->payload;
+	const char *space = memchr(payload, ' ', m->hdr.payload_bytes);
+	size_t name_len = space ? (size_t)(space - payload) : 0;
+	char *end;
+	errno = 0;
+	unsigned long n = space ? strtoul(space + 1, &end, 10) : 0;
+	if (!space || !proto_name_valid(payload, name_len) || errno || end == space + 1 || *end ||
+	    space[1] == '-' || n < 1 || n > 1024) {
+		conn_reply(c, m->hdr.request_id, EINVAL,
+			   "scale: expected an app name and a number of workers from 1 to 1024");
+		return;
+	}
+	struct app *a = NULL;
+	for (size_t i = 0; i < d->n_apps && !a; i++)
+		if (strlen(d->apps[i]->cfg->name) == name_len &&
+		    memcmp(d->apps[i]->cfg->name, payload, name_len) == 0)
+			a = d->apps[i];
+	if (!a) {
+		snprintf(text, sizeof(text), "unknown app \"%.*s\"", (int)name_len, payload);
+		conn_reply(c, m->hdr.request_id, ENOENT, text);
+		return;
+	}
+	int r = app_scale(a, (unsigned)n);
+	if (r == -EBUSY)
+		snprintf(text, sizeof(text),
+			 "%s: no generation serving now: the next one starts %lu worker%s",
+			 a->cfg->name, n, n == 1 ? "" : "s");
+	else if (r < 0)
+		snprintf(text, sizeof(text), "%s: cannot scale: %s", a->cfg->name, strerror(-r));
+	else
+		snprintf(text, sizeof(text), "%s: generation %u runs %lu worker%s", a->cfg->name,
+			 a->serving->id, n, n == 1 ? "" : "s");
+	conn_reply(c, m->hdr.request_id, r < 0 && r != -EBUSY ? -r : 0, text);
+}
+
 static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 {
 	struct daemon *d = c->ctl->d;
@@ -433,6 +473,9 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 		break;
 	case MSG_CTL_RELOAD:
 		handle_reload(c, m, false);
+		break;
+	case MSG_CTL_SCALE:
+		handle_scale(c, m);
 		break;
 	case MSG_CTL_STOP: {
 		struct ctl_req *req = req_new(c, m, 1);

@@ -639,7 +639,19 @@ void dispatch_stop(struct dispatch *dp)
 void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers)
 {
 	dp->serving = gen_id;
-	if (!gen_id || find_gen(dp, gen_id))
+	struct dgen *known = find_gen(dp, gen_id);
+	if (known && known->n_workers != n_workers) {
+		/* Scaled: slots of workers still there keep their counts. */
+		struct dslot *slots =
+		    realloc(known->slots, (n_workers ? n_workers : 1) * sizeof(*slots));
+		if (slots) {
+			for (unsigned i = known->n_workers; i < n_workers; i++)
+				slots[i] = (struct dslot){0};
+			known->slots = slots;
+			known->n_workers = n_workers;
+		}
+	}
+	if (!gen_id || known)
 		return;
 	struct dgen *gens = realloc(dp->gens, (dp->n_gens + 1) * sizeof(*gens));
 	struct dslot *slots = calloc(n_workers ? n_workers : 1, sizeof(*slots));

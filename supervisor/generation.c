@@ -94,15 +94,15 @@ unsigned gen_live_workers(const struct gen *g)
 {
 	unsigned n = 0;
 	for (unsigned i = 0; i < g->n_workers; i++)
-		n += g->workers[i].pid > 0 || g->workers[i].state == WORKER_LINGERING;
+		n += g->workers[i]->pid > 0 || g->workers[i]->state == WORKER_LINGERING;
 	return n;
 }
 
 struct channel *gen_ready_channel(const struct gen *g, unsigned i)
 {
-	if (i >= g->n_workers || g->workers[i].state != WORKER_READY)
+	if (i >= g->n_workers || g->workers[i]->state != WORKER_READY)
 		return NULL;
-	return g->workers[i].channel;
+	return g->workers[i]->channel;
 }
 
 /* Each worker leads its own process group (spawn.c), so a signal for the group
@@ -181,7 +181,7 @@ static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
 		gen_fail(g);
 	} else if (g->state == GEN_DRAINING) {
 		for (unsigned i = 0; i < g->n_workers; i++) {
-			struct worker *w = &g->workers[i];
+			struct worker *w = g->workers[i];
 			if (w->pid > 0)
 				log_worker(w, LOG_WARNING,
 					   "still running after drain-timeout, sending SIGKILL");
@@ -214,7 +214,7 @@ static void worker_ready(struct worker *w)
 	if (g->state != GEN_STARTING || g->failed)
 		return;
 	for (unsigned i = 0; i < g->n_workers; i++)
-		if (g->workers[i].state != WORKER_READY)
+		if (g->workers[i]->state != WORKER_READY)
 			return;
 	g->state = GEN_READY;
 	g->ready_usec = w->ready_usec;
@@ -275,6 +275,18 @@ static int on_ready_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* Starts @w in a generation that serves: it has ready-timeout of its own. */
+static void worker_spawn_serving(struct worker *w)
+{
+	struct gen *g = w->gen;
+	worker_spawn(w);
+	if (w->state == WORKER_STARTING &&
+	    sd_event_add_time_relative(g->env->event, &w->ready_timer, CLOCK_MONOTONIC,
+				       cfg_of(g)->ready_timeout_usec, 10000, on_ready_timeout,
+				       w) < 0)
+		log_worker(w, LOG_WARNING, "has no ready-timeout");
+}
+
 static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct worker *w = userdata;
@@ -282,12 +294,7 @@ static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	w->restart_timer = sd_event_source_disable_unref(w->restart_timer);
 	w->restarts++;
 	g->env->ops->restarted(g->env->userdata, g);
-	worker_spawn(w);
-	if (w->state == WORKER_STARTING &&
-	    sd_event_add_time_relative(g->env->event, &w->ready_timer, CLOCK_MONOTONIC,
-				       cfg_of(g)->ready_timeout_usec, 10000, on_ready_timeout,
-				       w) < 0)
-		log_worker(w, LOG_WARNING, "has no ready-timeout for its restart");
+	worker_spawn_serving(w);
 	return 0;
 }
 
@@ -430,7 +437,10 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 		}
 		break;
 	case GEN_READY:
-		worker_schedule_restart(w, lifetime);
+		if (w->retiring)
+			changed(g); /* gen_scale's leftovers: retire_done takes it away */
+		else
+			worker_schedule_restart(w, lifetime);
 		break;
 	case GEN_DRAINING:
 		if (gen_live_workers(g) == 0)
@@ -589,19 +599,47 @@ fail:
 	}
 }
 
-int gen_start(const struct gen_env *env, unsigned id, struct gen **ret)
+static struct worker *worker_new(struct gen *g, unsigned index)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	if (w)
+		*w = (struct worker){
+		    .gen = g, .index = index, .exec_fd = -1, .state = WORKER_EXITED};
+	return w;
+}
+
+static void worker_free(struct worker *w)
+{
+	worker_release(w);
+	sd_event_source_disable_unref(w->restart_timer);
+	sd_event_source_disable_unref(w->group_timer);
+	sd_event_source_disable_unref(w->retire_timer);
+	/* Not checked yet or still lingering: nothing is left to wait for it. */
+	if (w->lingering_pgid > 0)
+		kill(-w->lingering_pgid, SIGKILL);
+	free(w);
+}
+
+int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, struct gen **ret)
 {
 	struct gen *g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
-	g->workers = calloc(env->cfg->workers, sizeof(*g->workers));
+	g->workers = calloc(n_workers, sizeof(*g->workers));
+	for (unsigned i = 0; g->workers && i < n_workers; i++)
+		if (!(g->workers[i] = worker_new(g, i))) {
+			while (i-- > 0)
+				free(g->workers[i]);
+			free(g->workers);
+			g->workers = NULL;
+		}
 	if (!g->workers) {
 		free(g);
 		return -ENOMEM;
 	}
 	g->env = env;
 	g->id = id;
-	g->n_workers = env->cfg->workers;
+	g->n_workers = n_workers;
 	g->state = GEN_STARTING;
 	g->started_usec = now_usec(g);
 	/* Every worker of this generation, restarts included, runs this very file:
@@ -609,24 +647,19 @@ int gen_start(const struct gen_env *env, unsigned id, struct gen **ret)
 	 * must not come back as the binary that was just refused. If it cannot be
 	 * opened, exec by path reports why. */
 	g->program_fd = open(env->cfg->argv[0], O_PATH | O_CLOEXEC);
-	for (unsigned i = 0; i < g->n_workers; i++) {
-		struct worker *w = &g->workers[i];
-		w->gen = g;
-		w->index = i;
-		w->exec_fd = -1;
-		w->state = WORKER_EXITED;
-	}
 	int r = arm_timer(g, env->cfg->ready_timeout_usec, on_gen_timer);
 	if (r < 0) {
 		if (g->program_fd >= 0)
 			close(g->program_fd);
+		for (unsigned i = 0; i < n_workers; i++)
+			free(g->workers[i]);
 		free(g->workers);
 		free(g);
 		return r;
 	}
 	log_gen(g, LOG_INFO, "starting %u worker%s", g->n_workers, g->n_workers == 1 ? "" : "s");
 	for (unsigned i = 0; i < g->n_workers && !g->failed; i++)
-		worker_spawn(&g->workers[i]);
+		worker_spawn(g->workers[i]);
 	*ret = g;
 	return 0;
 }
@@ -639,9 +672,10 @@ void gen_drain(struct gen *g)
 	g->drain_started_usec = now_usec(g);
 	unsigned live = 0;
 	for (unsigned i = 0; i < g->n_workers; i++) {
-		struct worker *w = &g->workers[i];
+		struct worker *w = g->workers[i];
 		w->restart_timer = sd_event_source_disable_unref(w->restart_timer);
 		w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
+		w->retire_timer = sd_event_source_disable_unref(w->retire_timer);
 		if (w->pid <= 0) {
 			/* A group it left behind is still being checked: waited for too. */
 			w->state = w->lingering_pgid > 0 ? WORKER_LINGERING : WORKER_EXITED;
@@ -665,14 +699,97 @@ void gen_drain(struct gen *g)
 	if (arm_timer(g, cfg_of(g)->drain_timeout_usec, on_gen_timer) < 0) {
 		log_gen(g, LOG_ERR, "cannot arm its drain timer: killing it now");
 		for (unsigned i = 0; i < g->n_workers; i++)
-			worker_signal_group(&g->workers[i], SIGKILL);
+			worker_signal_group(g->workers[i], SIGKILL);
+	}
+}
+
+static int on_retire_timeout(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct worker *w = userdata;
+	w->retire_timer = sd_event_source_disable_unref(w->retire_timer);
+	if (w->pid > 0) {
+		log_worker(w, LOG_WARNING, "still running after drain-timeout, sending SIGKILL");
+		worker_signal_group(w, SIGKILL);
+	}
+	return 0;
+}
+
+/* Worker @w of a serving generation goes: it drains as a draining generation's
+ * would, and is taken away once its process is gone (retire_done). */
+static void worker_retire(struct worker *w)
+{
+	struct gen *g = w->gen;
+	w->retiring = true;
+	w->restart_timer = sd_event_source_disable_unref(w->restart_timer);
+	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
+	if (w->pid <= 0)
+		return;
+	w->state = WORKER_DRAINING;
+	if (w->channel)
+		channel_send_drain(w->channel);
+	int r = worker_signal_stop(w);
+	if (r < 0)
+		log_worker(w, LOG_WARNING, "cannot be signalled: %s", strerror(-r));
+	if (sd_event_add_time_relative(g->env->event, &w->retire_timer, CLOCK_MONOTONIC,
+				       cfg_of(g)->drain_timeout_usec, 1000, on_retire_timeout,
+				       w) < 0)
+		worker_signal_group(w, SIGKILL);
+}
+
+int gen_scale(struct gen *g, unsigned n)
+{
+	if (g->state != GEN_READY || n == 0)
+		return -EBUSY;
+	unsigned active = 0;
+	for (unsigned i = 0; i < g->n_workers; i++)
+		active += !g->workers[i]->retiring;
+	if (n == active)
+		return 0;
+	if (n > active) {
+		/* New workers after every one there, retiring ones included: a
+		 * worker's index is its identity while it lives. */
+		struct worker **workers =
+		    realloc(g->workers, (g->n_workers + n - active) * sizeof(*workers));
+		if (!workers)
+			return -ENOMEM;
+		g->workers = workers;
+		for (unsigned k = active; k < n; k++) {
+			struct worker *w = worker_new(g, g->n_workers);
+			if (!w)
+				return -ENOMEM;
+			g->workers[g->n_workers++] = w;
+			worker_spawn_serving(w);
+		}
+	} else {
+		/* The highest indexes go. */
+		for (unsigned i = g->n_workers; i-- > 0 && active > n;)
+			if (!g->workers[i]->retiring) {
+				worker_retire(g->workers[i]);
+				active--;
+			}
+	}
+	log_gen(g, LOG_INFO, "scaled to %u worker%s", n, n == 1 ? "" : "s");
+	changed(g);
+	return 0;
+}
+
+void gen_retire_done(struct gen *g)
+{
+	/* Only from the end: an index names a worker for as long as it lives. */
+	while (g->n_workers > 0) {
+		struct worker *w = g->workers[g->n_workers - 1];
+		if (!w->retiring || w->pid > 0 || w->lingering_pgid > 0)
+			break;
+		log_worker(w, LOG_INFO, "retired");
+		worker_free(w);
+		g->n_workers--;
 	}
 }
 
 bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char *status)
 {
 	for (unsigned i = 0; i < g->n_workers; i++) {
-		struct worker *w = &g->workers[i];
+		struct worker *w = g->workers[i];
 		if (w->pid != pid)
 			continue;
 		if (status)
@@ -691,15 +808,8 @@ void gen_free(struct gen *g)
 	if (!g)
 		return;
 	sd_event_source_disable_unref(g->timer);
-	for (unsigned i = 0; i < g->n_workers; i++) {
-		struct worker *w = &g->workers[i];
-		worker_release(w);
-		sd_event_source_disable_unref(w->restart_timer);
-		sd_event_source_disable_unref(w->group_timer);
-		/* Not checked yet or still lingering: nothing is left to wait for it. */
-		if (w->lingering_pgid > 0)
-			kill(-w->lingering_pgid, SIGKILL);
-	}
+	for (unsigned i = 0; i < g->n_workers; i++)
+		worker_free(g->workers[i]);
 	if (g->program_fd >= 0)
 		close(g->program_fd);
 	free(g->workers);

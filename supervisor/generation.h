@@ -84,9 +84,11 @@ struct worker {
 	bool linger_waited;	      /* the group outlived the first check */
 	uint64_t started_usec;
 	uint64_t ready_usec;
-	unsigned parks;		/* connections its process parked and batond took */
-	unsigned parks_refused; /* and those it refused */
-	unsigned crashes;	/* consecutive short-lived exits, for backoff */
+	bool retiring;		       /* gen_scale took it away: drains, never restarts */
+	sd_event_source *retire_timer; /* its drain-timeout while retiring */
+	unsigned parks;		       /* connections its process parked and batond took */
+	unsigned parks_refused;	       /* and those it refused */
+	unsigned crashes;	       /* consecutive short-lived exits, for backoff */
 	unsigned restarts;
 	char status[128]; /* last STATUS= */
 };
@@ -95,9 +97,9 @@ struct gen {
 	const struct gen_env *env;
 	unsigned id;
 	enum gen_state state;
-	bool failed; /* stopped because it did not become ready */
-	struct worker *workers;
-	unsigned n_workers;
+	bool failed;		 /* stopped because it did not become ready */
+	struct worker **workers; /* each its own allocation: sources point at it */
+	unsigned n_workers;	 /* retiring ones included, until they are gone */
 	uint64_t started_usec;
 	uint64_t ready_usec;
 	uint64_t drain_started_usec;
@@ -110,7 +112,14 @@ struct gen {
 /* Creates generation @id and spawns its workers. Returns 0, or a negative
  * errno with *ret untouched if nothing could be started. A worker that cannot
  * be spawned marks the generation failed (reported through changed). */
-int gen_start(const struct gen_env *env, unsigned id, struct gen **ret);
+int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, struct gen **ret);
+/* A serving generation runs @n workers from now on: new ones are started
+ * (each with ready-timeout), the highest indexes drain and go. -EBUSY unless
+ * it serves. */
+int gen_scale(struct gen *g, unsigned n);
+/* Takes away the workers gen_scale retired once their processes are gone;
+ * call when settling. */
+void gen_retire_done(struct gen *g);
 /* Stops taking new work: DRAIN on each channel and the stop signal (to each
  * worker's main process, or its process group in kill-mode group); SIGKILL to
  * every process left in their groups after drain-timeout. Idempotent. */

@@ -346,7 +346,7 @@ void recover_record(struct recover *rc, const struct daemon *d)
 		const struct app *a = d->apps[i];
 		for (size_t k = 0; k < a->n_gens; k++)
 			for (unsigned w = 0; w < a->gens[k]->n_workers; w++) {
-				pid_t pid = a->gens[k]->workers[w].pid;
+				pid_t pid = a->gens[k]->workers[w]->pid;
 				unsigned long long start = pid > 0 ? cached_start(rc, pid) : 0;
 				struct start_time *more =
 				    start ? realloc(starts, (n_starts + 1) * sizeof(*starts))

@@ -125,10 +125,11 @@ static void render_json(const struct daemon *d, FILE *f)
 		json_string(f, a->cfg->name);
 		fprintf(f,
 			",\"serving\":%u,\"upgrades\":%u,\"rollbacks\":%u,\"restarts\":%u,"
-			"\"parks_refused\":%u,"
+			"\"parks_refused\":%u,\"config_current\":%s,\"scaled_to\":%u,"
 			"\"upgrade_running\":%s,\"last_outcome\":",
 			a->serving ? a->serving->id : 0, a->counters.upgrades,
 			a->counters.rollbacks, a->counters.restarts, a->counters.parks_refused,
+			a->config_stale ? "false" : "true", a->scale,
 			a->upgrade_running ? "true" : "false");
 		json_string(f, a->counters.last_outcome);
 		fprintf(f, ",\"generations\":[");
@@ -138,7 +139,7 @@ static void render_json(const struct daemon *d, FILE *f)
 				k ? "," : "", g->id, gen_state_name(g->state),
 				seconds_since(d, g->started_usec));
 			for (unsigned w = 0; w < g->n_workers; w++) {
-				const struct worker *wk = &g->workers[w];
+				const struct worker *wk = g->workers[w];
 				fprintf(f,
 					"%s{\"index\":%u,\"pid\":%d,\"state\":\"%s\","
 					"\"uptime_s\":%.3f,\"restarts\":%u,\"status\":",
@@ -187,6 +188,11 @@ static void render_text(const struct daemon *d, FILE *f)
 			a->counters.upgrades == 1 ? "" : "s", a->counters.rollbacks,
 			a->counters.restarts, a->counters.restarts == 1 ? "" : "s",
 			a->upgrade_running ? "; upgrade in progress" : "");
+		if (a->config_stale)
+			fputs("  runs its previous configuration: the file's failed to start\n", f);
+		if (a->scale)
+			fprintf(f, "  scaled to %u worker%s by batonctl, until the next reload\n",
+				a->scale, a->scale == 1 ? "" : "s");
 		if (a->counters.last_outcome[0]) {
 			fputs("  last upgrade: ", f);
 			put_text(f, a->counters.last_outcome, false);
@@ -197,7 +203,7 @@ static void render_text(const struct daemon *d, FILE *f)
 			fprintf(f, "  generation %u: %s, up %.1f s\n", g->id,
 				gen_state_name(g->state), seconds_since(d, g->started_usec));
 			for (unsigned w = 0; w < g->n_workers; w++) {
-				const struct worker *wk = &g->workers[w];
+				const struct worker *wk = g->workers[w];
 				fprintf(f, "    worker %u: pid %d, %s", wk->index, (int)wk->pid,
 					worker_state_name(wk->state));
 				if (wk->pid)

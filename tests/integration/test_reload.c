@@ -34,7 +34,9 @@ static void write_round(struct batond *b, int i, int admin_port, const char *mod
 	batond_write_config(b, conf);
 }
 
-/* The number of workers of app @name's serving generation, -1 without one. */
+/* The number of workers of app @name's serving generation that run or are
+ * meant to (starting, ready, back-off), those a scale-down took away aside;
+ * -1 without one. */
 static int serving_workers(const struct batond *b, const char *name)
 {
 	struct json_object *st = status_json(b), *apps = json_object_object_get(st, "apps");
@@ -47,9 +49,16 @@ static int serving_workers(const struct batond *b, const char *name)
 		struct json_object *gens = json_object_object_get(a, "generations");
 		for (size_t g = 0; g < json_object_array_length(gens); g++) {
 			struct json_object *gen = json_object_array_get_idx(gens, g);
-			if (json_object_get_int(json_object_object_get(gen, "id")) == serving)
-				n = (int)json_object_array_length(
-				    json_object_object_get(gen, "workers"));
+			if (json_object_get_int(json_object_object_get(gen, "id")) != serving)
+				continue;
+			struct json_object *ws = json_object_object_get(gen, "workers");
+			n = 0;
+			for (size_t w = 0; w < json_object_array_length(ws); w++) {
+				const char *state = json_object_get_string(json_object_object_get(
+				    json_object_array_get_idx(ws, w), "state"));
+				n += !strcmp(state, "starting") || !strcmp(state, "ready") ||
+				     !strcmp(state, "backoff");
+			}
 		}
 	}
 	json_object_put(st);
@@ -140,12 +149,101 @@ static void a_file_with_errors_changes_nothing(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+static bool config_current(const struct batond *b, const char *app)
+{
+	struct json_object *st = status_json(b), *apps = json_object_object_get(st, "apps");
+	bool current = false;
+	for (size_t i = 0; i < json_object_array_length(apps); i++) {
+		struct json_object *a = json_object_array_get_idx(apps, i);
+		if (!strcmp(json_object_get_string(json_object_object_get(a, "name")), app))
+			current =
+			    json_object_get_boolean(json_object_object_get(a, "config_current"));
+	}
+	json_object_put(st);
+	return current;
+}
+
+static void a_new_configuration_that_fails_to_start_leaves_the_previous_one_serving(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	write_round(&b, 0, free_port(), "inherit");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	assert_true(config_current(&b, "web"));
+	char good[4096];
+	FILE *f = fopen(b.conf, "re");
+	assert_non_null(f);
+	size_t n = fread(good, 1, sizeof(good) - 1, f);
+	good[n] = 0;
+	fclose(f);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"/nonexistent/web\" }\n"
+				"  listeners = { \"http\" }\n  workers = 2\n}\n");
+	char out[4096];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reload", NULL), 1);
+	if (!strstr(out, "generation 1 still serving with its previous configuration"))
+		fail_msg("unexpected reload output: %s", out);
+	assert_false(config_current(&b, "web"));
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_non_null(strstr(body, "gen=1 "));
+	/* The file fixed: nothing to start, the app runs what the file says. */
+	f = fopen(b.conf, "we");
+	assert_non_null(f);
+	fputs(good, f);
+	fclose(f);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reload", NULL), 0);
+	assert_true(config_current(&b, "web"));
+	assert_int_equal(app_status(&b, "web", "serving"), 1);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void scale_changes_the_workers_in_place_until_a_reload(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	write_round(&b, 0, free_port(), "inherit");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	pid_t first[2];
+	assert_int_equal(worker_pids(&b, "ready", first, 2), 2);
+	char lg_out[400], out[1024];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	pid_t lg = loadgen_start(&b, 4, LOADGEN_CEILING_MS, lg_out);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "scale", "web", "3", NULL), 0);
+	assert_string_equal(out, "web: generation 1 runs 3 workers\n");
+	assert_true(wait_workers(&b, "ready", 3, 10000));
+	pid_t three[3];
+	assert_int_equal(worker_pids(&b, "ready", three, 3), 3);
+	assert_int_equal(three[0], first[0]); /* the same processes, one more */
+	assert_int_equal(three[1], first[1]);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "scale", "web", "1", NULL), 0);
+	assert_int_equal(serving_workers(&b, "web"), 1);
+	/* The next upgrade keeps batonctl's count... */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_int_equal(app_status(&b, "web", "serving"), 2);
+	assert_int_equal(serving_workers(&b, "web"), 1);
+	/* ...and a reload the file's, in place. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reload", NULL), 0);
+	assert_int_equal(serving_workers(&b, "web"), 2);
+	assert_int_equal(app_status(&b, "web", "serving"), 2);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "scale", "web", "0", NULL), 1);
+	assert_non_null(strstr(out, "from 1 to 1024"));
+	long ok, failed;
+	assert_int_equal(loadgen_stop(lg, lg_out, &ok, &failed), 0);
+	assert_int_equal(failed, 0);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    harness_test(twenty_reloads_under_load_in_inherit_mode_fail_no_request),
 	    harness_test(twenty_reloads_under_load_in_dispatch_mode_fail_no_request),
 	    harness_test(a_file_with_errors_changes_nothing),
+	    harness_test(scale_changes_the_workers_in_place_until_a_reload),
+	    harness_test(a_new_configuration_that_fails_to_start_leaves_the_previous_one_serving),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -232,8 +232,8 @@ static void newest_ready(void)
 {
 	struct gen *g = t.a->gens[t.a->n_gens - 1];
 	for (unsigned i = 0; i < g->n_workers; i++)
-		if (g->workers[i].pid > 0)
-			assert_true(app_notify(t.a, g->workers[i].pid, true, false, NULL));
+		if (g->workers[i]->pid > 0)
+			assert_true(app_notify(t.a, g->workers[i]->pid, true, false, NULL));
 }
 
 /* Every worker's child has closed its copies of batond's fds (its "exec"
@@ -242,7 +242,7 @@ static bool children_settled(void *arg)
 {
 	struct gen *g = t.a->gens[t.a->n_gens - 1];
 	for (unsigned i = 0; i < g->n_workers; i++)
-		if (g->workers[i].exec_fd >= 0)
+		if (g->workers[i]->exec_fd >= 0)
 			return false;
 	return true;
 }
@@ -326,7 +326,7 @@ static void two_upgrades_back_to_back_run_one_after_the_other(void **state)
 
 static bool worker_in_state(void *arg)
 {
-	struct worker *w = &t.a->serving->workers[0];
+	struct worker *w = t.a->serving->workers[0];
 	return w->state == (enum worker_state)(uintptr_t)arg;
 }
 
@@ -334,7 +334,7 @@ static bool worker_in_state(void *arg)
  * and lets the restart happen at once. */
 static long long crash_and_restart_delay_ms(void)
 {
-	struct worker *w = &t.a->serving->workers[0];
+	struct worker *w = t.a->serving->workers[0];
 	assert_int_equal(kill(w->pid, SIGKILL), 0);
 	assert_true(run_until(worker_in_state, (void *)WORKER_BACKOFF));
 	uint64_t when, now;
@@ -359,7 +359,7 @@ static void a_crashing_worker_restarts_after_100_200_400_ms_and_100_again_once_s
 	assert_true(delays[1] > 150 && delays[1] <= 200);
 	assert_true(delays[2] > 350 && delays[2] <= 400);
 	/* A worker that ran 10 s or more before it crashed starts over. */
-	t.a->serving->workers[0].started_usec -= 11 * 1000 * MS;
+	t.a->serving->workers[0]->started_usec -= 11 * 1000 * MS;
 	long long after_stable = crash_and_restart_delay_ms();
 	assert_true(after_stable > 50 && after_stable <= 100);
 	assert_int_equal(t.a->counters.restarts, 4);
@@ -374,14 +374,14 @@ static void a_worker_ready_after_its_generation_failed_never_serves(void **state
 	struct waiter_result r = {0};
 	upgrade(&r);
 	struct gen *g2 = t.a->starting;
-	assert_true(app_notify(t.a, g2->workers[0].pid, true, false, NULL));
+	assert_true(app_notify(t.a, g2->workers[0]->pid, true, false, NULL));
 	/* ready-timeout marks generation 2 failed; before anyone settles it, its
 	 * second worker says READY=1. */
 	long long deadline = now_ms() + 10000;
 	while (!g2->failed && now_ms() < deadline)
 		assert_true(sd_event_run(t.event, 10 * MS) >= 0);
 	assert_true(g2->failed);
-	assert_true(app_notify(t.a, g2->workers[1].pid, true, false, NULL));
+	assert_true(app_notify(t.a, g2->workers[1]->pid, true, false, NULL));
 	assert_true(run_until(waiter_done, &r));
 	assert_int_equal(r.code, ECANCELED);
 	assert_true(run_until(only_one_generation, NULL));
@@ -421,7 +421,7 @@ static bool received_all(void *arg)
 	static struct proto_msg m;
 	for (unsigned i = 0; g && i < g->n_workers; i++) {
 		for (size_t k = 0; k < t.n_workers; k++) {
-			if (t.workers[k].pid != g->workers[i].pid)
+			if (t.workers[k].pid != g->workers[i]->pid)
 				continue;
 			while (proto_recv(t.workers[k].channel, ROLE_WORKER_CLIENT, &m) > 0) {
 				if (m.hdr.type == MSG_CONN) {
@@ -465,7 +465,7 @@ static void deliver(struct received *rc, int n, const char *src)
 static void worker_reports_done(unsigned index, uint32_t n)
 {
 	for (size_t k = 0; k < t.n_workers; k++)
-		if (t.workers[k].pid == t.a->serving->workers[index].pid)
+		if (t.workers[k].pid == t.a->serving->workers[index]->pid)
 			assert_int_equal(proto_send(t.workers[k].channel, MSG_CONN_DONE, 0, 0, &n,
 						    sizeof(n), NULL, 0),
 					 0);
@@ -620,7 +620,7 @@ static void a_serving_worker_that_parks_is_refused_and_cut_off_at_the_third(void
 	 * reads EOF, the worker itself keeps serving. */
 	static struct proto_msg m;
 	assert_int_equal(proto_recv(t.workers[0].channel, ROLE_WORKER_CLIENT, &m), 0);
-	assert_int_equal(t.a->serving->workers[0].state, WORKER_READY);
+	assert_int_equal(t.a->serving->workers[0]->state, WORKER_READY);
 }
 
 static void a_draining_worker_parks_at_most_hold_max_connections(void **state)
