@@ -5,6 +5,7 @@
 #include "generation.h"
 #include "channel.h"
 #include "log.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -792,8 +793,12 @@ bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char 
 		struct worker *w = g->workers[i];
 		if (w->pid != pid)
 			continue;
-		if (status)
-			snprintf(w->status, sizeof(w->status), "%s", status);
+		if (status) {
+			/* Cut between UTF-8 characters, never in one. */
+			size_t n = proto_utf8_cut(status, strlen(status), sizeof(w->status) - 1);
+			memcpy(w->status, status, n);
+			w->status[n] = 0;
+		}
 		if (stopping)
 			log_worker(w, LOG_INFO, "is stopping");
 		if (ready && cfg_of(g)->ready == READY_NOTIFY)
