@@ -185,7 +185,7 @@ static int version_new(struct app *a, struct config_ref *root, const struct app_
 	    .listen_fds = v->listen_fds,
 	    .listen_names = v->listen_names,
 	    .listen_names_joined = v->listen_names_joined,
-	    .notify_socket = a->env->notify_socket,
+	    .notify_socket = a->env->notify_socket(a->env->userdata, cfg),
 	    .spawn = a->env->spawn,
 	    .ops = &app_gen_ops,
 	    .userdata = a,
@@ -493,13 +493,38 @@ static void gen_gone(struct app *a, struct gen *g)
 	version_put(v);
 }
 
+static bool same_string(const char *x, const char *y)
+{
+	return x == y || (x && y && strcmp(x, y) == 0);
+}
+
+static bool same_limit(const struct app_limit *x, const struct app_limit *y)
+{
+	return x->set == y->set && (!x->set || x->value == y->value);
+}
+
+/* What a process is made in: user, groups, directory, umask, limits. */
+static bool same_credentials(const struct app_cfg *x, const struct app_cfg *y)
+{
+	if (x->set_ids != y->set_ids ||
+	    (x->set_ids && (x->uid != y->uid || x->gid != y->gid || x->n_groups != y->n_groups ||
+			    memcmp(x->groups, y->groups, x->n_groups * sizeof(gid_t)) != 0)))
+		return false;
+	return same_string(x->working_directory, y->working_directory) &&
+	       x->set_umask == y->set_umask && (!x->set_umask || x->umask == y->umask) &&
+	       x->no_new_privileges == y->no_new_privileges &&
+	       same_limit(&x->limit_nofile, &y->limit_nofile) &&
+	       same_limit(&x->limit_core, &y->limit_core) &&
+	       same_limit(&x->limit_nproc, &y->limit_nproc);
+}
+
 /* True if a process of @a's generations and one of @b's start the same: same
- * program, arguments, environment, mode and listening sockets. (How many of
- * them run changes in place.) */
+ * program, arguments, environment, credentials, mode and listening sockets.
+ * (How many of them run changes in place.) */
 static bool starts_the_same(const struct app_version *a, const struct app_version *b)
 {
 	const struct app_cfg *x = a->cfg, *y = b->cfg;
-	if (x->mode != y->mode || x->n_listeners != y->n_listeners)
+	if (x->mode != y->mode || x->n_listeners != y->n_listeners || !same_credentials(x, y))
 		return false;
 	size_t i = 0;
 	for (; x->argv[i] && y->argv[i]; i++)

@@ -52,7 +52,8 @@ struct app_version;
 /* What apps take from batond: borrowed, outlives them. */
 struct app_env {
 	sd_event *event;
-	const char *notify_socket;
+	/* NOTIFY_SOCKET for the workers of @cfg (a socket their user may reach). */
+	const char *(*notify_socket)(void *userdata, const struct app_cfg *cfg);
 	int (*spawn)(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel,
 		     int *ret_exec_fd);
 	const struct app_ops *ops;

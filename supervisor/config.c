@@ -9,11 +9,13 @@
 #include "parse.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #define DEFAULT_CONTROL_SOCKET "/run/baton/batond.sock"
@@ -21,7 +23,7 @@
 #define TAG_MAX_LEN	       64	   /* PROTO_TAG_MAX: a tag travels in each conn record */
 #define MAX_SECONDS	       31536000ULL /* a year: beyond it, a timeout is a typo */
 #define USEC_PER_SEC	       1000000ULL
-#define MAX_OPTIONS	       16
+#define MAX_OPTIONS	       32
 
 struct load_error {
 	int line;
@@ -461,6 +463,120 @@ static void store_app_listeners(struct section_state *st, const struct option *o
 	}
 }
 
+/* The user workers run as: its uid, and its login group unless `group` says
+ * otherwise; its supplementary groups unless `supplementary-groups` does. */
+static void store_user(struct section_state *st, const struct option *o,
+		       const struct conf_value *v, size_t n, void *obj)
+{
+	struct app_cfg *app = obj;
+	gid_t login_gid;
+	int r = parse_user(v->text, &app->uid, &login_gid);
+
+	if (r == -ENOENT)
+		report(st->ld, v->line, "%s: user: no such user \"%s\"", st->what, v->text);
+	else if (r < 0)
+		report(st->ld, v->line, "%s: user: \"%s\": %s", st->what, v->text, strerror(-r));
+	if (r == 0 && !app->group)
+		app->gid = login_gid;
+	app->set_ids = true;
+	store_string(st, o, v, n, obj);
+}
+
+static void store_app_group(struct section_state *st, const struct option *o,
+			    const struct conf_value *v, size_t n, void *obj)
+{
+	struct app_cfg *app = obj;
+	int r = parse_group(v->text, &app->gid);
+
+	if (r == -ENOENT)
+		report(st->ld, v->line, "%s: group: no such group \"%s\"", st->what, v->text);
+	else if (r < 0)
+		report(st->ld, v->line, "%s: group: \"%s\": %s", st->what, v->text, strerror(-r));
+	app->set_ids = true;
+	store_string(st, o, v, n, obj);
+}
+
+static void store_supplementary_groups(struct section_state *st, const struct option *o,
+				       const struct conf_value *values, size_t n, void *obj)
+{
+	struct app_cfg *app = obj;
+	/* Present, even empty: the worker gets exactly these (none for { }). */
+	if (!app->supplementary_groups && !(app->supplementary_groups = calloc(1, sizeof(char *)))) {
+		st->ld->oom = true;
+		return;
+	}
+	if (append_list(st, &app->supplementary_groups, values, n) < 0)
+		return;
+	gid_t *groups = reallocarray(app->groups, app->n_groups + n + 1, sizeof(*groups));
+	if (!groups) {
+		st->ld->oom = true;
+		return;
+	}
+	app->groups = groups;
+	for (size_t i = 0; i < n; i++) {
+		int r = parse_group(values[i].text, &groups[app->n_groups]);
+		if (r == 0)
+			app->n_groups++;
+		else if (r == -ENOENT)
+			report(st->ld, values[i].line, "%s: supplementary-groups: no such group \"%s\"",
+			       st->what, values[i].text);
+		else
+			report(st->ld, values[i].line, "%s: supplementary-groups: \"%s\": %s",
+			       st->what, values[i].text, strerror(-r));
+	}
+}
+
+static void store_working_directory(struct section_state *st, const struct option *o,
+				    const struct conf_value *v, size_t n, void *obj)
+{
+	struct stat sb;
+
+	if (v->text[0] != '/')
+		report(st->ld, v->line, "%s: working-directory: \"%s\" is not an absolute path",
+		       st->what, v->text);
+	else if (stat(v->text, &sb) < 0)
+		report(st->ld, v->line, "%s: working-directory: %s: %s", st->what, v->text,
+		       strerror(errno));
+	else if (!S_ISDIR(sb.st_mode))
+		report(st->ld, v->line, "%s: working-directory: %s: not a directory", st->what,
+		       v->text);
+	store_string(st, o, v, n, obj);
+}
+
+static void store_umask(struct section_state *st, const struct option *o,
+			const struct conf_value *v, size_t n, void *obj)
+{
+	struct app_cfg *app = obj;
+	mode_t mask;
+
+	if (parse_file_mode(v->text, &mask) < 0 || mask > 0777) {
+		report(st->ld, v->line, "%s: umask: \"%s\" is not an octal mask from 0 to 0777",
+		       st->what, v->text);
+		return;
+	}
+	app->umask = mask;
+	app->set_umask = true;
+}
+
+/* A resource limit: a number, or "infinity". Soft and hard alike. */
+static void store_limit(struct section_state *st, const struct option *o,
+			const struct conf_value *v, size_t n, void *obj)
+{
+	struct app_limit *l = field(obj, o);
+	unsigned long long number;
+
+	if (strcmp(v->text, "infinity") == 0) {
+		*l = (struct app_limit){.set = true, .value = RLIM_INFINITY};
+		return;
+	}
+	if (parse_unsigned(v->text, 0, (unsigned long long)RLIM_INFINITY - 1, &number) < 0) {
+		report(st->ld, v->line, "%s: %s: \"%s\" is not a number or infinity", st->what,
+		       o->name, v->text);
+		return;
+	}
+	*l = (struct app_limit){.set = true, .value = (rlim_t)number};
+}
+
 /* ---- The options --------------------------------------------------------- */
 
 #define CHOICES(...)	 ((const char *const[]){__VA_ARGS__, NULL})
@@ -523,6 +639,15 @@ enum {
 	A_POLICY,
 	A_HOLD_MAX,
 	A_HOLD_TIMEOUT,
+	A_USER,
+	A_GROUP,
+	A_SUPPLEMENTARY_GROUPS,
+	A_WORKING_DIRECTORY,
+	A_UMASK,
+	A_NO_NEW_PRIVILEGES,
+	A_LIMIT_NOFILE,
+	A_LIMIT_CORE,
+	A_LIMIT_NPROC,
 	N_APP_OPTIONS
 };
 static const struct option app_options[N_APP_OPTIONS] = {
@@ -580,6 +705,30 @@ static const struct option app_options[N_APP_OPTIONS] = {
 			.store = store_seconds,
 			.offset = offsetof(struct app_cfg, hold_timeout_usec),
 			SECONDS(false)},
+    [A_USER] = {.name = "user", .store = store_user, .offset = offsetof(struct app_cfg, user)},
+    [A_GROUP] = {.name = "group",
+		 .store = store_app_group,
+		 .offset = offsetof(struct app_cfg, group)},
+    [A_SUPPLEMENTARY_GROUPS] = {.name = "supplementary-groups",
+				.list = true,
+				.store = store_supplementary_groups},
+    [A_WORKING_DIRECTORY] = {.name = "working-directory",
+			     .store = store_working_directory,
+			     .offset = offsetof(struct app_cfg, working_directory)},
+    [A_UMASK] = {.name = "umask", .store = store_umask},
+    [A_NO_NEW_PRIVILEGES] = {.name = "no-new-privileges",
+			     .def = "true",
+			     .store = store_bool,
+			     .offset = offsetof(struct app_cfg, no_new_privileges)},
+    [A_LIMIT_NOFILE] = {.name = "limit-nofile",
+			.store = store_limit,
+			.offset = offsetof(struct app_cfg, limit_nofile)},
+    [A_LIMIT_CORE] = {.name = "limit-core",
+		      .store = store_limit,
+		      .offset = offsetof(struct app_cfg, limit_core)},
+    [A_LIMIT_NPROC] = {.name = "limit-nproc",
+		       .store = store_limit,
+		       .offset = offsetof(struct app_cfg, limit_nproc)},
 };
 
 _Static_assert(N_APP_OPTIONS <= MAX_OPTIONS && N_LISTENER_OPTIONS <= MAX_OPTIONS,
@@ -748,6 +897,28 @@ static void load_listener(struct loader *ld, const struct conf_section *sec, str
 	free(st.what);
 }
 
+/* The groups NSS gives @app's user (with its group), as login would set them. */
+static void user_groups(struct section_state *st, struct app_cfg *app)
+{
+	int n = 32;
+	for (int tries = 0; tries < 4; tries++) {
+		gid_t *groups = reallocarray(NULL, (size_t)n, sizeof(*groups));
+		if (!groups) {
+			st->ld->oom = true;
+			return;
+		}
+		int want = n;
+		if (getgrouplist(app->user, app->gid, groups, &want) >= 0) {
+			free(app->groups);
+			app->groups = groups;
+			app->n_groups = (size_t)want;
+			return;
+		}
+		free(groups);
+		n = want > n ? want : n * 2;
+	}
+}
+
 static void load_app(struct loader *ld, const struct conf_section *sec, const struct config *c,
 		     struct app_cfg *app)
 {
@@ -759,6 +930,8 @@ static void load_app(struct loader *ld, const struct conf_section *sec, const st
 		return;
 	check_name(&st, sec->title);
 	apply_options(&st, app_options, N_APP_OPTIONS, sec, app);
+	if (app->user && !app->supplementary_groups)
+		user_groups(&st, app);
 
 	if (app->argv && !app->argv[0])
 		report(ld, app->line, "%s: exec is required", st.what);
@@ -968,6 +1141,11 @@ void config_free(struct config *cfg)
 		free_list(app->argv);
 		free(app->listener_idx);
 		free_list(app->environment);
+		free(app->user);
+		free(app->group);
+		free_list(app->supplementary_groups);
+		free(app->groups);
+		free(app->working_directory);
 	}
 	free(cfg->listeners);
 	free(cfg->apps);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -45,6 +46,23 @@ struct app_cfg {
 	enum dispatch_policy policy;
 	unsigned hold_max;
 	uint64_t hold_timeout_usec;
+	/* What its workers run as (resolved at load; batond's own when unset). */
+	char *user;		      /* NULL: batond's user */
+	char *group;		      /* NULL: the user's login group */
+	char **supplementary_groups; /* NULL-terminated; NULL: the user's, from NSS */
+	bool set_ids;		      /* user or group given: uid, gid, groups apply */
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups;
+	size_t n_groups;
+	char *working_directory; /* NULL: batond's */
+	mode_t umask;
+	bool set_umask;
+	bool no_new_privileges;
+	struct app_limit {
+		bool set;
+		rlim_t value; /* RLIM_INFINITY for "infinity" */
+	} limit_nofile, limit_core, limit_nproc;
 };
 
 struct config {

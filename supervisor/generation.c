@@ -232,21 +232,47 @@ static void worker_close_exec(struct worker *w)
 	w->exec_fd = -1;
 }
 
-/* Reads the exec status pipe: the errno if exec failed, EOF once it succeeded
- * or the child is gone. Returns true when the pipe is finished. */
+/* Reads the exec status pipe: what failed in the child, EOF once exec
+ * succeeded or the child is gone. Returns true when the pipe is finished. */
 static bool worker_read_exec(struct worker *w)
 {
 	for (;;) {
-		int err;
-		ssize_t n = read(w->exec_fd, &err, sizeof(err));
-		if (n == sizeof(err)) {
-			w->exec_errno = err;
+		struct spawn_failure f;
+		ssize_t n = read(w->exec_fd, &f, sizeof(f));
+		if (n == sizeof(f)) {
+			w->exec_errno = f.err;
+			w->exec_step = f.step;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		return n == 0 || (n < 0 && errno != EAGAIN);
 	}
+}
+
+/* " (exec /usr/bin/app: No such file or directory)", " (setresuid 65534:
+ * Operation not permitted)": what the child could not do. */
+static void worker_describe_failure(const struct worker *w, char *buf, size_t len)
+{
+	const struct app_cfg *cfg = cfg_of(w->gen);
+	char what[300];
+	switch (w->exec_step) {
+	case SPAWN_EXEC:
+		snprintf(what, sizeof(what), "exec %s", cfg->argv[0]);
+		break;
+	case SPAWN_GID:
+		snprintf(what, sizeof(what), "setresgid %u", (unsigned)cfg->gid);
+		break;
+	case SPAWN_UID:
+		snprintf(what, sizeof(what), "setresuid %u", (unsigned)cfg->uid);
+		break;
+	case SPAWN_CHDIR:
+		snprintf(what, sizeof(what), "chdir %s", cfg->working_directory);
+		break;
+	default:
+		snprintf(what, sizeof(what), "%s", spawn_step_name(w->exec_step));
+	}
+	snprintf(buf, len, " (%s: %s)", what, strerror(w->exec_errno));
 }
 
 static int on_exec_status(sd_event_source *s, int fd, uint32_t revents, void *userdata)
@@ -431,9 +457,8 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 					 : cfg_of(g)->ready == READY_NOTIFY ? "READY=1"
 									    : "it was ready");
 			if (w->exec_errno && n > 0 && (size_t)n < sizeof(g->reason))
-				snprintf(g->reason + n, sizeof(g->reason) - (size_t)n,
-					 " (exec %s: %s)", cfg_of(g)->argv[0],
-					 strerror(w->exec_errno));
+				worker_describe_failure(w, g->reason + n,
+							sizeof(g->reason) - (size_t)n);
 			gen_fail(g);
 		}
 		break;
@@ -534,7 +559,22 @@ static void worker_spawn(struct worker *w)
 	struct gen *g = w->gen;
 	const struct gen_env *env = g->env;
 	const struct app_cfg *cfg = env->cfg;
+	struct spawn_creds creds = {
+	    .set_ids = cfg->set_ids,
+	    .uid = cfg->uid,
+	    .gid = cfg->gid,
+	    .groups = cfg->groups,
+	    .n_groups = cfg->n_groups,
+	    .working_directory = cfg->working_directory,
+	    .set_umask = cfg->set_umask,
+	    .umask = cfg->umask,
+	    .no_new_privileges = cfg->no_new_privileges,
+	    .limits = {{RLIMIT_NOFILE, cfg->limit_nofile.set, cfg->limit_nofile.value},
+		       {RLIMIT_CORE, cfg->limit_core.set, cfg->limit_core.value},
+		       {RLIMIT_NPROC, cfg->limit_nproc.set, cfg->limit_nproc.value}},
+	};
 	struct spawn_req req = {
+	    .creds = &creds,
 	    .argv = cfg->argv,
 	    .program_fd = g->program_fd,
 	    .app_env = cfg->environment,
@@ -552,6 +592,7 @@ static void worker_spawn(struct worker *w)
 	w->state = WORKER_STARTING;
 	w->parks = w->parks_refused = 0;
 	w->exec_errno = 0;
+	w->exec_step = SPAWN_EXEC;
 	w->ready_usec = 0;
 	w->started_usec = now_usec(g);
 	int r = env->spawn(&req, &pid, &channel_fd, &exec_fd);

@@ -75,6 +75,7 @@ struct worker {
 	int exec_fd;		 /* open until exec succeeded or failed */
 	sd_event_source *exec_src;
 	int exec_errno;
+	int exec_step; /* enum spawn_step: what failed in the child */
 	sd_event_source *child_src;
 	sd_event_source *restart_timer;
 	sd_event_source *ready_timer; /* a restarted worker's ready-timeout */

@@ -245,6 +245,20 @@ void daemon_set_blocking_mode(struct listener_rt *l, enum serve_mode mode)
 	l->fresh = false;
 }
 
+/* Workers of an app with a user of its own get a notify socket of that user's. */
+static const char *app_notify_socket(void *userdata, const struct app_cfg *cfg)
+{
+	struct daemon *d = userdata;
+	char err[400];
+	if (!cfg->set_ids)
+		return notify_address(d->notify);
+	const char *address = notify_socket_for(d->notify, d->event, cfg->uid, err, sizeof(err));
+	if (address)
+		return address;
+	log_err("%s: %s; its workers cannot say READY=1", cfg->name, err);
+	return notify_address(d->notify);
+}
+
 static int start_apps(struct daemon *d)
 {
 	const struct config *cfg = d->cfg;
@@ -256,7 +270,7 @@ static int start_apps(struct daemon *d)
 		d->listener_fds[i] = d->listeners[i].fd;
 	d->app_env = (struct app_env){
 	    .event = d->event,
-	    .notify_socket = notify_address(d->notify),
+	    .notify_socket = app_notify_socket,
 	    .spawn = spawn_worker,
 	    .ops = &daemon_app_ops,
 	    .userdata = d,

@@ -25,13 +25,23 @@
  * while it is still a worker. */
 #define NOTIFY_PRIORITY (SD_EVENT_PRIORITY_NORMAL - 1)
 
+/* A socket of its own for workers of another user (notify_socket_for). */
+struct user_socket {
+	uid_t uid;
+	int fd;
+	sd_event_source *src;
+	char name[32]; /* in the directory: "notify-UID" */
+	char *address;
+};
+
 struct notify {
 	int fd;
 	int dir_fd;
 	char *dir;
 	char *address;
 	sd_event_source *src;
-	bool flooded; /* the budget ran out: at normal priority until the queue is empty */
+	struct user_socket *users;
+	size_t n_users;
 	notify_handler_t handler;
 	void *userdata;
 	/* Drops: the first is logged, then counted until a quiet interval. */
@@ -128,13 +138,13 @@ static void drop(struct notify *n, pid_t pid, const char *fmt, ...)
 
 /* Lets the rest of the loop run between batches while a flood lasts, and puts
  * the socket back before child sources once it is empty. */
-static void set_flooded(struct notify *n, bool flooded)
+/* A socket whose budget ran out drops to normal priority until its queue is
+ * empty: a flood cannot keep the rest of the loop waiting. */
+static void set_flooded(sd_event_source *s, bool flooded)
 {
-	if (n->flooded == flooded)
-		return;
-	if (sd_event_source_set_priority(n->src,
-					 flooded ? SD_EVENT_PRIORITY_NORMAL : NOTIFY_PRIORITY) >= 0)
-		n->flooded = flooded;
+	int64_t want = flooded ? SD_EVENT_PRIORITY_NORMAL : NOTIFY_PRIORITY, now;
+	if (sd_event_source_get_priority(s, &now) >= 0 && now != want)
+		sd_event_source_set_priority(s, want);
 }
 
 static void receive_one(struct notify *n, char *buf, ssize_t len, struct msghdr *mh)
@@ -185,7 +195,7 @@ static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdat
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN)
-				set_flooded(n, false);
+				set_flooded(s, false);
 			else
 				log_warn("notify: recvmsg: %s", strerror(errno));
 			return 0;
@@ -193,7 +203,7 @@ static int on_notify(sd_event_source *s, int fd, uint32_t revents, void *userdat
 		close_cmsg_fds(&mh);
 		receive_one(n, buf, len, &mh);
 	}
-	set_flooded(n, true);
+	set_flooded(s, true);
 	return 0;
 }
 
@@ -243,15 +253,14 @@ static int open_private_dir(const char *dir, int *ret_fd, char *err, size_t err_
 	return 0;
 }
 
-/* Binds @fd to NOTIFY_SOCKET_NAME inside @dir_fd, replacing a stale socket file. */
-static int bind_in_dir(int fd, int dir_fd, const char *address)
+/* Binds @fd to @name inside @dir_fd, replacing a stale socket file. */
+static int bind_in_dir(int fd, int dir_fd, const char *name, const char *address)
 {
-	if (unlinkat(dir_fd, NOTIFY_SOCKET_NAME, 0) < 0 && errno != ENOENT)
+	if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
 		return -errno;
 	/* Through the directory fd, not the path; the path only without /proc. */
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dir_fd,
-		 NOTIFY_SOCKET_NAME);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dir_fd, name);
 	mode_t old = umask(0177);
 	int r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
 	if (r < 0 && errno == ENOENT && access("/proc/self/fd", F_OK) < 0) {
@@ -261,6 +270,23 @@ static int bind_in_dir(int fd, int dir_fd, const char *address)
 	r = r < 0 ? -errno : 0;
 	umask(old);
 	return r;
+}
+
+/* A datagram socket with SO_PASSCRED, bound at @name in the directory. */
+static int open_socket(struct notify *n, const char *name, const char *address, int *ret_fd)
+{
+	int one = 1, r = 0;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+	    (r = bind_in_dir(fd, n->dir_fd, name, address)) < 0) {
+		r = r < 0 ? r : -errno;
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
 }
 
 int notify_open(sd_event *event, const char *dir, notify_handler_t handler, void *userdata,
@@ -292,19 +318,9 @@ int notify_open(sd_event *event, const char *dir, notify_handler_t handler, void
 	r = open_private_dir(dir, &n->dir_fd, err, err_len);
 	if (r < 0)
 		goto fail;
-	n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (n->fd < 0) {
-		r = fail(err, err_len, -errno, "notify socket: socket: %s", strerror(errno));
-		goto fail;
-	}
-	int one = 1;
-	if (setsockopt(n->fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0) {
-		r = fail(err, err_len, -errno, "notify socket: SO_PASSCRED: %s", strerror(errno));
-		goto fail;
-	}
-	r = bind_in_dir(n->fd, n->dir_fd, n->address);
+	r = open_socket(n, NOTIFY_SOCKET_NAME, n->address, &n->fd);
 	if (r < 0) {
-		fail(err, err_len, r, "notify socket %s: bind: %s", n->address, strerror(-r));
+		fail(err, err_len, r, "notify socket %s: %s", n->address, strerror(-r));
 		goto fail;
 	}
 	if ((r = sd_event_add_io(event, &n->src, n->fd, EPOLLIN, on_notify, n)) < 0 ||
@@ -328,6 +344,55 @@ const char *notify_address(const struct notify *n)
 	return n->address;
 }
 
+const char *notify_socket_for(struct notify *n, sd_event *event, uid_t uid, char *err,
+			      size_t err_len)
+{
+	if (uid == geteuid())
+		return n->address;
+	for (size_t i = 0; i < n->n_users; i++)
+		if (n->users[i].uid == uid)
+			return n->users[i].address;
+	struct user_socket *users = realloc(n->users, (n->n_users + 1) * sizeof(*users));
+	if (!users) {
+		fail(err, err_len, -ENOMEM, "notify socket: %s", strerror(ENOMEM));
+		return NULL;
+	}
+	n->users = users;
+	struct user_socket *u = &users[n->n_users];
+	*u = (struct user_socket){.uid = uid, .fd = -1};
+	snprintf(u->name, sizeof(u->name), "%s-%u", NOTIFY_SOCKET_NAME, (unsigned)uid);
+	int r = -ENOMEM;
+	if (asprintf(&u->address, "%s/%s", n->dir, u->name) < 0) {
+		u->address = NULL;
+		goto fail;
+	}
+	if (strlen(u->address) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
+	/* The directory lets others through to a name they know, lists nothing;
+	 * the socket is the user's alone (0600). */
+	if (fchmod(n->dir_fd, 0711) < 0 || (r = open_socket(n, u->name, u->address, &u->fd)) < 0 ||
+	    fchownat(n->dir_fd, u->name, uid, (gid_t)-1, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    (r = sd_event_add_io(event, &u->src, u->fd, EPOLLIN, on_notify, n)) < 0 ||
+	    (r = sd_event_source_set_priority(u->src, NOTIFY_PRIORITY)) < 0) {
+		r = r < 0 ? r : -errno;
+		goto fail;
+	}
+	n->n_users++;
+	return u->address;
+fail:
+	fail(err, err_len, r, "notify socket %s/%s for uid %u: %s", n->dir, u->name, (unsigned)uid,
+	     strerror(-r));
+	sd_event_source_disable_unref(u->src);
+	if (u->fd >= 0) {
+		close(u->fd);
+		unlinkat(n->dir_fd, u->name, 0);
+	}
+	free(u->address);
+	return NULL;
+}
+
 void notify_close(struct notify *n)
 {
 	if (!n)
@@ -338,6 +403,14 @@ void notify_close(struct notify *n)
 	sd_event_source_disable_unref(n->drop_timer);
 	if (n->fd >= 0)
 		close(n->fd);
+	for (size_t i = 0; i < n->n_users; i++) {
+		sd_event_source_disable_unref(n->users[i].src);
+		close(n->users[i].fd);
+		if (n->dir_fd >= 0)
+			unlinkat(n->dir_fd, n->users[i].name, 0);
+		free(n->users[i].address);
+	}
+	free(n->users);
 	/* Only a directory that passed open_private_dir is ours to clean. */
 	if (n->dir_fd >= 0) {
 		unlinkat(n->dir_fd, NOTIFY_SOCKET_NAME, 0);

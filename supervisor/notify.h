@@ -24,9 +24,8 @@ struct notify;
 /* Binds a datagram socket at @dir/notify and watches it. @dir is created mode
  * 0700, or taken over if it is already a directory (not a symlink) of batond's
  * effective uid, and set to 0700: only processes of batond's user can reach the
- * socket, which is what keeps other local users from flooding it. Workers run
- * as batond's user today; apps with users of their own will need the directory
- * opened to them (0711 and a per-app socket, or a group), here and nowhere else.
+ * socket, which is what keeps other local users from flooding it. Workers of
+ * apps with a user of their own get a socket of that user's (notify_socket_for).
  * A socket file left in @dir by a batond that crashed is replaced: the caller
  * must own @dir's name (batond derives it from its control socket, which it has
  * claimed first). On failure returns a negative errno with a message naming
@@ -35,5 +34,11 @@ int notify_open(sd_event *event, const char *dir, notify_handler_t handler, void
 		struct notify **ret, char *err, size_t err_len);
 /* The value for NOTIFY_SOCKET: an absolute path, owned by the notify object. */
 const char *notify_address(const struct notify *n);
-/* Closes the socket and removes its file and directory. */
+/* NOTIFY_SOCKET for workers running as @uid: batond's own socket for batond's
+ * uid; else "notify-UID" in the same directory, made once, the file @uid's and
+ * mode 0600, the directory then 0711 (others may pass, not list): only that
+ * user and root reach it. NULL with the reason in @err if it cannot be made. */
+const char *notify_socket_for(struct notify *n, sd_event *event, uid_t uid, char *err,
+			      size_t err_len);
+/* Closes the sockets and removes their files and the directory. */
 void notify_close(struct notify *n);

@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <linux/close_range.h>
 
@@ -95,6 +98,46 @@ static int child_env_build(const struct spawn_req *req, int channel_fd, struct c
 	return 0;
 }
 
+const char *spawn_step_name(enum spawn_step step)
+{
+	static const char *const names[] = {
+	    [SPAWN_EXEC] = "exec",	  [SPAWN_FDS] = "placing its fds",
+	    [SPAWN_LIMITS] = "setrlimit", [SPAWN_GROUPS] = "setgroups",
+	    [SPAWN_GID] = "setresgid",	  [SPAWN_UID] = "setresuid",
+	    [SPAWN_CHDIR] = "chdir",	  [SPAWN_NO_NEW_PRIVS] = "no-new-privileges"};
+	return step >= 0 && (size_t)step < sizeof(names) / sizeof(names[0]) && names[step]
+		   ? names[step]
+		   : "set-up";
+}
+
+/* The worker's limits, then its groups, gid and uid (in that order: each
+ * later one takes the right to do the earlier away), its directory, umask and
+ * no_new_privs. In the child; async-signal-safe. Returns the failed step, with
+ * errno set, or -1. */
+static int child_become(const struct spawn_creds *c)
+{
+	for (size_t i = 0; i < sizeof(c->limits) / sizeof(c->limits[0]); i++) {
+		struct rlimit rl = {c->limits[i].value, c->limits[i].value};
+		if (c->limits[i].set && setrlimit(c->limits[i].resource, &rl) < 0)
+			return SPAWN_LIMITS;
+	}
+	if (c->set_ids) {
+		if (setgroups(c->n_groups, c->groups) < 0)
+			return SPAWN_GROUPS;
+		if (setresgid(c->gid, c->gid, c->gid) < 0)
+			return SPAWN_GID;
+		if (setresuid(c->uid, c->uid, c->uid) < 0)
+			return SPAWN_UID;
+	}
+	if (c->working_directory && chdir(c->working_directory) < 0)
+		return SPAWN_CHDIR;
+	if (c->set_umask)
+		umask(c->umask);
+	if (c->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return SPAWN_NO_NEW_PRIVS;
+	return -1;
+}
+
 /* Runs in the child. Only async-signal-safe calls from here on. */
 static void __attribute__((noreturn))
 child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, int exec_fd)
@@ -131,7 +174,11 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 	for (size_t i = 0; i <= n && !err; i++)
 		if (dup2(high[i], 3 + (int)i) < 0) /* dup2 clears FD_CLOEXEC on the copy */
 			err = errno;
+	int step = SPAWN_FDS;
+	if (!err && req->creds && (step = child_become(req->creds)) >= 0)
+		err = errno;
 	if (!err) {
+		step = SPAWN_EXEC;
 		/* Everything above our range closes at exec; the exec pipe stays usable
 		 * until then. This also covers fds batond inherited without CLOEXEC. */
 		close_range(3 + (unsigned)n + 1, ~0U, CLOSE_RANGE_CLOEXEC);
@@ -153,7 +200,8 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 			execve(req->argv[0], req->argv, ce->envp);
 		err = errno;
 	}
-	ssize_t w = write(exec_hi, &err, sizeof(err));
+	struct spawn_failure failure = {.err = err, .step = step < 0 ? SPAWN_EXEC : step};
+	ssize_t w = write(exec_hi, &failure, sizeof(failure));
 	(void)w;
 	_exit(127);
 }

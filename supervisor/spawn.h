@@ -3,8 +3,51 @@
  * exec-status pipe. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
+
+/* What the worker runs as, set in the child before exec (borrowed). */
+struct spawn_creds {
+	bool set_ids; /* uid, gid and groups below apply */
+	uid_t uid;
+	gid_t gid;
+	const gid_t *groups;
+	size_t n_groups;
+	const char *working_directory; /* NULL: batond's */
+	bool set_umask;
+	mode_t umask;
+	bool no_new_privileges;
+	struct spawn_limit {
+		int resource; /* RLIMIT_NOFILE... */
+		bool set;
+		rlim_t value; /* soft and hard */
+	} limits[3];
+};
+
+/* The step of the child's set-up that failed, reported with its errno. */
+enum spawn_step {
+	SPAWN_EXEC,
+	SPAWN_FDS,
+	SPAWN_LIMITS,
+	SPAWN_GROUPS,
+	SPAWN_GID,
+	SPAWN_UID,
+	SPAWN_CHDIR,
+	SPAWN_NO_NEW_PRIVS,
+};
+
+/* What the exec-status pipe carries when the child fails: written in one
+ * write(2), so it arrives whole or not at all. */
+struct spawn_failure {
+	int32_t err;
+	int32_t step; /* enum spawn_step */
+};
+
+/* "exec", "setgroups", "setresuid"... for messages. */
+const char *spawn_step_name(enum spawn_step step);
 
 struct spawn_req {
 	char *const *argv;     /* argv[0] is the absolute path executed */
@@ -17,13 +60,15 @@ struct spawn_req {
 	const char *app;
 	unsigned generation;
 	unsigned worker;
+	const struct spawn_creds *creds; /* NULL: as batond */
 };
 
 /* Starts the worker. On success returns 0 with:
  *   *ret_pid      the child's pid,
  *   *ret_channel  batond's end of the SOCK_SEQPACKET channel (BATON_FD in the child),
- *   *ret_exec_fd  a pipe that reads EOF once exec succeeded, or the exec errno
- *                 (int) then EOF if it failed (the child then exits 127).
+ *   *ret_exec_fd  a pipe that reads EOF once exec succeeded, or a struct
+ *                 spawn_failure then EOF if the set-up or exec failed (the
+ *                 child then exits 127).
  * All returned fds are O_CLOEXEC|O_NONBLOCK. Returns a negative errno if the
  * fork itself failed. */
 int spawn_worker(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel, int *ret_exec_fd);

@@ -102,6 +102,11 @@ static int fake_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_chan
 	return 0;
 }
 
+static const char *test_notify_socket(void *userdata, const struct app_cfg *cfg)
+{
+	return "@test"; /* the test says READY=1 itself, with app_notify */
+}
+
 static void on_app_changed(void *userdata)
 {
 }
@@ -147,7 +152,7 @@ static int setup(void **state)
 	t.config = (struct config_ref){.cfg = &t.cfg, .refs = 1};
 	t.env = (struct app_env){
 	    .event = t.event,
-	    .notify_socket = "@test",
+	    .notify_socket = test_notify_socket,
 	    .spawn = fake_spawn,
 	    .ops = &test_app_ops,
 	};
