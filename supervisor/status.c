@@ -5,8 +5,11 @@
 #include "dispatch.h"
 #include "generation.h"
 
+#include <json-c/json.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 /* Length of the UTF-8 character at @s (1-4), 0 if the bytes there are not
@@ -39,39 +42,57 @@ static int utf8_char_len(const unsigned char *s)
 	return n;
 }
 
-/* Writes text that came from outside batond (a worker's STATUS=, cut to a fixed
- * field by generation.c) as valid UTF-8: a character the field's end cut short
- * is left out, any other byte that is not UTF-8 becomes U+FFFD, and control
- * characters are escaped (\uXXXX in JSON, \xHH in text, so that a STATUS= cannot
- * drive the operator's terminal). */
-static void put_text(FILE *f, const char *text, bool json)
+/* Text that came from outside batond (a worker's STATUS=, cut to a fixed field
+ * by generation.c), made valid UTF-8: a character the field's end cut short is
+ * left out and any other byte that is not UTF-8 becomes U+FFFD. With
+ * @escape_controls, control characters become \xHH, so that a STATUS= cannot
+ * drive the operator's terminal. Returns a malloc'd string, NULL when out of
+ * memory. */
+static char *clean_text(const char *text, bool escape_controls)
 {
 	const unsigned char *s = (const unsigned char *)(text ? text : "");
+	/* At most 4 bytes for each byte read: \xHH. */
+	char *out = malloc(strlen((const char *)s) * 4 + 1);
+	size_t used = 0;
+	if (!out)
+		return NULL;
 	while (*s) {
 		int n = utf8_char_len(s);
 		if (n < 0)
 			break;
 		if (n == 0) {
-			fputs("\xef\xbf\xbd", f);
+			memcpy(out + used, "\xef\xbf\xbd", 3);
+			used += 3;
 			s++;
-		} else if (*s < 0x20 || *s == 0x7f) {
-			fprintf(f, json ? "\\u%04x" : "\\x%02x", *s);
-			s++;
-		} else if (json && (*s == '"' || *s == '\\')) {
-			fprintf(f, "\\%c", *s);
+		} else if (escape_controls && (*s < 0x20 || *s == 0x7f)) {
+			used += (size_t)sprintf(out + used, "\\x%02x", *s);
 			s++;
 		} else {
-			fwrite(s, 1, (size_t)n, f);
+			memcpy(out + used, s, (size_t)n);
+			used += (size_t)n;
 			s += n;
 		}
 	}
+	out[used] = 0;
+	return out;
 }
 
-static void json_string(FILE *f, const char *s)
+static void put_text(FILE *f, const char *text)
 {
-	fputc('"', f);
-	put_text(f, s, true);
-	fputc('"', f);
+	char *clean = clean_text(text, true);
+	if (clean)
+		fputs(clean, f);
+	free(clean);
+}
+
+/* json-c escapes control characters but copies every other byte as it is,
+ * invalid UTF-8 included, which strict parsers refuse: hence clean_text. */
+static struct json_object *json_text(const char *text)
+{
+	char *clean = clean_text(text, false);
+	struct json_object *o = clean ? json_object_new_string(clean) : NULL;
+	free(clean);
+	return o;
 }
 
 /* The dispatch counters of listener @i, if a dispatch app accepts on it. */
@@ -100,65 +121,174 @@ static double seconds_since(const struct daemon *d, uint64_t usec)
 	return usec ? (double)(daemon_now_usec(d) - usec) / 1e6 : 0;
 }
 
-static void render_json(const struct daemon *d, FILE *f)
+/* Builds the status object. Every helper below returns false once anything
+ * could not be allocated: the caller then frees the whole tree. */
+static bool add(struct json_object *obj, const char *key, struct json_object *val)
 {
-	fprintf(f, "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%.3f,\"listeners\":[",
-		BATON_VERSION, (int)getpid(), seconds_since(d, d->started_usec));
-	for (size_t i = 0; i < d->cfg->n_listeners; i++) {
-		const struct listener_rt *l = &d->listeners[i];
-		fprintf(f, "%s{\"name\":", i ? "," : "");
-		json_string(f, l->cfg->name);
-		fprintf(f, ",\"address\":");
-		json_string(f, l->cfg->address);
-		fprintf(f, ",\"fd\":%d,\"from_systemd\":%s", l->fd, l->adopted ? "true" : "false");
-		struct dispatch_listener_stats st;
-		if (dispatch_stats(d, i, &st))
-			fprintf(f, ",\"accepted\":%llu,\"held\":%u,\"timed_out\":%llu",
-				(unsigned long long)st.accepted, st.held,
-				(unsigned long long)st.timed_out);
-		fputc('}', f);
+	if (!val)
+		return false;
+	if (json_object_object_add(obj, key, val) < 0) {
+		json_object_put(val);
+		return false;
 	}
-	fprintf(f, "],\"apps\":[");
-	for (size_t i = 0; i < d->n_apps; i++) {
-		const struct app *a = d->apps[i];
-		fprintf(f, "%s{\"name\":", i ? "," : "");
-		json_string(f, a->cfg->name);
-		fprintf(f,
-			",\"serving\":%u,\"upgrades\":%u,\"rollbacks\":%u,\"restarts\":%u,"
-			"\"parks_refused\":%u,\"config_current\":%s,\"scaled_to\":%u,"
-			"\"upgrade_running\":%s,\"last_outcome\":",
-			a->serving ? a->serving->id : 0, a->counters.upgrades,
-			a->counters.rollbacks, a->counters.restarts, a->counters.parks_refused,
-			a->config_stale ? "false" : "true", a->scale,
-			a->upgrade_running ? "true" : "false");
-		json_string(f, a->counters.last_outcome);
-		fprintf(f, ",\"generations\":[");
-		for (size_t k = 0; k < a->n_gens; k++) {
-			const struct gen *g = a->gens[k];
-			fprintf(f, "%s{\"id\":%u,\"state\":\"%s\",\"uptime_s\":%.3f,\"workers\":[",
-				k ? "," : "", g->id, gen_state_name(g->state),
-				seconds_since(d, g->started_usec));
-			for (unsigned w = 0; w < g->n_workers; w++) {
-				const struct worker *wk = g->workers[w];
-				fprintf(f,
-					"%s{\"index\":%u,\"pid\":%d,\"state\":\"%s\","
-					"\"uptime_s\":%.3f,\"restarts\":%u,\"status\":",
-					w ? "," : "", wk->index, (int)wk->pid,
-					worker_state_name(wk->state),
-					wk->pid ? seconds_since(d, wk->started_usec) : 0,
-					wk->restarts);
-				json_string(f, wk->status);
-				struct dispatch_worker_stats st = worker_stats(a, wk);
-				fprintf(f, ",\"delivered\":%llu,\"load\":%llu",
-					(unsigned long long)st.delivered,
-					(unsigned long long)st.load);
-				fputc('}', f);
-			}
-			fprintf(f, "]}");
-		}
-		fprintf(f, "]}");
+	return true;
+}
+
+static bool append(struct json_object *array, struct json_object *val)
+{
+	if (!val)
+		return false;
+	if (json_object_array_add(array, val) < 0) {
+		json_object_put(val);
+		return false;
 	}
-	fprintf(f, "]}\n");
+	return true;
+}
+
+/* Seconds with three decimals, as the text output has them: json-c's default
+ * would print 17 digits. */
+static struct json_object *json_seconds(double s)
+{
+	char text[32];
+	snprintf(text, sizeof(text), "%.3f", s);
+	return json_object_new_double_s(s, text);
+}
+
+static bool add_uint(struct json_object *obj, const char *key, uint64_t v)
+{
+	return add(obj, key, json_object_new_uint64(v));
+}
+
+static bool add_bool(struct json_object *obj, const char *key, bool v)
+{
+	return add(obj, key, json_object_new_boolean(v));
+}
+
+static struct json_object *json_listener(const struct daemon *d, size_t i)
+{
+	const struct listener_rt *l = &d->listeners[i];
+	struct json_object *o = json_object_new_object();
+	struct dispatch_listener_stats st;
+	bool ok = o && add(o, "name", json_text(l->cfg->name)) &&
+		  add(o, "address", json_text(l->cfg->address)) &&
+		  add(o, "fd", json_object_new_int(l->fd)) &&
+		  add_bool(o, "from_systemd", l->adopted);
+	if (ok && dispatch_stats(d, i, &st))
+		ok = add_uint(o, "accepted", st.accepted) && add_uint(o, "held", st.held) &&
+		     add_uint(o, "timed_out", st.timed_out);
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+static struct json_object *json_worker(const struct daemon *d, const struct app *a,
+				       const struct worker *w)
+{
+	struct json_object *o = json_object_new_object();
+	struct dispatch_worker_stats st = worker_stats(a, w);
+	bool ok =
+	    o && add_uint(o, "index", w->index) && add(o, "pid", json_object_new_int(w->pid)) &&
+	    add(o, "state", json_object_new_string(worker_state_name(w->state))) &&
+	    add(o, "uptime_s", json_seconds(w->pid ? seconds_since(d, w->started_usec) : 0)) &&
+	    add_uint(o, "restarts", w->restarts) && add(o, "status", json_text(w->status)) &&
+	    add_uint(o, "delivered", st.delivered) && add_uint(o, "load", st.load);
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+static struct json_object *json_generation(const struct daemon *d, const struct app *a,
+					   const struct gen *g)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *workers = json_object_new_array();
+	bool ok = o && workers && add_uint(o, "id", g->id) &&
+		  add(o, "state", json_object_new_string(gen_state_name(g->state))) &&
+		  add(o, "uptime_s", json_seconds(seconds_since(d, g->started_usec)));
+	for (unsigned i = 0; ok && i < g->n_workers; i++)
+		ok = append(workers, json_worker(d, a, g->workers[i]));
+	if (ok && add(o, "workers", workers))
+		return o;
+	if (!ok)
+		json_object_put(workers);
+	json_object_put(o);
+	return NULL;
+}
+
+static struct json_object *json_app(const struct daemon *d, const struct app *a)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *gens = json_object_new_array();
+	bool ok = o && gens && add(o, "name", json_text(a->cfg->name)) &&
+		  add_uint(o, "serving", a->serving ? a->serving->id : 0) &&
+		  add_uint(o, "upgrades", a->counters.upgrades) &&
+		  add_uint(o, "rollbacks", a->counters.rollbacks) &&
+		  add_uint(o, "restarts", a->counters.restarts) &&
+		  add_uint(o, "parks_refused", a->counters.parks_refused) &&
+		  add_bool(o, "config_current", !a->config_stale) &&
+		  add_uint(o, "scaled_to", a->scale) &&
+		  add_bool(o, "upgrade_running", a->upgrade_running) &&
+		  add(o, "last_outcome", json_text(a->counters.last_outcome));
+	for (size_t k = 0; ok && k < a->n_gens; k++)
+		ok = append(gens, json_generation(d, a, a->gens[k]));
+	if (ok && add(o, "generations", gens))
+		return o;
+	if (!ok)
+		json_object_put(gens);
+	json_object_put(o);
+	return NULL;
+}
+
+static struct json_object *json_status(const struct daemon *d)
+{
+	struct json_object *o = json_object_new_object();
+	struct json_object *listeners = json_object_new_array();
+	struct json_object *apps = json_object_new_array();
+	bool ok = o && listeners && apps && add_uint(o, "schema", STATUS_JSON_SCHEMA) &&
+		  add(o, "version", json_object_new_string(BATON_VERSION)) &&
+		  add(o, "pid", json_object_new_int(getpid())) &&
+		  add(o, "uptime_s", json_seconds(seconds_since(d, d->started_usec)));
+	for (size_t i = 0; ok && i < d->cfg->n_listeners; i++)
+		ok = append(listeners, json_listener(d, i));
+	for (size_t i = 0; ok && i < d->n_apps; i++)
+		ok = append(apps, json_app(d, d->apps[i]));
+	if (ok) {
+		ok = add(o, "listeners", listeners);
+		listeners = NULL; /* o's now, or freed by add */
+	}
+	if (ok) {
+		ok = add(o, "apps", apps);
+		apps = NULL;
+	}
+	json_object_put(listeners);
+	json_object_put(apps);
+	if (!ok) {
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* One line of JSON; NULL when out of memory. */
+static char *render_json(const struct daemon *d)
+{
+	struct json_object *o = json_status(d);
+	if (!o)
+		return NULL;
+	size_t len;
+	const char *text = json_object_to_json_string_length(
+	    o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+	char *buf = text ? malloc(len + 2) : NULL;
+	if (buf) {
+		memcpy(buf, text, len);
+		memcpy(buf + len, "\n", 2);
+	}
+	json_object_put(o);
+	return buf;
 }
 
 static void render_text(const struct daemon *d, FILE *f)
@@ -169,7 +299,7 @@ static void render_text(const struct daemon *d, FILE *f)
 		const struct listener_rt *l = &d->listeners[i];
 		struct dispatch_listener_stats st;
 		fprintf(f, "listener %s: ", l->cfg->name);
-		put_text(f, l->cfg->address, false);
+		put_text(f, l->cfg->address);
 		fprintf(f, ", fd %d%s", l->fd, l->adopted ? ", from systemd" : "");
 		if (dispatch_stats(d, i, &st))
 			fprintf(f, ", accepted %llu, held %u, timed out %llu",
@@ -195,7 +325,7 @@ static void render_text(const struct daemon *d, FILE *f)
 				a->scale, a->scale == 1 ? "" : "s");
 		if (a->counters.last_outcome[0]) {
 			fputs("  last upgrade: ", f);
-			put_text(f, a->counters.last_outcome, false);
+			put_text(f, a->counters.last_outcome);
 			fputc('\n', f);
 		}
 		for (size_t k = 0; k < a->n_gens; k++) {
@@ -219,7 +349,7 @@ static void render_text(const struct daemon *d, FILE *f)
 				}
 				if (wk->status[0]) {
 					fputs(", status: ", f);
-					put_text(f, wk->status, false);
+					put_text(f, wk->status);
 				}
 				fputc('\n', f);
 			}
@@ -229,18 +359,25 @@ static void render_text(const struct daemon *d, FILE *f)
 
 char *status_render(const struct daemon *d, bool json)
 {
+	if (json)
+		return render_json(d);
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	if (!f)
 		return NULL;
-	if (json)
-		render_json(d, f);
-	else
-		render_text(d, f);
+	render_text(d, f);
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;
 	}
 	return buf;
+}
+
+bool status_every_app_serves(const struct daemon *d)
+{
+	for (size_t i = 0; i < d->n_apps; i++)
+		if (!d->apps[i]->serving)
+			return false;
+	return true;
 }

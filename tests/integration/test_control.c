@@ -915,6 +915,50 @@ static void batonctl_fails_on_an_answer_cut_short(void **state)
 	batond_stop(&b);
 }
 
+/* Bytes a worker sends that are not UTF-8 or are control characters: the JSON
+ * status stays valid UTF-8 (a strict parser takes it) and says what it is. */
+static void status_json_has_its_schema_and_is_valid_utf8_whatever_workers_send(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, HTTP "app web {\n  exec = { \"@TESTSRV@\", \"--status\", "
+				     "\"a\\xffb\\x01c\" }\n  listeners = { \"http\" }\n}\n");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	static char out[16384];
+	char status[64] = "";
+	/* STATUS= comes after READY=1: wait for it. */
+	for (long long deadline = now_ms() + 5000; !status[0];) {
+		assert_true(now_ms() < deadline);
+		assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--json", NULL), 0);
+		struct json_tokener *tok = json_tokener_new();
+		json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+		struct json_object *st =
+		    json_tokener_parse_ex(tok, out, (int)strlen(out) - 1); /* without the \n */
+		if (!st)
+			fail_msg("not strict UTF-8 JSON (%s):\n%s",
+				 json_tokener_error_desc(json_tokener_get_error(tok)), out);
+		json_tokener_free(tok);
+		assert_int_equal(json_object_get_int(json_object_object_get(st, "schema")), 1);
+		struct json_object *app =
+		    json_object_array_get_idx(json_object_object_get(st, "apps"), 0);
+		struct json_object *gen =
+		    json_object_array_get_idx(json_object_object_get(app, "generations"), 0);
+		struct json_object *w =
+		    json_object_array_get_idx(json_object_object_get(gen, "workers"), 0);
+		snprintf(status, sizeof(status), "%s",
+			 json_object_get_string(json_object_object_get(w, "status")));
+		json_object_put(st);
+	}
+	/* U+FFFD for 0xff; the control character escaped by JSON. */
+	assert_string_equal(status, "a\xef\xbf\xbd"
+				    "b\x01"
+				    "c");
+	assert_output(out, "\"status\":\"a\xef\xbf\xbd"
+			   "b\\u0001c\"");
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -940,6 +984,7 @@ int main(void)
 	    harness_test(a_client_that_does_not_read_blocks_nobody_and_is_dropped_when_it_stalls),
 	    harness_test(a_workers_status_text_is_cut_between_characters),
 	    harness_test(batonctl_fails_on_an_answer_cut_short),
+	    harness_test(status_json_has_its_schema_and_is_valid_utf8_whatever_workers_send),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
