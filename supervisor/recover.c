@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@ struct recover {
 	size_t n_orphans;
 	bool drained;
 	char *recorded;		   /* what the state file holds now */
+	uint64_t recorded_hash;	   /* workers_hash of it */
 	struct start_time *starts; /* of the workers last recorded */
 	size_t n_starts;
 };
@@ -332,10 +334,32 @@ static int write_state(const char *path, const char *text)
 	return r;
 }
 
+/* A hash of every worker's app, generation and pid: what the state file says,
+ * cheap enough to compute at every settle (a thousand workers becoming ready
+ * one by one must not rewrite the file a thousand times). */
+static uint64_t workers_hash(const struct daemon *d)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < d->n_apps; i++)
+		for (size_t k = 0; k < d->apps[i]->n_gens; k++) {
+			const struct gen *g = d->apps[i]->gens[k];
+			for (unsigned w = 0; w < g->n_workers; w++) {
+				uint64_t v = (uint64_t)i << 48 ^ (uint64_t)g->id << 32 ^
+					     (uint32_t)g->workers[w]->pid;
+				h = (h ^ v) * 1099511628211ULL;
+			}
+		}
+	return h;
+}
+
 void recover_record(struct recover *rc, const struct daemon *d)
 {
 	if (!rc)
 		return;
+	uint64_t hash = workers_hash(d);
+	if (rc->recorded && hash == rc->recorded_hash)
+		return;
+	rc->recorded_hash = hash;
 	struct json_object *state = json_object_new_object();
 	struct json_object *workers = json_object_new_array();
 	struct start_time *starts = NULL;
