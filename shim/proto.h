@@ -50,6 +50,7 @@ enum proto_type {
 #define CTL_JSON     0x0001 /* MSG_CTL_STATUS: answer in JSON */
 #define CTL_FRAMES   0x0002 /* any control request: the client takes a reply in frames */
 #define CTL_MORE     0x0004 /* MSG_CTL_REPLY: another frame of this reply follows */
+#define CTL_CHECK    0x0008 /* MSG_CTL_STATUS: code ESRCH if an app has no serving generation */
 #define CONN_ADOPTED 0x0001 /* conn record: parked by a previous generation */
 
 /* Text of one MSG_CTL_REPLY / MSG_ERROR frame, after the int32 code. */

@@ -1,15 +1,19 @@
 /* batonctl: asks a running batond over its control socket and prints the
- * answer. Blocking is fine here: this is a one-shot client. */
+ * answer. Blocking is fine here: this is a one-shot client, bounded by
+ * --timeout when it is given one. */
 #include "proto.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -19,14 +23,62 @@ enum {
 	EXIT_NO_BATOND = 3, /* nothing listening on the control socket */
 	EXIT_DENIED = 4,    /* the control socket refused us */
 	EXIT_UNKNOWN_APP = 5,
+	EXIT_NOT_SERVING = 6, /* status --check: an app has no serving generation */
+	EXIT_TIMEOUT = 7,     /* no whole answer within --timeout */
 };
 
+#define EXIT_STATUS_HELP                                                                           \
+	"Exit status: 0 done; 1 failed (e.g. rolled back); 2 usage; 3 no batond;\n"                \
+	"4 permission denied; 5 unknown app; 6 an app has no serving generation\n"                 \
+	"(status --check); 7 no answer within --timeout.\n"
+
+#define MAX_TIMEOUT_SECONDS 31536000.0 /* a year: beyond it, a typo */
+
 static const char *socket_path = "/run/baton/batond.sock";
+static const char *command = ""; /* for messages */
+static const char *timeout_text; /* --timeout as given; NULL: wait as long as it takes */
+static long long timeout_ms;
+static long long deadline_ms; /* CLOCK_MONOTONIC */
+
+struct command {
+	const char *name;
+	uint8_t type;
+	const char *args; /* for the synopsis */
+	unsigned min_args, max_args;
+	const char *help; /* what it does, and its options */
+	bool json, check; /* takes --json, --check */
+	bool goes_on;	  /* batond carries on without batonctl (upgrade, reload, stop) */
+};
+
+static const struct command commands[] = {
+    {"status", MSG_CTL_STATUS, "[--json] [--check]", 0, 0,
+     "Apps, generations, workers and listeners.\n"
+     "  --json    the same as one JSON object (docs/status-json.md)\n"
+     "  --check   exit 6 when an app has no serving generation\n",
+     true, true, false},
+    {"upgrade", MSG_CTL_UPGRADE, "[APP]", 0, 1,
+     "Start a new generation of APP, wait until it is ready and the old one\n"
+     "drained. Without APP, after a deploy: read the configuration again, apply\n"
+     "it, and start a new generation of every app.\n",
+     false, false, true},
+    {"reload", MSG_CTL_RELOAD, "", 0, 0,
+     "Read the configuration again and apply what changed: apps whose processes\n"
+     "start differently upgrade, the rest applies in place; errors change\n"
+     "nothing.\n",
+     false, false, true},
+    {"scale", MSG_CTL_SCALE, "APP N", 2, 2,
+     "Run N workers (1 to 1024) of APP's serving generation, and of its\n"
+     "upgrades, without a new generation, until a reload.\n",
+     false, false, true},
+    {"stop", MSG_CTL_STOP, "", 0, 0,
+     "Drain every app and stop batond; returns once it has stopped.\n", false, false, true},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: batonctl [-s SOCKET] COMMAND\n"
-		   "  status [--json]   apps, generations, workers, listeners\n"
+	fprintf(f, "usage: batonctl [-s SOCKET] [-t SECONDS] COMMAND [ARGS]\n"
+		   "  status [--json] [--check]  apps, generations, workers, listeners\n"
 		   "  upgrade APP       start a new generation of APP, wait until it is ready\n"
 		   "                    and the old one drained\n"
 		   "  upgrade           after a deploy: read the configuration again, apply it,\n"
@@ -37,12 +89,145 @@ static void usage(FILE *f)
 		   "  scale APP N       run N workers of APP's serving generation (and of its\n"
 		   "                    upgrades), without a new generation, until a reload\n"
 		   "  stop              drain every app and stop batond\n"
-		   "SOCKET defaults to $BATON_SOCKET or /run/baton/batond.sock.\n"
-		   "Exit status: 0 ok, 1 failed (e.g. rolled back), 2 usage, 3 no batond,\n"
-		   "4 permission denied, 5 unknown app.\n");
+		   "Options:\n"
+		   "  -s, --socket SOCKET    defaults to $BATON_SOCKET or /run/baton/batond.sock\n"
+		   "  -t, --timeout SECONDS  give up waiting for batond's answer after SECONDS\n"
+		   "                         (batond goes on with what it was asked); default:\n"
+		   "                         wait as long as it takes\n"
+		   "  -h, --help             this help; batonctl COMMAND --help for one command\n"
+		   "      --version\n" EXIT_STATUS_HELP);
 }
 
-static int connect_batond(void)
+static void command_usage(FILE *f, const struct command *c)
+{
+	fprintf(f,
+		"usage: batonctl [-s SOCKET] [-t SECONDS] %s%s%s\n%s"
+		"  -t, --timeout SECONDS  give up waiting for batond's answer after SECONDS\n"
+		"  -h, --help             this help\n" EXIT_STATUS_HELP,
+		c->name, c->args[0] ? " " : "", c->args, c->help);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2))) usage_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("batonctl: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	if (command[0])
+		fprintf(stderr, "\nTry 'batonctl %s --help'.\n", command);
+	else
+		fputs("\nTry 'batonctl --help'.\n", stderr);
+	exit(EXIT_USAGE);
+}
+
+/* An option getopt_long refused (@c '?' or ':'): glibc sets optopt to the
+ * option's character for a known option and to 0 for an unknown long one,
+ * whose text is argv[optind - 1]. */
+static void __attribute__((noreturn)) bad_option(char **argv, int c)
+{
+	const char *where = command[0] ? " for " : "";
+	const char *arg = argv[optind - 1];
+	bool is_long = strncmp(arg, "--", 2) == 0;
+	int name_len = (int)strcspn(arg, "=");
+	if (c == ':')
+		usage_error("option %s%s%s needs a value", arg, where, command);
+	if (is_long && optopt)
+		usage_error("option %.*s%s%s takes no value", name_len, arg, where, command);
+	if (is_long)
+		usage_error("unknown option %.*s%s%s", name_len, arg, where, command);
+	usage_error("unknown option -%c%s%s", optopt, where, command);
+}
+
+static long long monotonic_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void set_timeout(const char *text)
+{
+	char *end;
+	errno = 0;
+	double s = strtod(text, &end);
+	/* !(s >= 0.001) also refuses NaN. */
+	if (errno || end == text || *end || !(s >= 0.001) || s > MAX_TIMEOUT_SECONDS)
+		usage_error("--timeout: \"%s\" is not a number of seconds from 0.001 to %.0f", text,
+			    MAX_TIMEOUT_SECONDS);
+	timeout_text = text;
+	timeout_ms = (long long)(s * 1000 + 0.5);
+}
+
+/* The command @argv[0] with its options; exits on a usage error or --help. */
+static const struct command *parse_command(int argc, char **argv, bool *json, bool *check)
+{
+	const struct command *c = NULL;
+	for (size_t i = 0; i < N_COMMANDS && !c; i++)
+		if (strcmp(commands[i].name, argv[0]) == 0)
+			c = &commands[i];
+	if (!c)
+		usage_error("unknown command \"%s\"", argv[0]);
+	command = c->name;
+	struct option opts[5] = {
+	    {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	};
+	size_t n = 2;
+	if (c->json)
+		opts[n++] = (struct option){"json", no_argument, NULL, 'j'};
+	if (c->check)
+		opts[n++] = (struct option){"check", no_argument, NULL, 'k'};
+	/* Reinitialised (optind 0) for this argv; options may follow arguments. */
+	optind = 0;
+	for (int o; (o = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1;) {
+		switch (o) {
+		case 't':
+			set_timeout(optarg);
+			break;
+		case 'h':
+			command_usage(stdout, c);
+			exit(EXIT_OK);
+		case 'j':
+			*json = true;
+			break;
+		case 'k':
+			*check = true;
+			break;
+		default:
+			bad_option(argv, o);
+		}
+	}
+	unsigned n_args = (unsigned)(argc - optind);
+	if (n_args < c->min_args || n_args > c->max_args) {
+		if (c->max_args == 0)
+			usage_error("%s takes no arguments (\"%s\")", c->name, argv[optind]);
+		usage_error("%s takes %s%u argument%s (%s), not %u", c->name,
+			    c->min_args < c->max_args ? "at most " : "", c->max_args,
+			    c->max_args == 1 ? "" : "s", c->args, n_args);
+	}
+	return c;
+}
+
+static void __attribute__((noreturn)) timed_out(const struct command *c)
+{
+	fprintf(stderr, "batonctl: no answer from batond within %s s%s\n", timeout_text,
+		c->goes_on ? "; batond goes on with the request" : "");
+	exit(EXIT_TIMEOUT);
+}
+
+/* Milliseconds left before --timeout, or -1 without one; exits once none are. */
+static int ms_left(const struct command *c)
+{
+	if (!timeout_text)
+		return -1;
+	long long left = deadline_ms - monotonic_ms();
+	if (left <= 0)
+		timed_out(c);
+	return left > 1000000000 ? 1000000000 : (int)left;
+}
+
+static int connect_batond(const struct command *cmd)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	if (strlen(socket_path) >= sizeof(sa.sun_path)) {
@@ -55,6 +240,13 @@ static int connect_batond(void)
 		fprintf(stderr, "batonctl: socket: %s\n", strerror(errno));
 		exit(EXIT_FAILED);
 	}
+	/* connect() to a batond whose backlog is full, and send(), wait up to
+	 * SO_SNDTIMEO on an AF_UNIX socket. */
+	int left = ms_left(cmd);
+	if (left > 0) {
+		struct timeval tv = {.tv_sec = left / 1000, .tv_usec = left % 1000 * 1000};
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
 		if (e == EACCES || e == EPERM) {
@@ -66,6 +258,8 @@ static int connect_batond(void)
 				strerror(e));
 			exit(EXIT_NO_BATOND);
 		}
+		if (e == EAGAIN || e == EINPROGRESS)
+			timed_out(cmd);
 		fprintf(stderr, "batonctl: connect %s: %s\n", socket_path, strerror(e));
 		exit(EXIT_FAILED);
 	}
@@ -74,14 +268,17 @@ static int connect_batond(void)
 
 /* Waits for the next message into @m; returns 0 if batond closed the
  * connection instead. An ERROR ends batonctl with its text. */
-static int receive(int fd, struct proto_msg *m)
+static int receive(const struct command *cmd, int fd, struct proto_msg *m)
 {
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+		int n = poll(&p, 1, ms_left(cmd));
+		if (n < 0 && errno != EINTR) {
 			fprintf(stderr, "batonctl: poll: %s\n", strerror(errno));
 			exit(EXIT_FAILED);
 		}
+		if (n <= 0)
+			continue; /* the deadline is checked above */
 		int r = proto_recv(fd, ROLE_CONTROL_CLIENT, m);
 		/* ECONNRESET comes before what batond sent ahead of closing (a
 		 * refusal, say): read on to get it. */
@@ -103,9 +300,9 @@ static int receive(int fd, struct proto_msg *m)
 	}
 }
 
-static void receive_or_die(int fd, struct proto_msg *m)
+static void receive_or_die(const struct command *cmd, int fd, struct proto_msg *m)
 {
-	if (receive(fd, m) == 0) {
+	if (receive(cmd, fd, m) == 0) {
 		fprintf(stderr, "batonctl: batond closed the connection without an answer\n");
 		exit(EXIT_FAILED);
 	}
@@ -113,13 +310,14 @@ static void receive_or_die(int fd, struct proto_msg *m)
 
 /* The answer, reassembled from its CTL_REPLY frames: batonctl exits rather
  * than hand on less than all of it. */
-static char *receive_reply(int fd, struct proto_msg *m, int32_t *ret_code, size_t *ret_len)
+static char *receive_reply(const struct command *cmd, int fd, struct proto_msg *m,
+			   int32_t *ret_code, size_t *ret_len)
 {
 	char *text = NULL;
 	size_t len = 0;
 	int32_t code = 0;
 	for (bool first = true;; first = false) {
-		if (receive(fd, m) == 0) {
+		if (receive(cmd, fd, m) == 0) {
 			if (first)
 				fprintf(
 				    stderr,
@@ -163,71 +361,87 @@ static char *receive_reply(int fd, struct proto_msg *m, int32_t *ret_code, size_
 	return text;
 }
 
-static void send_or_die(int fd, uint8_t type, uint16_t flags, const char *payload)
+static void send_or_die(const struct command *cmd, int fd, uint8_t type, uint16_t flags,
+			const char *payload)
 {
 	int r = proto_send(fd, type, flags, 1, payload, payload ? strlen(payload) : 0, NULL, 0);
 	if (r == -EPIPE || r == -ECONNRESET) {
 		/* batond hung up on us: it may have said why (permission denied). */
 		static struct proto_msg m;
-		receive_or_die(fd, &m);
+		receive_or_die(cmd, fd, &m);
 	}
+	if (r == -EAGAIN)
+		timed_out(cmd);
 	if (r < 0) {
 		fprintf(stderr, "batonctl: send: %s\n", strerror(-r));
 		exit(EXIT_FAILED);
 	}
 }
 
+/* The payload and flags of @c's request, with its arguments @args. */
+static const char *request_payload(const struct command *c, char **args, bool json, bool check,
+				   uint16_t *flags)
+{
+	static char scale[PROTO_NAME_MAX + 16];
+	*flags = 0;
+	switch (c->type) {
+	case MSG_CTL_STATUS:
+		*flags = (json ? CTL_JSON : 0) | (check ? CTL_CHECK : 0);
+		return NULL;
+	case MSG_CTL_UPGRADE:
+		return args[0] ? args[0] : "";
+	case MSG_CTL_SCALE:
+		snprintf(scale, sizeof(scale), "%.*s %.10s", PROTO_NAME_MAX, args[0], args[1]);
+		return scale;
+	default:
+		return NULL;
+	}
+}
+
 int main(int argc, char **argv)
 {
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 's'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
+	};
 	const char *env = getenv("BATON_SOCKET");
 	if (env && *env)
 		socket_path = env;
-	int i = 1;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "-s") == 0 && i + 1 < argc)
-			socket_path = argv[++i];
-		else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+	opterr = 0;
+	/* "+": the options before the command; the command's own come after it. */
+	for (int o; (o = getopt_long(argc, argv, "+:s:t:h", opts, NULL)) != -1;) {
+		switch (o) {
+		case 's':
+			socket_path = optarg;
+			break;
+		case 't':
+			set_timeout(optarg);
+			break;
+		case 'h':
 			usage(stdout);
 			return EXIT_OK;
-		} else if (strcmp(argv[i], "--version") == 0) {
+		case 'V':
 			printf("batonctl %s\n", BATON_VERSION);
 			return EXIT_OK;
-		} else {
-			usage(stderr);
-			return EXIT_USAGE;
+		default:
+			bad_option(argv, o);
 		}
 	}
-	if (i >= argc) {
+	if (optind >= argc) {
 		usage(stderr);
 		return EXIT_USAGE;
 	}
-	const char *cmd = argv[i++];
-	uint8_t type;
-	uint16_t flags = 0;
-	const char *payload = NULL;
-	if (strcmp(cmd, "status") == 0 && i == argc) {
-		type = MSG_CTL_STATUS;
-	} else if (strcmp(cmd, "status") == 0 && i + 1 == argc && !strcmp(argv[i], "--json")) {
-		type = MSG_CTL_STATUS;
-		flags = CTL_JSON;
-	} else if (strcmp(cmd, "upgrade") == 0 && i + 1 >= argc) {
-		type = MSG_CTL_UPGRADE;
-		payload = i < argc ? argv[i] : "";
-	} else if (strcmp(cmd, "reload") == 0 && i == argc) {
-		type = MSG_CTL_RELOAD;
-	} else if (strcmp(cmd, "scale") == 0 && i + 2 == argc) {
-		static char scale[PROTO_NAME_MAX + 16];
-		snprintf(scale, sizeof(scale), "%.*s %.10s", PROTO_NAME_MAX, argv[i], argv[i + 1]);
-		type = MSG_CTL_SCALE;
-		payload = scale;
-	} else if (strcmp(cmd, "stop") == 0 && i == argc) {
-		type = MSG_CTL_STOP;
-	} else {
-		usage(stderr);
-		return EXIT_USAGE;
-	}
-
-	int fd = connect_batond();
+	bool json = false, check = false;
+	int first = optind;
+	const struct command *cmd = parse_command(argc - first, argv + first, &json, &check);
+	char **args = argv + first + optind;
+	uint16_t flags;
+	const char *payload = request_payload(cmd, args, json, check, &flags);
+	deadline_ms = monotonic_ms() + timeout_ms;
+	int fd = connect_batond(cmd);
 	struct proto_msg *m = malloc(sizeof(*m));
 	if (!m) {
 		fprintf(stderr, "batonctl: out of memory\n");
@@ -237,19 +451,21 @@ int main(int argc, char **argv)
 	snprintf(hello, sizeof(hello), "batonctl %s pid %d", BATON_VERSION, (int)getpid());
 	/* The request follows HELLO at once: batond reads its messages in order, so
 	 * waiting for its HELLO first would only cost a round trip. */
-	send_or_die(fd, MSG_HELLO, 0, hello);
-	send_or_die(fd, type, flags | CTL_FRAMES, payload);
-	receive_or_die(fd, m);
+	send_or_die(cmd, fd, MSG_HELLO, 0, hello);
+	send_or_die(cmd, fd, cmd->type, flags | CTL_FRAMES, payload);
+	receive_or_die(cmd, fd, m);
 	if (m->hdr.type != MSG_HELLO) {
 		fprintf(stderr, "batonctl: batond did not answer HELLO\n");
 		return EXIT_FAILED;
 	}
 	int32_t code;
 	size_t len;
-	char *text = receive_reply(fd, m, &code, &len);
+	char *text = receive_reply(cmd, fd, m, &code, &len);
 	close(fd);
 	free(m);
-	FILE *out = code ? stderr : stdout;
+	/* status --check: the status all the same, on stdout. */
+	bool not_serving = cmd->type == MSG_CTL_STATUS && check && code == ESRCH;
+	FILE *out = code && !not_serving ? stderr : stdout;
 	fwrite(text, 1, len, out);
 	if (len == 0 || text[len - 1] != '\n')
 		fputc('\n', out);
@@ -261,6 +477,8 @@ int main(int argc, char **argv)
 	}
 	if (code == 0)
 		return EXIT_OK;
+	if (not_serving)
+		return EXIT_NOT_SERVING;
 	if (code == ENOENT)
 		return EXIT_UNKNOWN_APP;
 	if (code == EACCES)

@@ -460,8 +460,10 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 	switch (m->hdr.type) {
 	case MSG_CTL_STATUS: {
 		char *text = status_render(d, m->hdr.flags & CTL_JSON);
+		/* CTL_CHECK: the status all the same, with ESRCH for an app not served. */
+		int code = (m->hdr.flags & CTL_CHECK) && !status_every_app_serves(d) ? ESRCH : 0;
 		if (text)
-			conn_answer(c, MSG_CTL_REPLY, m->hdr.request_id, 0, text, strlen(text),
+			conn_answer(c, MSG_CTL_REPLY, m->hdr.request_id, code, text, strlen(text),
 				    m->hdr.flags & CTL_FRAMES);
 		else
 			conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");

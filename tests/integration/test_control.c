@@ -959,6 +959,72 @@ static void status_json_has_its_schema_and_is_valid_utf8_whatever_workers_send(v
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* status --check: the status as always, exit 6 while an app has no serving
+ * generation; 0 once every app serves. */
+static void status_check_exits_6_while_an_app_has_no_serving_generation(void **state)
+{
+	struct batond b;
+	start_web(&b,
+		  "app down {\n  exec = { \"/nonexistent/app\" }\n  listeners = { \"http\" }\n}\n");
+	char out[8192];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--check", NULL), 6);
+	assert_output(out, "app web: generation 1 serving");
+	assert_output(out, "app down: no generation serving");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--json", "--check", NULL), 6);
+	assert_output(out, "\"name\":\"down\",\"serving\":0");
+	/* Without --check, status answers 0 as it always did. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_int_equal(batond_stop(&b), 0);
+
+	start_web(&b, "");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--check", NULL), 0);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* A control socket that takes connections and never answers: batonctl gives
+ * up at --timeout, says so, and exits 7. */
+static void batonctl_gives_up_at_its_timeout_and_says_so(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	int srv = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	strcpy(sa.sun_path, b.sock);
+	assert_int_equal(bind(srv, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(srv, 8), 0); /* connections wait in the backlog, unanswered */
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "--timeout", "0.2", "status", NULL), 7);
+	assert_output(out, "batonctl: no answer from batond within 0.2 s\n");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", "-t", "0.2", NULL), 7);
+	assert_output(out, "no answer from batond within 0.2 s; batond goes on with the request");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--timeout", "0", NULL), 2);
+	assert_output(out, "--timeout: \"0\" is not a number of seconds");
+	close(srv);
+	batond_stop(&b);
+}
+
+static void batonctl_names_an_unknown_option_with_its_command(void **state)
+{
+	struct batond b;
+	batond_prepare(&b); /* nothing runs: none of these reaches batond */
+	char out[4096];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", "--jsn", NULL), 2);
+	assert_output(out, "batonctl: unknown option --jsn for status\n");
+	assert_output(out, "Try 'batonctl status --help'.");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "stop", "-x", NULL), 2);
+	assert_output(out, "batonctl: unknown option -x for stop\n");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "frob", NULL), 2);
+	assert_output(out, "batonctl: unknown command \"frob\"\n");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "scale", "web", NULL), 2);
+	assert_output(out, "batonctl: scale takes 2 arguments (APP N), not 1\n");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "--help", NULL), 0);
+	assert_output(out, "usage: batonctl [-s SOCKET] [-t SECONDS] upgrade [APP]\n");
+	assert_output(out, "Exit status: 0 done;");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "--help", NULL), 0);
+	assert_output(out, "7 no answer within --timeout");
+	batond_stop(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -985,6 +1051,9 @@ int main(void)
 	    harness_test(a_workers_status_text_is_cut_between_characters),
 	    harness_test(batonctl_fails_on_an_answer_cut_short),
 	    harness_test(status_json_has_its_schema_and_is_valid_utf8_whatever_workers_send),
+	    harness_test(status_check_exits_6_while_an_app_has_no_serving_generation),
+	    harness_test(batonctl_gives_up_at_its_timeout_and_says_so),
+	    harness_test(batonctl_names_an_unknown_option_with_its_command),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
