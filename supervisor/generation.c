@@ -706,6 +706,17 @@ int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, struct
 	return 0;
 }
 
+/* DRAIN on its channel and the stop signal: finish what you have. */
+static void worker_stop(struct worker *w)
+{
+	w->state = WORKER_DRAINING;
+	if (w->channel)
+		channel_send_drain(w->channel);
+	int r = worker_signal_stop(w);
+	if (r < 0)
+		log_worker(w, LOG_WARNING, "cannot be signalled: %s", strerror(-r));
+}
+
 void gen_drain(struct gen *g)
 {
 	if (g->state == GEN_DRAINING || g->state == GEN_GONE)
@@ -724,12 +735,7 @@ void gen_drain(struct gen *g)
 			live += w->state == WORKER_LINGERING;
 			continue;
 		}
-		w->state = WORKER_DRAINING;
-		if (w->channel)
-			channel_send_drain(w->channel);
-		int r = worker_signal_stop(w);
-		if (r < 0)
-			log_worker(w, LOG_WARNING, "cannot be signalled: %s", strerror(-r));
+		worker_stop(w);
 		live++;
 	}
 	log_gen(g, LOG_INFO, "draining %u worker%s", live, live == 1 ? "" : "s");
@@ -766,12 +772,7 @@ static void worker_retire(struct worker *w)
 	w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 	if (w->pid <= 0)
 		return;
-	w->state = WORKER_DRAINING;
-	if (w->channel)
-		channel_send_drain(w->channel);
-	int r = worker_signal_stop(w);
-	if (r < 0)
-		log_worker(w, LOG_WARNING, "cannot be signalled: %s", strerror(-r));
+	worker_stop(w);
 	if (sd_event_add_time_relative(g->env->event, &w->retire_timer, CLOCK_MONOTONIC,
 				       cfg_of(g)->drain_timeout_usec, 1000, on_retire_timeout,
 				       w) < 0)
