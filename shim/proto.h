@@ -44,6 +44,7 @@ enum proto_type {
 	MSG_PARK,	  /* worker -> batond: 1 live connection and its state record */
 	MSG_CTL_RELOAD,	  /* batonctl -> batond: read the configuration again, apply it */
 	MSG_CTL_SCALE,	  /* batonctl -> batond: "APP N", run N workers of APP */
+	MSG_CTL_METRICS,  /* batonctl -> batond: the Prometheus text exposition */
 	MSG_TYPE_MAX,
 };
 

@@ -70,6 +70,8 @@ static const struct command commands[] = {
      "Run N workers (1 to 1024) of APP's serving generation, and of its\n"
      "upgrades, without a new generation, until a reload.\n",
      false, false, true},
+    {"metrics", MSG_CTL_METRICS, "", 0, 0,
+     "batond's metrics in the Prometheus text format, as GET /metrics.\n", false, false, false},
     {"stop", MSG_CTL_STOP, "", 0, 0,
      "Drain every app and stop batond; returns once it has stopped.\n", false, false, true},
 };
@@ -88,6 +90,7 @@ static void usage(FILE *f)
 		   "                    rest applies in place; errors change nothing\n"
 		   "  scale APP N       run N workers of APP's serving generation (and of its\n"
 		   "                    upgrades), without a new generation, until a reload\n"
+		   "  metrics           batond's metrics, Prometheus text format\n"
 		   "  stop              drain every app and stop batond\n"
 		   "Options:\n"
 		   "  -s, --socket SOCKET    defaults to $BATON_SOCKET or /run/baton/batond.sock\n"

@@ -588,6 +588,24 @@ _Static_assert(sizeof(enum ready_mode) == sizeof(int) && sizeof(enum serve_mode)
 		   sizeof(enum kill_mode) == sizeof(int),
 	       "enums stored as int");
 
+/* The metrics address: tcp only, Prometheus scrapes over HTTP. */
+static void store_metrics_address(struct section_state *st, const struct option *o,
+				  const struct conf_value *v, size_t n, void *obj)
+{
+	struct config *c = obj;
+	char err[128];
+
+	if (listen_addr_parse(v->text, &c->metrics_addr, err, sizeof(err)) < 0) {
+		c->metrics_addr = (struct listen_addr){0};
+		report(st->ld, v->line, "metrics: address \"%s\": %s", v->text, err);
+	} else if (c->metrics_addr.family == AF_UNIX || c->metrics_addr.socktype != SOCK_STREAM) {
+		c->metrics_addr = (struct listen_addr){0};
+		report(st->ld, v->line, "metrics: address \"%s\": metrics are served over tcp only",
+		       v->text);
+	}
+	store_string(st, o, v, n, obj);
+}
+
 enum { CONTROL_SOCKET, CONTROL_MODE, CONTROL_GROUP, N_CONTROL_OPTIONS };
 static const struct option control_options[N_CONTROL_OPTIONS] = {
     [CONTROL_SOCKET] = {.name = "socket",
@@ -731,6 +749,13 @@ static const struct option app_options[N_APP_OPTIONS] = {
 		       .offset = offsetof(struct app_cfg, limit_nproc)},
 };
 
+enum { METRICS_ADDRESS, N_METRICS_OPTIONS };
+static const struct option metrics_options[N_METRICS_OPTIONS] = {
+    [METRICS_ADDRESS] = {.name = "address",
+			 .store = store_metrics_address,
+			 .offset = offsetof(struct config, metrics_address)},
+};
+
 _Static_assert(N_APP_OPTIONS <= MAX_OPTIONS && N_LISTENER_OPTIONS <= MAX_OPTIONS,
 	       "section_state holds every option");
 
@@ -780,7 +805,8 @@ static void apply_options(struct section_state *st, const struct option *options
 	}
 }
 
-/* @sec is NULL for a control section left out. */
+/* @sec is NULL for a control section left out; control and metrics have no
+ * title. */
 static bool section_state_init(struct section_state *st, struct loader *ld,
 			       const struct conf_section *sec)
 {
@@ -788,7 +814,7 @@ static bool section_state_init(struct section_state *st, struct loader *ld,
 	if (sec && sec->title && asprintf(&st->what, "%s \"%s\"", sec->kind, sec->title) < 0)
 		st->what = NULL;
 	else if (!sec || !sec->title)
-		st->what = strdup("control");
+		st->what = strdup(sec ? sec->kind : "control");
 	if (!st->what)
 		ld->oom = true;
 	return st->what != NULL;
@@ -815,6 +841,33 @@ static void load_control(struct loader *ld, const struct conf_section *sec, stru
 	if (!section_state_init(&st, ld, sec))
 		return;
 	apply_options(&st, control_options, N_CONTROL_OPTIONS, sec, c);
+	free(st.what);
+}
+
+/* After the listeners: the metrics address must not be one of theirs. */
+static void load_metrics(struct loader *ld, const struct conf_section *sec, struct config *c)
+{
+	struct section_state st;
+
+	c->metrics_line = sec->line;
+	if (!section_state_init(&st, ld, sec))
+		return;
+	apply_options(&st, metrics_options, N_METRICS_OPTIONS, sec, c);
+	if (!st.last[METRICS_ADDRESS])
+		report(ld, sec->line, "metrics: address is required");
+	for (size_t i = 0; c->metrics_addr.family && i < c->n_listeners; i++) {
+		const struct listener_cfg *l = &c->listeners[i];
+
+		if (l->addr.family == c->metrics_addr.family &&
+		    l->addr.socktype == c->metrics_addr.socktype &&
+		    l->addr.sa_len == c->metrics_addr.sa_len &&
+		    memcmp(&l->addr.sa, &c->metrics_addr.sa, l->addr.sa_len) == 0) {
+			report(ld, value_line(&st, METRICS_ADDRESS),
+			       "metrics: address \"%s\" is also used by listener \"%s\" (line %d)",
+			       c->metrics_address, l->name, l->line);
+			break;
+		}
+	}
 	free(st.what);
 }
 
@@ -978,17 +1031,18 @@ static bool is_kind(const struct conf_section *s, const char *kind)
 static bool section_counts(struct loader *ld, const struct conf_file *f, size_t i)
 {
 	const struct conf_section *s = &f->sections[i];
-	bool control = is_kind(s, "control");
+	bool untitled = is_kind(s, "control") || is_kind(s, "metrics");
 
-	if (!control && !is_kind(s, "listener") && !is_kind(s, "app")) {
+	if (!untitled && !is_kind(s, "listener") && !is_kind(s, "app")) {
 		report(ld, s->line, "unknown section \"%s\"", s->kind);
 		return false;
 	}
-	if (control && s->title) {
-		report(ld, s->line, "control \"%s\": the control section has no name", s->title);
+	if (untitled && s->title) {
+		report(ld, s->line, "%s \"%s\": the %s section has no name", s->kind, s->title,
+		       s->kind);
 		return false;
 	}
-	if (!control && !s->title) {
+	if (!untitled && !s->title) {
 		report(ld, s->line, "%s: a name is required: %s NAME { ... }", s->kind, s->kind);
 		return false;
 	}
@@ -998,9 +1052,9 @@ static bool section_counts(struct loader *ld, const struct conf_file *f, size_t 
 		if (!is_kind(first, s->kind) || (s->title && !first->title) ||
 		    (s->title && strcmp(first->title, s->title) != 0))
 			continue;
-		if (control)
-			report(ld, s->line, "duplicate control section (first defined at line %d)",
-			       first->line);
+		if (untitled)
+			report(ld, s->line, "duplicate %s section (first defined at line %d)",
+			       s->kind, first->line);
 		else
 			report(ld, s->line, "duplicate %s \"%s\" (first defined at line %d)",
 			       s->kind, s->title, first->line);
@@ -1012,7 +1066,7 @@ static bool section_counts(struct loader *ld, const struct conf_file *f, size_t 
 static struct config *build_config(struct loader *ld, const struct conf_file *f)
 {
 	struct config *c = calloc(1, sizeof(*c));
-	const struct conf_section *control = NULL;
+	const struct conf_section *control = NULL, *metrics = NULL;
 	size_t n_listeners = 0, n_apps = 0;
 	bool *counts = calloc(f->n_sections + 1, sizeof(bool));
 
@@ -1031,6 +1085,8 @@ static struct config *build_config(struct loader *ld, const struct conf_file *f)
 		counts[i] = section_counts(ld, f, i);
 		if (counts[i] && is_kind(s, "control"))
 			control = s;
+		if (counts[i] && is_kind(s, "metrics"))
+			metrics = s;
 		n_listeners += counts[i] && is_kind(s, "listener");
 		n_apps += counts[i] && is_kind(s, "app");
 	}
@@ -1049,6 +1105,8 @@ static struct config *build_config(struct loader *ld, const struct conf_file *f)
 	for (size_t i = 0; i < f->n_sections; i++)
 		if (counts[i] && is_kind(&f->sections[i], "listener"))
 			load_listener(ld, &f->sections[i], c, &c->listeners[c->n_listeners++]);
+	if (metrics)
+		load_metrics(ld, metrics, c);
 	for (size_t i = 0; i < f->n_sections; i++)
 		if (counts[i] && is_kind(&f->sections[i], "app"))
 			load_app(ld, &f->sections[i], c, &c->apps[c->n_apps++]);
@@ -1151,6 +1209,7 @@ void config_free(struct config *cfg)
 	free(cfg->apps);
 	free(cfg->control_socket);
 	free(cfg->control_group);
+	free(cfg->metrics_address);
 	free(cfg->path);
 	free(cfg);
 }

@@ -8,6 +8,7 @@
 #include "batond.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "proto.h"
 #include "reload.h"
 #include "status.h"
@@ -458,10 +459,13 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 		return;
 	}
 	switch (m->hdr.type) {
-	case MSG_CTL_STATUS: {
-		char *text = status_render(d, m->hdr.flags & CTL_JSON);
+	case MSG_CTL_STATUS:
+	case MSG_CTL_METRICS: {
+		bool status = m->hdr.type == MSG_CTL_STATUS;
+		char *text = status ? status_render(d, m->hdr.flags & CTL_JSON) : metrics_render(d);
 		/* CTL_CHECK: the status all the same, with ESRCH for an app not served. */
-		int code = (m->hdr.flags & CTL_CHECK) && !status_every_app_serves(d) ? ESRCH : 0;
+		int code =
+		    status && (m->hdr.flags & CTL_CHECK) && !status_every_app_serves(d) ? ESRCH : 0;
 		if (text)
 			conn_answer(c, MSG_CTL_REPLY, m->hdr.request_id, code, text, strlen(text),
 				    m->hdr.flags & CTL_FRAMES);

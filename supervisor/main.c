@@ -6,6 +6,7 @@
 #include "control.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "recover.h"
 #include "reload.h"
@@ -23,6 +24,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
+
+static struct metrics *metrics; /* GET /metrics, if the configuration asks */
 
 static void usage(FILE *f)
 {
@@ -354,6 +357,8 @@ static int run(struct daemon *d)
 			log_err("%s", err);
 		return 1;
 	}
+	if (metrics_open(d, &metrics) < 0)
+		return 1;
 	if ((r = sd_event_add_defer(d->event, &d->settle, on_settle, d)) < 0) {
 		log_err("settle source: %s", strerror(-r));
 		return 1;
@@ -386,6 +391,7 @@ static void cleanup(struct daemon *d)
 	free(d->listener_fds);
 	sd_event_source_disable_unref(d->settle);
 	recover_free(d->recover);
+	metrics_close(metrics);
 	control_close(d->control);
 	notify_close(d->notify);
 	close_listeners(d);

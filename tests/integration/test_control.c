@@ -1021,6 +1021,7 @@ static void batonctl_names_an_unknown_option_with_its_command(void **state)
 	assert_output(out, "usage: batonctl [-s SOCKET] [-t SECONDS] upgrade [APP]\n");
 	assert_output(out, "Exit status: 0 done;");
 	assert_int_equal(batonctl(&b, out, sizeof(out), "--help", NULL), 0);
+	assert_output(out, "  metrics ");
 	assert_output(out, "7 no answer within --timeout");
 	batond_stop(&b);
 }

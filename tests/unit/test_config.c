@@ -584,6 +584,47 @@ static void sections_must_be_known_and_named_as_their_kind_requires(void **state
 		      "batond.conf:4: app \"a\": listeners: at least one listener is required\n");
 }
 
+static void a_metrics_section_gives_the_address_to_serve_metrics_on(void **state)
+{
+	struct config *cfg =
+	    load_ok(LISTENER_OK "metrics {\n  address = \"tcp://127.0.0.1:9187\"\n}\n");
+
+	assert_string_equal(cfg->metrics_address, "tcp://127.0.0.1:9187");
+	assert_int_equal(cfg->metrics_addr.family, AF_INET);
+	assert_int_equal(cfg->metrics_addr.socktype, SOCK_STREAM);
+	assert_int_equal(cfg->metrics_line, 2);
+	config_free(cfg);
+	cfg = load_ok(LISTENER_OK "metrics { address = \"tcp://[::1]:9187\" }\n");
+	assert_int_equal(cfg->metrics_addr.family, AF_INET6);
+	config_free(cfg);
+	/* Without the section, no metrics server. */
+	cfg = load_ok(LISTENER_OK);
+	assert_null(cfg->metrics_address);
+	config_free(cfg);
+}
+
+static void a_bad_metrics_section_is_refused_with_file_and_line(void **state)
+{
+	assert_errors(LISTENER_OK
+		      "metrics {\n  address = \"udp://127.0.0.1:9187\"\n  path = \"/m\"\n}\n",
+		      "batond.conf:3: metrics: address \"udp://127.0.0.1:9187\": metrics are "
+		      "served over tcp only\n"
+		      "batond.conf:4: metrics: unknown option \"path\"\n");
+	assert_errors("metrics { address = \"unix:/run/m.sock\" }\n",
+		      "batond.conf:1: metrics: address \"unix:/run/m.sock\": metrics are served "
+		      "over tcp only\n");
+	assert_errors("metrics { address = \"tcp://127.0.0.1:99999\" }\n",
+		      "batond.conf:1: metrics: address \"tcp://127.0.0.1:99999\": port out of "
+		      "range\n");
+	assert_errors("metrics { }\nmetrics m { }\nmetrics { address = \"tcp://127.0.0.1:1\" }\n",
+		      "batond.conf:1: metrics: address is required\n"
+		      "batond.conf:2: metrics \"m\": the metrics section has no name\n"
+		      "batond.conf:3: duplicate metrics section (first defined at line 1)\n");
+	assert_errors(LISTENER_OK "metrics {\n  address = \"tcp://127.0.0.1:8080\"\n}\n",
+		      "batond.conf:3: metrics: address \"tcp://127.0.0.1:8080\" is also used by "
+		      "listener \"l\" (line 1)\n");
+}
+
 /* As libconfuse read them: C escapes and ${} in "...", only \\ and \' in
  * '...', '//' inside an unquoted value, a backslash-newline joining lines. */
 static void strings_are_read_as_before(void **state)
@@ -821,6 +862,8 @@ int main(void)
 	    T(an_unknown_option_is_reported_with_its_line),
 	    T(a_syntax_error_is_reported_with_its_line),
 	    T(sections_must_be_known_and_named_as_their_kind_requires),
+	    T(a_metrics_section_gives_the_address_to_serve_metrics_on),
+	    T(a_bad_metrics_section_is_refused_with_file_and_line),
 	    T(strings_are_read_as_before),
 	    T(every_error_is_reported_not_only_the_first),
 	    T(an_option_set_twice_is_refused_at_its_second_line),

@@ -1,0 +1,18 @@
+/* batond's metrics in the Prometheus text exposition format (version 0.0.4):
+ * rendered from batond's state for `batonctl metrics`, and served on
+ * GET /metrics at the configuration's metrics address. Reads batond's state;
+ * changes nothing. Owns the metrics socket and its connections. */
+#pragma once
+
+struct daemon;
+struct metrics;
+
+/* Returns a malloc'd NUL-terminated string, or NULL when out of memory. */
+char *metrics_render(const struct daemon *d);
+
+/* Listens on the metrics address of d->cfg, if it has one (*ret NULL if not),
+ * and serves from d->event. A change of address takes effect when batond
+ * starts again. Returns 0, or -1 after logging FILE:LINE and the reason. */
+int metrics_open(struct daemon *d, struct metrics **ret);
+/* Closes the socket and every connection. NULL is fine. */
+void metrics_close(struct metrics *m);
