@@ -1,6 +1,7 @@
-/* batond's metrics as Prometheus meets them: GET /metrics over HTTP and
- * `batonctl metrics`, checked by promtool, with the counts of what the test
- * did; and what the metrics server does with anything else. */
+/* What batond shows of itself to monitoring: its metrics as Prometheus meets
+ * them (GET /metrics over HTTP and `batonctl metrics`, checked by promtool,
+ * with the counts of what the test did), what the metrics server does with
+ * anything else, and its lines in the journal with their fields. */
 #include "harness.h"
 
 #include <errno.h>
@@ -10,7 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -274,6 +279,97 @@ static void a_metrics_address_in_use_stops_start_up_with_file_and_line(void **st
 	batond_stop(&b);
 }
 
+/* The datagrams batond sends to the journal ("NAME=value" lines), read until
+ * one has a line starting with each of @want (NULL-terminated), bounded:
+ * returns that one. */
+static const char *journal_entry_with(int journal, const char *const *want)
+{
+	static char entry[8192];
+	long long deadline = now_ms() + 10000;
+	for (;;) {
+		struct pollfd p = {.fd = journal, .events = POLLIN};
+		int left = (int)(deadline - now_ms());
+		if (left <= 0 || poll(&p, 1, left) != 1)
+			fail_msg("no journal entry with %s within 10 s", want[0]);
+		/* A newline first: each field is found as "\nNAME=value". */
+		entry[0] = '\n';
+		ssize_t n = recv(journal, entry + 1, sizeof(entry) - 2, 0);
+		assert_true(n > 0);
+		entry[n + 1] = 0;
+		bool all = true;
+		for (int i = 0; want[i] && all; i++) {
+			char line[256];
+			snprintf(line, sizeof(line), "\n%s", want[i]);
+			all = strstr(entry, line) != NULL;
+		}
+		if (all)
+			return entry;
+	}
+}
+
+/* Under systemd (stderr is the journal's stream: JOURNAL_STREAM), a line about
+ * a worker goes to the journal with APP=, GENERATION=, WORKER=, WORKER_PID=.
+ * The journal here is a datagram socket of the test's, at journald's path in a
+ * mount namespace of its own. */
+static void worker_lines_reach_the_journal_with_their_fields(void **state)
+{
+	if (geteuid() != 0) {
+		print_message("skipped: needs root for a mount namespace with a journal socket\n");
+		skip();
+	}
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") < 0) {
+		print_message("skipped: cannot make a mount namespace: %s\n", strerror(errno));
+		skip();
+	}
+	assert_int_equal(mkdir("/run/systemd", 0755), 0);
+	assert_int_equal(mkdir("/run/systemd/journal", 0755), 0);
+	int journal = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = "/run/systemd/journal/socket"};
+	assert_int_equal(bind(journal, (struct sockaddr *)&sa, sizeof(sa)), 0);
+
+	struct batond b;
+	batond_prepare(&b);
+	/* batond's stderr is b.log: made now, so that JOURNAL_STREAM can name it. */
+	struct stat st;
+	int log = open(b.log, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(log >= 0 && fstat(log, &st) == 0);
+	close(log);
+	char stream[64];
+	snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", stream, 1);
+	batond_write_config(
+	    &b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n");
+	batond_start(&b);
+	unsetenv("JOURNAL_STREAM");
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	char pid[64];
+	snprintf(pid, sizeof(pid), "WORKER_PID=%d\n", (int)app_worker_pid(&b, "web", 0));
+	const char *ready[] = {"MESSAGE=web: generation 2 worker 0 (pid ",
+			       "APP=web\n",
+			       "GENERATION=2\n",
+			       "WORKER=0\n",
+			       pid,
+			       "PRIORITY=6\n",
+			       "SYSLOG_IDENTIFIER=batond\n",
+			       NULL};
+	journal_entry_with(journal, ready);
+	/* A line about a generation: no worker fields. */
+	const char *gone[] = {"MESSAGE=web: generation 1 gone", "APP=web\n", "GENERATION=1\n",
+			      NULL};
+	assert_null(strstr(journal_entry_with(journal, gone), "\nWORKER"));
+	/* Lines without an app still take the stream, with their priority. */
+	assert_true(batond_log_contains(&b, "<6>batond " BATON_VERSION " running 1 app"));
+	assert_false(batond_log_contains(&b, "worker 0 (pid"));
+	assert_int_equal(batond_stop(&b), 0);
+	close(journal);
+	umount2("/run", MNT_DETACH);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -281,6 +377,7 @@ int main(void)
 	    harness_test(anything_but_get_metrics_is_answered_with_an_error_and_closed),
 	    harness_test(a_client_that_sends_nothing_is_closed_at_the_connection_time_limit),
 	    harness_test(a_metrics_address_in_use_stops_start_up_with_file_and_line),
+	    harness_test(worker_lines_reach_the_journal_with_their_fields),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
