@@ -5,7 +5,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo check check-asan bench fuzz install clean
+.PHONY: all deps build demo check check-asan bench fuzz install uninstall clean
 
 all: build
 
@@ -57,10 +57,17 @@ fuzz: $(BUILD)/CMakeCache.txt
 
 # Configured again with PREFIX, so that the units name the installed batond,
 # batonctl and config. DESTDIR (staging for packages) is honoured by cmake --install.
+# batond.conf is installed only where there is none: an administrator's file is
+# never replaced. Every option is in batond.conf.example beside it.
 install: deps
 	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_ARGS)
 	cmake --build $(BUILD) -j $(JOBS)
 	cmake --install $(BUILD)
+
+# Removes what `make install` installed ($(BUILD)/install_manifest.txt), under the
+# same DESTDIR; batond.conf only while it is unedited.
+uninstall:
+	packaging/uninstall.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
