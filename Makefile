@@ -5,7 +5,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo check check-asan bench fuzz install uninstall clean
+.PHONY: all deps build demo check check-asan bench fuzz install uninstall deb clean
 
 all: build
 
@@ -68,6 +68,11 @@ install: deps
 # same DESTDIR; batond.conf only while it is unedited.
 uninstall:
 	packaging/uninstall.sh $(BUILD)
+
+# Debian packages from a scratch copy of the tree, into $(BUILD)/packages
+# (packaging/build-deb.sh).
+deb:
+	packaging/build-deb.sh $(BUILD)/packages
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
