@@ -5,7 +5,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo check check-asan bench fuzz install uninstall deb clean
+.PHONY: all deps build demo check check-asan bench fuzz install uninstall deb rpm clean
 
 all: build
 
@@ -69,10 +69,13 @@ install: deps
 uninstall:
 	packaging/uninstall.sh $(BUILD)
 
-# Debian packages from a scratch copy of the tree, into $(BUILD)/packages
-# (packaging/build-deb.sh).
+# Debian and RPM packages from a scratch copy of the tree, into $(BUILD)/packages
+# (packaging/build-deb.sh, packaging/build-rpm.sh).
 deb:
 	packaging/build-deb.sh $(BUILD)/packages
+
+rpm:
+	packaging/build-rpm.sh $(BUILD)/packages
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
