@@ -400,17 +400,6 @@ static void store_exec(struct section_state *st, const struct option *o,
 		       values[0].text);
 }
 
-static bool reserved_env(const char *entry)
-{
-	static const char *const names[] = {
-	    "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET=", "BATON_", NULL};
-
-	for (int i = 0; names[i]; i++)
-		if (strncmp(entry, names[i], strlen(names[i])) == 0)
-			return true;
-	return false;
-}
-
 static void store_environment(struct section_state *st, const struct option *o,
 			      const struct conf_value *values, size_t n, void *obj)
 {
@@ -424,7 +413,7 @@ static void store_environment(struct section_state *st, const struct option *o,
 		if (entry[0] == '=' || !strchr(entry, '='))
 			report(st->ld, values[i].line, "%s: environment: \"%s\" is not NAME=VALUE",
 			       st->what, entry);
-		else if (reserved_env(entry))
+		else if (env_is_batonds(entry))
 			report(st->ld, values[i].line, "%s: environment: \"%.*s\" is set by batond",
 			       st->what, (int)strcspn(entry, "="), entry);
 	}

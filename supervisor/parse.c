@@ -189,3 +189,14 @@ int lookup_group(const char *name, gid_t *ret_gid)
 	*ret_gid = gr->gr_gid;
 	return 0;
 }
+
+bool env_is_batonds(const char *kv)
+{
+	static const char *const prefixes[] = {
+	    "LISTEN_PID=",   "LISTEN_FDS=",    "LISTEN_FDNAMES=", "NOTIFY_SOCKET=",
+	    "WATCHDOG_PID=", "WATCHDOG_USEC=", "BATON_"};
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+		if (strncmp(kv, prefixes[i], strlen(prefixes[i])) == 0)
+			return true;
+	return false;
+}

@@ -40,3 +40,8 @@ int parse_group(const char *s, gid_t *ret_gid);
 
 /* A group by its name only: a number is looked up as a name. */
 int lookup_group(const char *name, gid_t *ret_gid);
+
+/* True for "NAME=..." of a variable batond sets for its workers, or that
+ * describes batond itself (its LISTEN_*, NOTIFY_SOCKET, WATCHDOG_*, BATON_*):
+ * never passed on from batond's environment, never set by an app's. */
+bool env_is_batonds(const char *kv);

@@ -2,6 +2,7 @@
  * child only moves fds, formats its own pid and calls execve: it allocates
  * nothing and never returns into batond's code. */
 #include "spawn.h"
+#include "parse.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,17 +19,6 @@
 
 extern char **environ;
 
-/* Variables of batond's own environment that describe batond, not the worker. */
-static int env_is_ours(const char *kv)
-{
-	static const char *const prefixes[] = {
-	    "LISTEN_PID=",   "LISTEN_FDS=",    "LISTEN_FDNAMES=", "NOTIFY_SOCKET=",
-	    "WATCHDOG_PID=", "WATCHDOG_USEC=", "BATON_"};
-	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-		if (strncmp(kv, prefixes[i], strlen(prefixes[i])) == 0)
-			return 1;
-	return 0;
-}
 
 /* True if @kv's name is assigned in @env: the config's value wins over batond's. */
 static int env_is_set_by(const char *kv, char *const *env)
@@ -70,7 +60,8 @@ static int child_env_build(const struct spawn_req *req, int channel_fd, struct c
 	}
 	size_t k = 0;
 	for (char **e = environ; *e; e++)
-		if (!env_is_ours(*e) && !env_is_set_by(*e, req->app_env))
+		/* batond's own (its LISTEN_FDS, WATCHDOG_USEC...) describe batond. */
+		if (!env_is_batonds(*e) && !env_is_set_by(*e, req->app_env))
 			envp[k++] = *e;
 	for (char *const *e = req->app_env; e && *e; e++)
 		envp[k++] = *e;
