@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Thin wrapper over CMake. The two commands a user needs: `make demo`, `make check`.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fdpass: how many fds per second baton's wire protocol passes, beside raw
  * sendmsg/recvmsg on the same kind of socket, in the same run (bench/run.sh).
  *

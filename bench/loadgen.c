@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* loadgen: a closed-loop HTTP/1.1 load generator for `make demo`, the integration tests and
  * the benchmarks. Each of N threads keeps exactly one request in flight until the deadline;
  * outcomes, latencies and completion times are kept per thread and merged at the end.

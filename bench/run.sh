@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # `make bench`: measures zero-downtime upgrades side by side with the alternatives, and
 # baton's fd passing beside raw sendmsg. Writes BUILD_DIR/bench/report.md and
 # BUILD_DIR/bench/throughput.png. Usage: bench/run.sh BUILD_DIR

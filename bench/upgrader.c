@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* upgrader: drives one benchmark scenario (bench/run.sh). It starts the load generator,
  * performs K upgrades evenly spaced while it runs, times each, and waits for the load
  * generator's result.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # `make demo`: batond serves examples/sdhttp on one port while loadgen keeps it busy for
 # ~10 s and batonctl upgrades it three times. Passes only if no request failed and every
 # upgrade succeeded. Usage: examples/demo.sh BUILD_DIR   (env: BATON_DEMO_PORT, default 8080)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hello: a small HTTP server built on libbaton, and the one app every benchmark
  * scenario runs (bench/run.sh), so that they differ only in how an upgrade happens.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* sdhttp: a tiny HTTP/1.1 server that runs under batond (or systemd) using nothing but the
  * socket-activation contract: no libsystemd, no libbaton, just environment variables, inherited
  * file descriptors and one datagram. Read it top to bottom; it is meant as a template.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libbaton: the application side of baton. Gets listening sockets by name (from
  * systemd-style LISTEN_FDS, or from batond over the BATON_FD channel), tells the
  * supervisor the application is ready (sd_notify compatible), and delivers the

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Installs baton's build and test dependencies on Debian/Ubuntu when they are
 # missing. As root it runs apt-get; otherwise it prints the command and fails.
 set -eu

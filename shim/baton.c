@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libbaton, the API of include/baton.h. Owns the process-wide state: the inherited
  * listeners, the channel to batond (BATON_FD) and the queue of events received on
  * it. The wire format is proto.c's; this file never logs, exits or aborts. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Framing and fd passing of the baton protocol. Owns no socket and no fd beyond
  * the ones a received message holds until the caller takes or releases them. */
 #include "proto.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The baton wire protocol: framing of one message over AF_UNIX SOCK_SEQPACKET with
  * its fds. Written once, linked into libbaton, batond and batonctl. It never logs
  * and never allocates; it owns no socket. docs/protocol.md describes it for others. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Apps: which generation serves, upgrades with rollback, serialisation of
  * upgrades and the app's share of batond's stop. Generations mark what happens
  * to them; app_settle decides what it means. Nothing here touches a process

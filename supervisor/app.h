@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* An app: its generations, its upgrades (serialised, with rollback) and its
  * stop. Decides what a generation's readiness, failure or end means, once per
  * loop turn in app_settle.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batonctl: asks a running batond over its control socket and prints the
  * answer. Blocking is fine here: this is a one-shot client, bounded by
  * --timeout when it is given one. */

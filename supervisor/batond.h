@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The state batond's modules share: the loop, the configuration, the listeners
  * batond holds for the whole of its life, and the apps. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Worker channels, batond's side. Every message is validated by the protocol
  * (proto_recv with ROLE_WORKER_SERVER); a peer that keeps sending bad messages
  * is dropped. Received fds are closed unless a handler takes them. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond's end of one worker's private channel (BATON_FD): the socket, its
  * event source and its flow state (full, DRAIN pending). It validates every
  * message and knows nothing of apps or generations: what a message means is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond.conf's syntax: reads the file and turns its text into sections of
  * assignments, each name and value with the line it stands on. Knows no
  * option and checks no value; config.c does, from its option tables.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond.conf's syntax: reads the file and parses its text into sections of
  * assignments, every name and value with its line. Knows no option and no
  * value: config.c gives them their meaning and checks them. */

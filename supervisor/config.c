@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond.conf: gives the sections and assignments that config-text.c parsed
  * their meaning, from one table of options per section, and checks every
  * value, reporting each problem as FILE:LINE: message. Opens no socket and

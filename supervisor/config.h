@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond.conf, parsed (config-text.c) and checked (config.c) into plain
  * structs. Owns the parsed configuration; opens no socket and starts nothing. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Control socket. A request may be answered later (upgrade, stop): the answer
  * is tracked by a ctl_req that outlives its connection if the client goes
  * away, in which case the answer is simply not sent. Answers queue on their

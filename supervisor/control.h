@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The control socket batonctl talks to: AF_UNIX SOCK_SEQPACKET, peers checked
  * with SO_PEERCRED, requests answered with the wire protocol. It never accepts
  * fds. Owns the socket path while batond runs. */

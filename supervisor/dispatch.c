@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Dispatch. Every accepted or parked connection enters one FIFO ("held"); a
  * flush moves connections from its head to ready workers of the serving
  * generation, grouped into one MSG_CONN per worker. batond accepts only while

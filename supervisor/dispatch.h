@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Dispatch mode: batond accepts on an app's listeners and hands each
  * connection to a ready worker of the serving generation over its channel,
  * several per message. Also carries parked connections (live handoff) to the

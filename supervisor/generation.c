@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Generations and their workers. A generation marks its own state and reports
  * through env->ops (see generation.h for the states); it never frees itself or
  * calls into its owner beyond those reports. Owns its workers, their

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A generation: N workers started from one exec, and each worker's life
  * (spawn, readiness, drain, exit, restart with backoff). It marks what happens
  * and reports it upward through gen_ops; its owner decides what that means.

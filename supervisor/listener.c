@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Listening sockets: parses listener addresses, binds them, and checks sockets
  * inherited from systemd against the config. Decides nothing about who gets a
  * socket and never logs: reasons go to the caller's buffer. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Listening sockets: parses addresses, binds them or adopts inherited ones, and
  * checks that an inherited fd is the socket the config describes. Owns no policy
  * about who gets the fds. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log output of batond. Lines are written with one write(2) each so that
  * concurrent writers (workers share our stderr) never interleave mid-line. */
 #include "log.h"

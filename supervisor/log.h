@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond's log lines: on stderr with "<N>" priority prefixes when stderr is
  * the journal's stream (JOURNAL_STREAM matches), straight to the journal with
  * fields when a line has a context (APP=, GENERATION=, WORKER=, WORKER_PID=),

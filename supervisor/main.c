@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond: command line, start-up (config, listeners, sockets), the event loop
  * and the stop sequence. What runs inside the loop lives in app.c and below. */
 #include "app.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Metrics: the Prometheus text exposition of batond's state, and a minimal
  * HTTP/1.x server for GET /metrics on batond's own loop. The server never
  * blocks and bounds what a client can make batond hold: METRICS_MAX_CONNS

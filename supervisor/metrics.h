@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond's metrics in the Prometheus text exposition format (version 0.0.4):
  * rendered from batond's state for `batonctl metrics`, and served on
  * GET /metrics at the configuration's metrics address. Reads batond's state;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Notify socket: a path datagram socket in a directory only batond's user can
  * enter. Datagrams are parsed sd_notify-style (newline-separated KEY=VALUE) and
  * handed on by sender pid; any fds a sender attaches (FDSTORE=1 is systemd's

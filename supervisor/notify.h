@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The notify socket workers report to (NOTIFY_SOCKET): READY=1, STATUS=,
  * STOPPING=1, attributed by the sender's pid from SCM_CREDENTIALS. Owns the
  * socket and the private directory it lives in; what a state means is the

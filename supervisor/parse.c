@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Value parsers shared by the modules that read text: numbers, durations,
  * file modes, booleans, choices, signals, users and groups. Owns no state and
  * never prints; the caller words the message. */

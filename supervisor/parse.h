@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Value parsers: a whole string in, a value out. Shared by everything that reads
  * numbers, durations, modes and names from text (config.c today). They never
  * print: each returns 0 with the value, -EINVAL if the text is not written as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Recovery of a batond killed without a service manager; see recover.h. The
  * state file is trusted only as a hint: every process it names is checked
  * (start time, its own LISTEN_PID and BATON_APP in its environment) and every

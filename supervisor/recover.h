@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Recovery after batond was killed without a service manager (under systemd
  * the fd store does this): its workers serve on, orphaned, holding the
  * listeners (fd 3.. by the spawn contract). batond records its workers in a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Configuration reload; see reload.h. Listeners are matched by name and
  * address: the same address keeps its very socket (never a fresh one bound
  * beside it), anything else is bound anew before anything changes, so that a

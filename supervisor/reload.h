@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond's configuration reload: re-reads and validates the whole file, then
  * applies the difference to listeners and apps. A file with an error changes
  * nothing. Serialised with upgrades: a reload asked for while one runs waits

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Service-manager notifications. State is derived from the apps on each call,
  * and only changes are sent. */
 #include "service.h"

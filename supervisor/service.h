@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond's life under a service manager (systemd): READY, RELOADING, STATUS
  * and STOPPING through sd_notify. Harmless without NOTIFY_SOCKET. */
 #pragma once

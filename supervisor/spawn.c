@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Worker spawn. Everything the child needs is prepared before fork(), so the
  * child only moves fds, formats its own pid and calls execve: it allocates
  * nothing and never returns into batond's code. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fork + exec of one worker under the socket-activation contract. Owns nothing
  * after it returns: the caller gets the pid, its end of the channel and the
  * exec-status pipe. */

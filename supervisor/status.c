@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Status rendering. Reads batond's state; changes nothing. */
 #include "status.h"
 #include "app.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What `batonctl status` prints: rendered from batond's state, as text or JSON. */
 #pragma once
 

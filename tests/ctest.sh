@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # ctest.sh BUILD_DIR [CTEST_ARGS...]: runs ctest in BUILD_DIR and writes one line,
 # "N passed, N failed, N skipped", to BUILD_DIR/ctest.summary (with the names of
 # the tests that failed or skipped), for make check's last line. Exits as ctest did.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Open fds of a process, for the tests' leak checks: one definition for the
  * unit and the integration tests. */
 #pragma once

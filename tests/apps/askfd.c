@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A libbaton worker for tests: asks for each listener named on the command line,
  * writes what it got to OUTFILE ("NAME fd N port P" or "NAME error MESSAGE"),
  * says READY=1 and waits for SIGTERM. Usage: askfd [--bad-first] OUTFILE NAME...

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A libbaton dispatch worker that keeps per-connection state: each line a
  * client sends is answered "gen G count N from F", N counting the lines of that
  * connection and F the tag it came with ("gen1" when generation 1 parked it, "-"

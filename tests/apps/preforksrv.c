@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* preforksrv: a pre-fork HTTP/1.1 server, libc only, that stops the way many real ones do.
  * The master takes the inherited listener (fd 3, the systemd contract), forks two workers
  * into its own process group, and says READY=1 once both run. On SIGTERM or SIGINT it closes

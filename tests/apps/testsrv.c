@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* testsrv: an unmodified systemd-style server for baton's integration tests. It knows nothing
  * of baton: libsystemd's sd_listen_fds_with_names() gives it its sockets, sd_notify() says
  * READY/STATUS/STOPPING. It serves HTTP/1.1 on every inherited stream listener, echoes on every

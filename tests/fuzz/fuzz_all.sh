@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # make fuzz: both libFuzzer targets side by side for SECONDS each, on the seeds
 # ctest gives them; each one's log goes to BUILD/tests/fuzz/NAME.log and one
 # line per target says how many inputs it ran.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target for batond.conf: config_parse() on the input as a file's
  * text, as config_load() would see it. Every error must be one line naming
  * FILE:LINE, a success must say nothing, and a loaded config must hold what

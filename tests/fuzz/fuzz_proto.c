@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target for shim/proto.c. The first input byte is how many fds (0..253,
  * dups of /dev/null) go with the datagram; the rest is the datagram, sent raw over
  * a SOCK_SEQPACKET socketpair and received once by every role. Record payloads and

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs a libFuzzer binary for SECONDS on a copy of its seeds (directories or
 # files), so that a run never writes into the source tree, and ends with one
 # line: "NAME: N execs in S s (R/s), C new units". Crash files go to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Integration test harness; see harness.h. Waits are polls bounded in time,
  * never fixed sleeps standing in for an event. */
 #include "harness.h"

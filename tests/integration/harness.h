@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helpers for integration tests: a temp dir, a config, a real batond process,
  * batonctl runs, HTTP requests on 127.0.0.1 and fd counts. Every process a test
  * starts is stopped by pid before the test ends. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The worker channel seen from a real libbaton worker (tests/apps/askfd). */
 #include "harness.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The spawn contract as a worker sees it, from the inside: environment, fds,
  * names; and the notify socket's check of who speaks. */
 #include "harness.h"

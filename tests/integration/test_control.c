@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batonctl and batond's own life: errors a user sees, signals, start-up
  * refusals, serialised upgrades. */
 #include "harness.h"

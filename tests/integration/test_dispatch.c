@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Dispatch mode end to end: batond accepts, workers (examples/hello, a libbaton
  * app) receive the connections over their channel. */
 #include "harness.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Who gets the stop signal on a drain (kill-mode): a pre-fork server whose
  * master stops its workers loses no request under the default (mixed), and a
  * wrapper script that does not exec drains its program with kill-mode group. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Apps that run as their own user: credentials, limits, directory and
  * no_new_privs as the worker sees them, and what such a worker can no longer
  * do to batond. Needs root (to start workers as nobody). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batond end to end: a real batond, real workers (tests/apps/testsrv, a plain
  * systemd program), real sockets on 127.0.0.1, the real batonctl. */
 #include "harness.h"

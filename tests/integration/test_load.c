@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Upgrades under load, and what many upgrades leave behind in batond. */
 #include "harness.h"
 

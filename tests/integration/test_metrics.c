@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* What batond shows of itself to monitoring: its metrics as Prometheus meets
  * them (GET /metrics over HTTP and `batonctl metrics`, checked by promtool,
  * with the counts of what the test did), what the metrics server does with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The notify socket as other processes meet it: where it lives and who can
  * reach it, what a flood of datagrams from a process that is no worker costs
  * batond, and that batond takes none of its own workers for an impostor. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A batond killed without a service manager: the one started after it takes
  * the listeners back from the workers it left (no socket is bound anew, no
  * client refused) and drains those workers once its own serve. */

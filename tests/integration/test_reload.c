@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* batonctl reload under load: the configuration read again and applied, what
  * changed only; a file with errors changes nothing. */
 #include "harness.h"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: MIT
 # batond under a real systemd (252 on Debian 12), booted in private pid, mount,
 # uts and ipc namespaces: the shipped units/batond.service with a test drop-in,
 # Type=notify start and STATUS, reload under load, kill -9 under load with the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* cmocka per-test setup and teardown that fail a test which leaves an fd open.
  * Include after cmocka.h. */
 #pragma once

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The upgrade engine without batond's main.c: app + generation + dispatch +
  * channel on a loop of the test's own, with spawn replaced at the gen_env
  * boundary. A "worker" is a forked child that pauses (or exits at once); the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* config.c: every option read with its default, and every error reported as
  * FILE:LINE: message, word for word. Files live in a mkdtemp directory that is
  * the cwd during a test, so messages start with "batond.conf:". */

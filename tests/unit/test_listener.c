@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* listener.c: address parsing, binding (tcp, udp, unix path, abstract), the
  * stale/live socket file rule, and the checks on inherited sockets. Every test
  * counts /proc/self/fd before and after. Socket files live in a mkdtemp dir. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of shim/proto.c: every message type round trips over a real
  * SOCK_SEQPACKET socketpair, and every malformed datagram is refused with its fds
  * closed. Each test checks /proc/self/fd before and after. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* shim/proto.c under a kernel that says EINTR, EAGAIN, short writes and truncated
  * reads when we ask it to: sendmsg and recvmsg are wrapped at link time
  * (-Wl,--wrap=sendmsg,--wrap=recvmsg). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of libbaton (shim/baton.c) through its public API: the environment
  * contract, and a fake batond on the other end of a socketpair. Each test checks
  * /proc/self/fd before and after. */
