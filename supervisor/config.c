@@ -18,13 +18,18 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #define DEFAULT_CONTROL_SOCKET "/run/baton/batond.sock"
 #define NAME_MAX_LEN	       64
 #define TAG_MAX_LEN	       64	   /* PROTO_TAG_MAX: a tag travels in each conn record */
 #define MAX_SECONDS	       31536000ULL /* a year: beyond it, a timeout is a typo */
 #define USEC_PER_SEC	       1000000ULL
-#define MAX_OPTIONS	       32
+/* main.c puts the workers' notify socket beside the control socket, at
+ * SOCKET.notify/notify (notify.h), and one for each other user apps run as at
+ * SOCKET.notify/notify-UID: each must fit in a unix socket address. */
+#define NOTIFY_SUFFIX ".notify/notify"
+#define MAX_OPTIONS   32
 
 struct load_error {
 	int line;
@@ -38,6 +43,7 @@ struct loader {
 	struct load_error *errors;
 	size_t n_errors;
 	bool oom;
+	int control_socket_line;
 };
 
 /* One section being loaded: where each of its options was set. */
@@ -295,11 +301,15 @@ static void store_control_socket(struct section_state *st, const struct option *
 {
 	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
 
+	/* In main.c's words, which start-up used to say after binding. */
 	if (v->text[0] != '/')
 		report(st->ld, v->line, "control: socket: \"%s\" is not an absolute path", v->text);
-	else if (strlen(v->text) > max)
-		report(st->ld, v->line, "control: socket: \"%s\" is too long (at most %zu bytes)",
-		       v->text, max);
+	else if (strlen(v->text) + strlen(NOTIFY_SUFFIX) > max)
+		report(st->ld, v->line,
+		       "control: socket: notify socket %s" NOTIFY_SUFFIX ": path too long (%zu "
+		       "bytes, at most %zu): the control socket's path must be at most %zu bytes",
+		       v->text, strlen(v->text) + strlen(NOTIFY_SUFFIX), max,
+		       max - strlen(NOTIFY_SUFFIX));
 	store_string(st, o, v, n, obj);
 }
 
@@ -455,8 +465,8 @@ static void store_app_listeners(struct section_state *st, const struct option *o
 
 /* The user workers run as: its uid, and its login group unless `group` says
  * otherwise; its supplementary groups unless `supplementary-groups` does. */
-static void store_user(struct section_state *st, const struct option *o,
-		       const struct conf_value *v, size_t n, void *obj)
+static void store_user(struct section_state *st, const struct option *o, const struct conf_value *v,
+		       size_t n, void *obj)
 {
 	struct app_cfg *app = obj;
 	gid_t login_gid;
@@ -491,7 +501,8 @@ static void store_supplementary_groups(struct section_state *st, const struct op
 {
 	struct app_cfg *app = obj;
 	/* Present, even empty: the worker gets exactly these (none for { }). */
-	if (!app->supplementary_groups && !(app->supplementary_groups = calloc(1, sizeof(char *)))) {
+	if (!app->supplementary_groups &&
+	    !(app->supplementary_groups = calloc(1, sizeof(char *)))) {
 		st->ld->oom = true;
 		return;
 	}
@@ -508,8 +519,9 @@ static void store_supplementary_groups(struct section_state *st, const struct op
 		if (r == 0)
 			app->n_groups++;
 		else if (r == -ENOENT)
-			report(st->ld, values[i].line, "%s: supplementary-groups: no such group \"%s\"",
-			       st->what, values[i].text);
+			report(st->ld, values[i].line,
+			       "%s: supplementary-groups: no such group \"%s\"", st->what,
+			       values[i].text);
 		else
 			report(st->ld, values[i].line, "%s: supplementary-groups: \"%s\": %s",
 			       st->what, values[i].text, strerror(-r));
@@ -831,7 +843,34 @@ static void load_control(struct loader *ld, const struct conf_section *sec, stru
 	if (!section_state_init(&st, ld, sec))
 		return;
 	apply_options(&st, control_options, N_CONTROL_OPTIONS, sec, c);
+	ld->control_socket_line = value_line(&st, CONTROL_SOCKET);
 	free(st.what);
+}
+
+/* The notify socket of an app's own user must fit too: else its workers
+ * could not say READY=1, and every upgrade would time out. */
+static void check_notify_sockets(struct loader *ld, const struct config *c)
+{
+	size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+	int len;
+
+	if (c->control_socket[0] != '/' || strlen(c->control_socket) + strlen(NOTIFY_SUFFIX) > max)
+		return; /* said already */
+	for (size_t i = 0; i < c->n_apps; i++) {
+		const struct app_cfg *app = &c->apps[i];
+
+		if (!app->set_ids || app->uid == geteuid())
+			continue;
+		len = snprintf(NULL, 0, "%s" NOTIFY_SUFFIX "-%u", c->control_socket,
+			       (unsigned)app->uid);
+		if (len > (int)max)
+			report(
+			    ld, ld->control_socket_line,
+			    "control: socket: notify socket %s%s-%u of app \"%s\" (uid %u): path "
+			    "too long (%d bytes, at most %zu)",
+			    c->control_socket, NOTIFY_SUFFIX, (unsigned)app->uid, app->name,
+			    (unsigned)app->uid, len, max);
+	}
 }
 
 /* After the listeners: the metrics address must not be one of theirs. */
@@ -1101,6 +1140,7 @@ static struct config *build_config(struct loader *ld, const struct conf_file *f)
 		if (counts[i] && is_kind(&f->sections[i], "app"))
 			load_app(ld, &f->sections[i], c, &c->apps[c->n_apps++]);
 	check_dispatch_listeners_unshared(ld, c);
+	check_notify_sockets(ld, c);
 	free(counts);
 	return c;
 }

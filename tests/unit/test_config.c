@@ -819,6 +819,51 @@ static void a_listener_owner_that_does_not_exist_is_refused_at_load(void **state
 	    "\"baton-no-such-group-7f3e\"\n");
 }
 
+/* batond failed at start, after binding, with a path --check took: the notify
+ * socket goes beside the control socket (SOCKET.notify/notify), and one per
+ * app user (SOCKET.notify/notify-UID). */
+static void a_control_socket_too_long_for_the_notify_socket_beside_it_is_refused(void **state)
+{
+	char text[512], want[512];
+	struct config *cfg;
+
+	/* 93 bytes fit: with ".notify/notify", 107, all that sun_path holds. */
+	snprintf(text, sizeof(text), "control {\n  socket = \"/%0*d\"\n}\n", 92, 0);
+	cfg = load_ok(text);
+	config_free(cfg);
+
+	snprintf(text, sizeof(text), "control {\n  socket = \"/%0*d\"\n}\n", 93, 0);
+	snprintf(want, sizeof(want),
+		 "batond.conf:2: control: socket: notify socket /%0*d.notify/notify: path too long "
+		 "(108 bytes, at most 107): the control socket's path must be at most 93 bytes\n",
+		 93, 0);
+	assert_errors(text, want);
+}
+
+static void a_control_socket_too_long_for_an_app_users_notify_socket_is_refused(void **state)
+{
+	char text[1024], want[512];
+	struct config *cfg;
+
+	/* uid 4242: SOCKET.notify/notify-4242 fits in 107 bytes up to an 88-byte SOCKET. */
+	snprintf(text, sizeof(text),
+		 "control {\n  socket = \"/%0*d\"\n}\n" LISTENER_OK
+		 "app a { exec = { \"/bin/true\" } listeners = { \"l\" } user = 4242 }\n",
+		 87, 0);
+	cfg = load_ok(text);
+	config_free(cfg);
+
+	snprintf(text, sizeof(text),
+		 "control {\n  socket = \"/%0*d\"\n}\n" LISTENER_OK
+		 "app a { exec = { \"/bin/true\" } listeners = { \"l\" } user = 4242 }\n",
+		 88, 0);
+	snprintf(want, sizeof(want),
+		 "batond.conf:2: control: socket: notify socket /%0*d.notify/notify-4242 of app "
+		 "\"a\" (uid 4242): path too long (108 bytes, at most 107)\n",
+		 88, 0);
+	assert_errors(text, want);
+}
+
 static void a_missing_file_is_reported_with_its_errno(void **state)
 {
 	struct config *cfg = (struct config *)0x1;
@@ -875,6 +920,8 @@ int main(void)
 	    T(a_nul_byte_is_reported_on_its_line),
 	    T(a_control_group_that_does_not_exist_is_refused_at_load),
 	    T(a_listener_owner_that_does_not_exist_is_refused_at_load),
+	    T(a_control_socket_too_long_for_the_notify_socket_beside_it_is_refused),
+	    T(a_control_socket_too_long_for_an_app_users_notify_socket_is_refused),
 	    T(a_missing_file_is_reported_with_its_errno),
 	};
 #undef T
