@@ -516,7 +516,17 @@ bool wait_workers(const struct batond *b, const char *state, int n, int timeout_
 
 pid_t loadgen_start(const struct batond *b, int conns, int duration_ms, const char *out_path)
 {
+	/* Blocked from the fork on (the mask survives exec): a loadgen_stop that
+	 * comes before loadgen runs is a pending signal loadgen takes at its
+	 * start, ending the run with its report, not a kill without one. */
+	sigset_t stop, old;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigprocmask(SIG_BLOCK, &stop, &old);
 	pid_t pid = fork();
+	if (pid != 0)
+		sigprocmask(SIG_SETMASK, &old, NULL);
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
