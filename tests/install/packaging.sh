@@ -20,18 +20,12 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
 work=$build/tests/install/packaging
-unshare_pid=
-sd=
+NS_TEST=packaging-test
+in_ns() { nsenter -t "$sd" -m -p --root --wd -- "$@"; }
+# shellcheck source=../lib/nsboot.sh
+. "$src/tests/lib/nsboot.sh"
 
 say() { printf 'packaging-test: %s\n' "$*"; }
-skip() {
-	if [ "${BATON_REQUIRE_SYSTEMD:-}" = 1 ] && [ "$(id -u)" -eq 0 ] && [ -x /lib/systemd/systemd ]; then
-		echo "packaging-test: FAIL: BATON_REQUIRE_SYSTEMD=1 and the test cannot run: $*" >&2
-		exit 1
-	fi
-	echo "SKIPPED: $*"
-	exit 77
-}
 fail() {
 	printf 'packaging-test: FAIL: %s\n' "$*" >&2
 	if [ -n "$sd" ]; then
@@ -108,25 +102,6 @@ done
 grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
 	skip "packages built and checked; no overlay filesystem to install them in"
 
-in_ns() { nsenter -t "$sd" -m -p --root --wd -- "$@"; }
-sctl() { in_ns systemctl "$@"; }
-prop() { sctl show -p "$2" --value "$1"; }
-running() {
-	local state
-	state=$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]
-}
-# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
-wait_for() {
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -lt "$deadline" ] || return 1
-		sleep 0.05
-	done
-}
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # The new root is an overlay: / below, read-only, and a tmpfs above that takes every
 # write. The test's directory is bound in (packages in, results out), the tmpfs layers
@@ -161,25 +136,7 @@ export container=baton-test
 exec /lib/systemd/systemd --system --unit=baton-test.target --show-status=no
 EOF
 chmod +x "$work/boot.sh"
-setsid unshare --pid --fork --mount --uts --ipc --mount-proc --propagation private \
-	"$work/boot.sh" >"$work/systemd.log" 2>&1 </dev/null &
-unshare_pid=$!
-boot_ended() {
-	local rc=0
-	wait "$unshare_pid" || rc=$?
-	unshare_pid=
-	sd=
-	skip "packages built and checked; the namespace ended before systemd booted (unshare: status $rc): $(tail -5 "$work/systemd.log" | tr -s ' \n' '  ')"
-}
-child_of_unshare() { sd=$(pgrep -P "$unshare_pid" | head -1) && [ -n "$sd" ]; }
-started_or_ended() { child_of_unshare || ! running "$unshare_pid"; }
-wait_for 30 started_or_ended || skip "packages built and checked; unshare started no process in 30 s"
-running "$unshare_pid" || boot_ended
-booted() { sctl is-system-running | grep -Eq 'running|degraded'; }
-booted_or_ended() { booted || ! running "$unshare_pid"; }
-wait_for 60 booted_or_ended ||
-	skip "packages built and checked; systemd did not boot in 60 s: $(sctl is-system-running 2>&1)"
-running "$unshare_pid" || boot_ended
+ns_boot "$work/boot.sh" "$work/systemd.log" "packages built and checked; "
 # What the machine holds before the packages: the layer above / (whiteouts included).
 layer() { in_ns find /run/baton-layers/upper -mindepth 1 -printf '%y %P\n' | sort; }
 layer >"$work/layer.before"

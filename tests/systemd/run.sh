@@ -17,14 +17,10 @@ batonctl=$build/supervisor/batonctl
 testsrv=$build/tests/apps/testsrv
 loadgen=$build/bench/loadgen
 
-skip() {
-	if [ "${BATON_REQUIRE_SYSTEMD:-}" = 1 ] && [ "$(id -u)" -eq 0 ] && [ -x /lib/systemd/systemd ]; then
-		echo "systemd-test: FAIL: BATON_REQUIRE_SYSTEMD=1 and the test cannot run: $*" >&2
-		exit 1
-	fi
-	echo "SKIPPED: $*"
-	exit 77
-}
+NS_TEST=systemd-test
+in_ns() { nsenter -t "$sd" -m -p -- "$@"; }
+# shellcheck source=../lib/nsboot.sh
+. "$src/tests/lib/nsboot.sh"
 [ "$(id -u)" -eq 0 ] || skip "needs root to boot systemd in namespaces"
 [ -x /lib/systemd/systemd ] || skip "no /lib/systemd/systemd"
 command -v unshare >/dev/null && command -v nsenter >/dev/null || skip "no unshare/nsenter"
@@ -38,8 +34,6 @@ done
 
 rm -rf "$work"
 mkdir -p "$work/units/batond.service.d" "$work/units/batond.socket.d"
-unshare_pid=
-sd=
 lg=
 
 say() { printf 'systemd-test: %s\n' "$*"; }
@@ -58,21 +52,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-in_ns() { nsenter -t "$sd" -m -p -- "$@"; }
-sctl() { in_ns systemctl "$@"; }
-prop() { sctl show -p "$2" --value "$1"; }
-# wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds.
-wait_for() {
-	local deadline=$((SECONDS + $1))
-	shift
-	until "$@" >/dev/null 2>&1; do
-		[ "$SECONDS" -lt "$deadline" ] || return 1
-		sleep 0.05
-	done
-}
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 # The inode of the socket listening on 127.0.0.1:$1, as the kernel reports it.
 listener_inode() { ss -Htlne "sport = :$1" | sed -n 's/.*ino:\([0-9]*\).*/\1/p' | head -1; }
 # The inode of batond's own fd for listener http (batonctl status names the fd).
@@ -83,11 +62,6 @@ batond_inode() {
 	in_ns readlink "/proc/$main/fd/$fd" | sed -n 's/socket:\[\([0-9]*\)\]/\1/p'
 }
 loadgen_field() { sed -n "s/^loadgen: \(.* \)*$2=\([^ ]*\).*/\2/p" "$1"; }
-# running PID: alive, and not a zombie waiting for us to reap it.
-running() {
-	local state
-	state=$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]
-}
 serving_gen() { "$batonctl" -s "$work/ctl.sock" status --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["apps"][0]["serving"])'; }
 # The CPU time (ns) used so far by the workers of web's serving generation.
 # Idle, testsrv sleeps in epoll_wait: the sum grows only when connections come.
@@ -198,26 +172,7 @@ export container=baton-test
 exec /lib/systemd/systemd --system --unit=baton-test.target --show-status=no
 EOF
 chmod +x "$work/boot.sh"
-setsid unshare --pid --fork --mount --uts --ipc --mount-proc --propagation private \
-	"$work/boot.sh" >"$work/systemd.log" 2>&1 </dev/null &
-unshare_pid=$!
-# Why the namespace ended: unshare's status and the last words of boot.sh or systemd.
-boot_ended() {
-	local rc=0
-	wait "$unshare_pid" || rc=$?
-	unshare_pid=
-	sd=
-	skip "the namespace ended before systemd booted (unshare: status $rc): $(tail -5 "$work/systemd.log" | tr -s ' \n' '  ')"
-}
-child_of_unshare() { sd=$(pgrep -P "$unshare_pid" | head -1) && [ -n "$sd" ]; }
-started_or_ended() { child_of_unshare || ! running "$unshare_pid"; }
-wait_for 30 started_or_ended || skip "unshare started no process in 30 s"
-running "$unshare_pid" || boot_ended
-booted() { sctl is-system-running | grep -Eq 'running|degraded'; }
-booted_or_ended() { booted || ! running "$unshare_pid"; }
-wait_for 60 booted_or_ended ||
-	skip "systemd did not finish booting in 60 s: $(sctl is-system-running 2>&1); jobs: $(sctl list-jobs --no-legend 2>&1 | head -5 | tr -s ' \n' '  ')"
-running "$unshare_pid" || boot_ended
+ns_boot "$work/boot.sh" "$work/systemd.log"
 say "systemd booted in a namespace (pid $sd)"
 
 # 1. Type=notify: start returns once every app's first generation is ready.
