@@ -1,0 +1,12 @@
+# SPDX-License-Identifier: MIT
+"""The WSGI application of the gunicorn guide (docs/guides/gunicorn.md):
+gunicorn takes its socket from batond (LISTEN_FDS) and says READY=1 itself."""
+import os
+
+
+def app(environ, start_response):
+    body = ("hello from gunicorn, generation %s pid %d\n" % (
+        os.environ.get("BATON_GENERATION", "0"), os.getpid())).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
