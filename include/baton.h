@@ -119,12 +119,17 @@ enum baton_event_type {
 };
 
 #define BATON_CONN_ADOPTED 0x0001u /* parked by a worker of a previous generation */
+/* A DRAIN that comes again with this flag (or the first one with it): batond
+ * finishes this generation early (max-draining: too many generations drain at
+ * once). Park every live connection with baton_park() now, close the rest and
+ * exit: what is left of the process is killed within about a second. */
+#define BATON_DRAIN_NOW 0x0002u
 
 struct baton_event {
 	enum baton_event_type type;
-	/* The rest is for BATON_EVENT_CONN only. */
+	/* The rest is for BATON_EVENT_CONN only, but flags, which a DRAIN has too. */
 	int fd;				   /* the connection; belongs to the caller, O_CLOEXEC */
-	unsigned flags;			   /* BATON_CONN_ADOPTED */
+	unsigned flags;			   /* BATON_CONN_ADOPTED; DRAIN: BATON_DRAIN_NOW */
 	char listener[BATON_NAME_MAX + 1]; /* the listener it came in on; NUL-terminated */
 	char tag[BATON_TAG_MAX + 1];	   /* optional tag given when parked; "" if none */
 	struct sockaddr_storage peer;	   /* the client's address */

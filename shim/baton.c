@@ -42,6 +42,7 @@ struct inherited {
 struct batch {
 	struct batch *next;
 	enum baton_event_type type;
+	unsigned drain_flags; /* BATON_DRAIN_NOW */
 	uint8_t *payload;
 	size_t payload_bytes;
 	size_t offset; /* of the next record */
@@ -389,12 +390,13 @@ static int queue_conns(struct proto_msg *m)
 	return 1;
 }
 
-static int queue_drain(void)
+static int queue_drain(uint16_t flags)
 {
 	struct batch *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	b->type = BATON_EVENT_DRAIN;
+	b->drain_flags = flags & DRAIN_NOW ? BATON_DRAIN_NOW : 0;
 	queue_batch(b);
 	return 1;
 }
@@ -436,7 +438,7 @@ static int channel_read_one(struct request *req)
 		return r;
 	switch (m->hdr.type) {
 	case MSG_DRAIN:
-		r = queue_drain();
+		r = queue_drain(m->hdr.flags);
 		break;
 	case MSG_CONN:
 		r = queue_conns(m);
@@ -566,7 +568,7 @@ int baton_next_event(struct baton_event *ev)
 			return r;
 	}
 	struct batch *b = st.head;
-	struct baton_event e = {.type = b->type, .fd = -1};
+	struct baton_event e = {.type = b->type, .fd = -1, .flags = b->drain_flags};
 	if (b->type == BATON_EVENT_CONN) {
 		fill_conn(b, &e);
 		st.conns_handed++;

@@ -49,11 +49,13 @@ enum proto_type {
 	MSG_TYPE_MAX,
 };
 
-#define CTL_JSON     0x0001 /* MSG_CTL_STATUS: answer in JSON */
-#define CTL_FRAMES   0x0002 /* any control request: the client takes a reply in frames */
-#define CTL_MORE     0x0004 /* MSG_CTL_REPLY: another frame of this reply follows */
-#define CTL_CHECK    0x0008 /* MSG_CTL_STATUS: code ESRCH if an app has no serving generation */
-#define CONN_ADOPTED 0x0001 /* conn record: parked by a previous generation */
+#define CTL_JSON       0x0001 /* MSG_CTL_STATUS: answer in JSON */
+#define CTL_FRAMES     0x0002 /* any control request: the client takes a reply in frames */
+#define CTL_MORE       0x0004 /* MSG_CTL_REPLY: another frame of this reply follows */
+#define CTL_CHECK      0x0008 /* MSG_CTL_STATUS: code ESRCH if an app has no serving generation */
+#define CTL_WAIT_DRAIN 0x0010 /* MSG_CTL_UPGRADE: answer once the old generations are gone too */
+#define DRAIN_NOW      0x0020 /* MSG_DRAIN: finish now, park live connections; SIGKILL follows */
+#define CONN_ADOPTED   0x0001 /* conn record: parked by a previous generation */
 
 /* Text of one MSG_CTL_REPLY / MSG_ERROR frame, after the int32 code. */
 #define PROTO_STATUS_TEXT_MAX (PROTO_MAX_PAYLOAD - 4)

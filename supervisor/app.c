@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Apps: which generation serves, upgrades with rollback, serialisation of
- * upgrades and the app's share of batond's stop. Generations mark what happens
+ * generations starting, the bound on those draining (max-draining) and the
+ * app's share of batond's stop. Generations mark what happens
  * to them; app_settle decides what it means. Nothing here touches a process
  * directly. */
 #include "app.h"
@@ -251,6 +252,7 @@ void app_free(struct app *a)
 		return;
 	waiters_finish(&a->waiters, ESHUTDOWN, "batond is stopping");
 	waiters_finish(&a->next_waiters, ESHUTDOWN, "batond is stopping");
+	waiters_finish(&a->drain_waiters, ESHUTDOWN, "batond is stopping");
 	for (size_t i = 0; i < a->n_gens; i++) {
 		struct app_version *v = version_of(a->gens[i]);
 		gen_free(a->gens[i]);
@@ -338,8 +340,8 @@ void app_upgrade(struct app *a, struct app_waiter *w)
 		}
 		return;
 	}
-	/* Busy (an upgrade running, or the first generation still coming up): join
-	 * the next upgrade, which starts as soon as this settles. */
+	/* A generation still coming up (an upgrade's, or the first): join the
+	 * next upgrade, which starts as soon as it is ready or failed. */
 	if (a->upgrade_running || a->starting) {
 		if (w) {
 			w->next = a->next_waiters;
@@ -379,7 +381,8 @@ static void upgrade_begin(struct app *a)
 	}
 }
 
-/* An upgrade ended (either way): run the one queued behind it, if any. */
+/* An upgrade ended (either way; what it drains may drain on): run the one
+ * queued behind it, if any. */
 static void upgrade_settled(struct app *a)
 {
 	a->upgrade_running = false;
@@ -389,6 +392,68 @@ static void upgrade_settled(struct app *a)
 	a->waiters = a->next_waiters;
 	a->next_waiters = NULL;
 	upgrade_begin(a);
+}
+
+/* The waiters of the upgrade that made @g ready: told now, or, with
+ * --wait-drain, once every generation before @g is gone (drained_check). */
+static void upgrade_done(struct app *a, struct gen *g, const char *text)
+{
+	struct app_waiter *w = a->waiters, *now = NULL;
+	a->waiters = NULL;
+	while (w) {
+		struct app_waiter *next = w->next;
+		if (w->wait_drain) {
+			w->until_gen = g->id;
+			w->ready_usec = g->ready_usec;
+			w->ready_in_usec = g->ready_usec - g->started_usec;
+			w->next = a->drain_waiters;
+			a->drain_waiters = w;
+		} else {
+			w->next = now;
+			now = w;
+		}
+		w = next;
+	}
+	waiters_finish(&now, 0, text);
+}
+
+/* Tells the --wait-drain waiters whose older generations are all gone. */
+static void drained_check(struct app *a)
+{
+	unsigned oldest = a->n_gens ? a->gens[0]->id : 0; /* a->gens is in id order */
+	for (struct app_waiter **p = &a->drain_waiters; *p;) {
+		struct app_waiter *w = *p;
+		if (oldest && oldest < w->until_gen) {
+			p = &w->next;
+			continue;
+		}
+		*p = w->next;
+		uint64_t now;
+		if (sd_event_now(a->env->event, CLOCK_MONOTONIC, &now) < 0)
+			now = w->ready_usec;
+		char text[200];
+		snprintf(text, sizeof(text),
+			 "%s: generation %u ready in %llu ms; the generations before it drained "
+			 "%llu ms later",
+			 a->cfg->name, w->until_gen, (unsigned long long)w->ready_in_usec / 1000,
+			 (unsigned long long)(now - w->ready_usec) / 1000);
+		w->done(w->userdata, 0, text);
+		free(w);
+	}
+}
+
+/* @old served until @g became ready: it drains, now or after overlap. */
+static void retire(struct app *a, struct gen *old, char *what, size_t len)
+{
+	uint64_t overlap = a->cfg->overlap_usec;
+	if (overlap && gen_drain_later(old, overlap) == 0) {
+		snprintf(what, len, "generation %u serves on for %.3g s (overlap), then drains",
+			 old->id, (double)overlap / 1e6);
+		return;
+	}
+	gen_drain(old);
+	snprintf(what, len, "generation %u draining (drain-timeout %.3g s)", old->id,
+		 (double)a->cfg->drain_timeout_usec / 1e6);
 }
 
 static void gen_ready(struct app *a, struct gen *g)
@@ -413,18 +478,16 @@ static void gen_ready(struct app *a, struct gen *g)
 	/* batonctl scale's count, or the file's if it changed meanwhile. */
 	gen_scale(g, a->scale ? a->scale : a->cfg->workers);
 	dispatch_serve(a->dispatch, g->id, g->n_workers); /* new connections go to it from now */
-	if (old) {
-		/* Only now, with the successor ready, may the old generation stop. */
-		a->replacing = old;
-		gen_drain(old);
-		return;
-	}
+	/* Only now, with the successor ready, may the old generation stop. */
+	char what[160] = "nothing to drain";
+	if (old)
+		retire(a, old, what, sizeof(what));
 	if (a->upgrade_running) {
 		a->counters.upgrades++;
-		const char *text = outcome(
-		    a, "%s: generation %u ready in %llu ms (nothing to drain)", a->cfg->name, g->id,
-		    (unsigned long long)(g->ready_usec - g->started_usec) / 1000);
-		waiters_finish(&a->waiters, 0, text);
+		const char *text =
+		    outcome(a, "%s: generation %u ready in %llu ms; %s", a->cfg->name, g->id,
+			    (unsigned long long)(g->ready_usec - g->started_usec) / 1000, what);
+		upgrade_done(a, g, text);
 		upgrade_settled(a);
 	} else if (a->upgrade_queued) {
 		upgrade_settled(a);
@@ -473,19 +536,12 @@ static void gen_gone(struct app *a, struct gen *g)
 	}
 	if (a->starting == g)
 		a->starting = NULL;
-	if (a->replacing == g) {
-		a->replacing = NULL;
-		struct gen *now = a->serving;
-		a->counters.upgrades++;
-		const char *text = outcome(
-		    a, "%s: generation %u ready in %llu ms, generation %u drained in %llu ms",
-		    a->cfg->name, now ? now->id : 0,
-		    now ? (unsigned long long)(now->ready_usec - now->started_usec) / 1000 : 0,
-		    g->id, (unsigned long long)(g->gone_usec - g->drain_started_usec) / 1000);
-		if (a->upgrade_running) {
-			waiters_finish(&a->waiters, 0, text);
-			upgrade_settled(a);
-		}
+	if (g->finishing) {
+		unsigned parked = g->parks - g->parks_at_finish;
+		log_warn("%s: generation %u, finished early, is gone: %u connection%s parked to "
+			 "generation %u",
+			 a->cfg->name, g->id, parked, parked == 1 ? "" : "s",
+			 a->serving ? a->serving->id : 0);
 	}
 	gens_remove(a, g);
 	dispatch_forget(a->dispatch, g->id);
@@ -623,6 +679,7 @@ void app_stop(struct app *a)
 	a->start_timer = sd_event_source_disable_unref(a->start_timer);
 	waiters_finish(&a->waiters, ESHUTDOWN, "batond is stopping");
 	waiters_finish(&a->next_waiters, ESHUTDOWN, "batond is stopping");
+	waiters_finish(&a->drain_waiters, ESHUTDOWN, "batond is stopping");
 	a->upgrade_queued = false;
 	a->upgrade_running = false;
 	dispatch_stop(a->dispatch);
@@ -642,6 +699,49 @@ bool app_notify(struct app *a, pid_t pid, bool ready, bool stopping, const char 
 		if (gen_notify(a->gens[i], pid, ready, stopping, status))
 			return true;
 	return false;
+}
+
+/* Connections open on @g's workers, as far as batond knows them: those it
+ * dispatched and that were not reported finished. -1 in inherit mode. */
+long long app_gen_connections(const struct app *a, const struct gen *g)
+{
+	if (a->cfg->mode != SERVE_DISPATCH)
+		return -1;
+	long long n = 0;
+	for (unsigned i = 0; i < g->n_workers; i++) {
+		struct dispatch_worker_stats st;
+		dispatch_worker_stats(a->dispatch, g->id, g->workers[i]->index, &st);
+		n += (long long)st.load;
+	}
+	return n;
+}
+
+/* At most max-draining generations drain at once: beyond, the oldest ones
+ * are finished early (gen_finish), their live connections parked to the
+ * serving generation where their workers run libbaton. */
+static void bound_draining(struct app *a)
+{
+	if (a->stopping)
+		return;
+	unsigned draining = 0;
+	for (size_t i = 0; i < a->n_gens; i++)
+		draining += a->gens[i]->state == GEN_DRAINING && !a->gens[i]->finishing;
+	for (size_t i = 0; i < a->n_gens && draining > a->cfg->max_draining; i++) {
+		struct gen *g = a->gens[i];
+		if (g->state != GEN_DRAINING || g->finishing)
+			continue;
+		long long open = app_gen_connections(a, g);
+		char conns[64] = "its open connections unknown (inherit mode)";
+		if (open >= 0)
+			snprintf(conns, sizeof(conns), "%lld connection%s open", open,
+				 open == 1 ? "" : "s");
+		log_warn("%s: %u generations draining, max-draining is %u: finishing generation %u "
+			 "early, %s",
+			 a->cfg->name, draining, a->cfg->max_draining, g->id, conns);
+		a->counters.finished_early++;
+		gen_finish(g);
+		draining--;
+	}
 }
 
 void app_settle(struct app *a)
@@ -665,7 +765,9 @@ void app_settle(struct app *a)
 				gen_gone(a, a->gens[i]); /* removes it from a->gens */
 			else
 				i++;
+		bound_draining(a);
 	}
+	drained_check(a);
 	if (a->serving) {
 		gen_retire_done(a->serving);
 		dispatch_serve(a->dispatch, a->serving->id, a->serving->n_workers);

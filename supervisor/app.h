@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* An app: its generations, its upgrades (serialised, with rollback) and its
- * stop. Decides what a generation's readiness, failure or end means, once per
- * loop turn in app_settle.
+/* An app: its generations, its upgrades (with rollback) and its stop. Decides
+ * what a generation's readiness, failure or end means, once per loop turn in
+ * app_settle.
  *
  * An upgrade: start generation g+1 as `starting`; when it is ready it becomes
- * `serving` and the one before (`replacing`) drains; the upgrade is done when
- * that one is gone. If g+1 fails, it is drained and g keeps serving (rollback).
- * A request while an upgrade runs, or while the first generation starts, joins
- * the next upgrade, which begins when this one settles. */
+ * `serving`, the upgrade is done, and the one before drains in the background
+ * (after `overlap` seconds in which it serves on). If g+1 fails, it is drained
+ * and g keeps serving (rollback). A request while a generation starts joins
+ * the next upgrade, which begins once that generation is ready or failed; any
+ * number of generations may be draining, each with its own drain-timeout, at
+ * most max-draining of them: beyond, the oldest is finished early. */
 #pragma once
 
 #include <stdbool.h>
@@ -28,6 +30,12 @@ typedef void (*app_done_t)(void *userdata, int code, const char *text);
 struct app_waiter {
 	app_done_t done;
 	void *userdata;
+	/* Done only once every generation older than the new one is gone, not
+	 * when the new one is ready (batonctl upgrade --wait-drain). */
+	bool wait_drain;
+	unsigned until_gen;	/* wait_drain: the generation that became ready */
+	uint64_t ready_usec;	/* and when */
+	uint64_t ready_in_usec; /* how long it took */
 	struct app_waiter *next;
 };
 
@@ -62,10 +70,11 @@ struct app_env {
 };
 
 struct app_counters {
-	unsigned upgrades;	/* completed */
-	unsigned rollbacks;	/* failed new generations */
-	unsigned restarts;	/* crashed workers restarted */
-	unsigned parks_refused; /* parked connections batond closed instead */
+	unsigned upgrades;	 /* completed */
+	unsigned rollbacks;	 /* failed new generations */
+	unsigned restarts;	 /* crashed workers restarted */
+	unsigned parks_refused;	 /* parked connections batond closed instead */
+	unsigned finished_early; /* draining generations finished early (max-draining) */
 	char last_outcome[800];
 };
 
@@ -79,12 +88,17 @@ struct app {
 	struct gen **gens; /* every generation not yet freed, oldest first */
 	size_t n_gens;
 	unsigned next_gen_id;
-	struct gen *starting;		 /* the generation being brought up, or NULL */
-	struct gen *serving;		 /* the ready generation, or NULL */
-	struct gen *replacing;		 /* the generation an upgrade in progress drains */
-	struct app_waiter *waiters;	 /* of the upgrade in progress */
-	struct app_waiter *next_waiters; /* of the upgrade queued behind it */
-	bool upgrade_running;
+	/* Every generation in a->gens is one of: a->starting; a->serving (the
+	 * newest ready one); ready but no longer serving new work, its drain
+	 * planned (drain_at_usec: overlap); draining; or gone (freed in
+	 * app_settle). There is no `replacing` generation any more: an upgrade
+	 * settles when its generation is ready, whatever still drains. */
+	struct gen *starting;		  /* the generation being brought up, or NULL */
+	struct gen *serving;		  /* the newest ready generation, or NULL */
+	struct app_waiter *waiters;	  /* of the upgrade in progress */
+	struct app_waiter *next_waiters;  /* of the upgrade queued behind it */
+	struct app_waiter *drain_waiters; /* --wait-drain: upgrades done, older ones draining */
+	bool upgrade_running;		  /* its generation (a->starting) is not ready yet */
 	bool upgrade_queued;
 	bool stopping;
 	bool dirty;		 /* app_settle has something to look at */
@@ -125,3 +139,6 @@ bool app_notify(struct app *a, pid_t pid, bool ready, bool stopping, const char 
  * generation ready or failed, generations gone (freed here), connections that
  * may move. Call once per loop turn, outside any generation's callback. */
 void app_settle(struct app *a);
+/* Connections open on @g's workers as far as batond knows (dispatch mode:
+ * sent and not reported finished), or -1 when it does not (inherit mode). */
+long long app_gen_connections(const struct app *a, const struct gen *g);

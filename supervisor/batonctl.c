@@ -40,6 +40,7 @@ static const char *command = ""; /* for messages */
 static const char *timeout_text; /* --timeout as given; NULL: wait as long as it takes */
 static long long timeout_ms;
 static long long deadline_ms; /* CLOCK_MONOTONIC */
+static bool wait_drain;	      /* upgrade --wait-drain */
 
 struct command {
 	const char *name;
@@ -57,10 +58,11 @@ static const struct command commands[] = {
      "  --json    the same as one JSON object (docs/status-json.md)\n"
      "  --check   exit 6 when an app has no serving generation\n",
      true, true, false},
-    {"upgrade", MSG_CTL_UPGRADE, "[APP]", 0, 1,
-     "Start a new generation of APP, wait until it is ready and the old one\n"
-     "drained. Without APP, after a deploy: read the configuration again, apply\n"
-     "it, and start a new generation of every app.\n",
+    {"upgrade", MSG_CTL_UPGRADE, "[--wait-drain] [APP]", 0, 1,
+     "Start a new generation of APP and wait until it is ready; the old one\n"
+     "drains in the background. Without APP, after a deploy: read the\n"
+     "configuration again, apply it, and start a new generation of every app.\n"
+     "  --wait-drain  also wait until every older generation is gone\n",
      false, false, true},
     {"reload", MSG_CTL_RELOAD, "", 0, 0,
      "Read the configuration again and apply what changed: apps whose processes\n"
@@ -82,8 +84,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: batonctl [-s SOCKET] [-t SECONDS] COMMAND [ARGS]\n"
 		   "  status [--json] [--check]  apps, generations, workers, listeners\n"
-		   "  upgrade APP       start a new generation of APP, wait until it is ready\n"
-		   "                    and the old one drained\n"
+		   "  upgrade [--wait-drain] APP  start a new generation of APP, wait until it\n"
+		   "                    is ready (--wait-drain: and the old ones drained)\n"
 		   "  upgrade           after a deploy: read the configuration again, apply it,\n"
 		   "                    and start a new generation of every app\n"
 		   "  reload            read the configuration again and apply what changed:\n"
@@ -173,7 +175,7 @@ static const struct command *parse_command(int argc, char **argv, bool *json, bo
 	if (!c)
 		usage_error("unknown command \"%s\"", argv[0]);
 	command = c->name;
-	struct option opts[5] = {
+	struct option opts[6] = {
 	    {"timeout", required_argument, NULL, 't'},
 	    {"help", no_argument, NULL, 'h'},
 	};
@@ -182,6 +184,8 @@ static const struct command *parse_command(int argc, char **argv, bool *json, bo
 		opts[n++] = (struct option){"json", no_argument, NULL, 'j'};
 	if (c->check)
 		opts[n++] = (struct option){"check", no_argument, NULL, 'k'};
+	if (c->type == MSG_CTL_UPGRADE)
+		opts[n++] = (struct option){"wait-drain", no_argument, NULL, 'w'};
 	/* Reinitialised (optind 0) for this argv; options may follow arguments. */
 	optind = 0;
 	for (int o; (o = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1;) {
@@ -197,6 +201,9 @@ static const struct command *parse_command(int argc, char **argv, bool *json, bo
 			break;
 		case 'k':
 			*check = true;
+			break;
+		case 'w':
+			wait_drain = true;
 			break;
 		default:
 			bad_option(argv, o);
@@ -393,6 +400,7 @@ static const char *request_payload(const struct command *c, char **args, bool js
 		*flags = (json ? CTL_JSON : 0) | (check ? CTL_CHECK : 0);
 		return NULL;
 	case MSG_CTL_UPGRADE:
+		*flags = wait_drain ? CTL_WAIT_DRAIN : 0;
 		return args[0] ? args[0] : "";
 	case MSG_CTL_SCALE:
 		snprintf(scale, sizeof(scale), "%.*s %.10s", PROTO_NAME_MAX, args[0], args[1]);

@@ -24,8 +24,10 @@ struct channel {
 	void *userdata;
 	uint64_t id;
 	unsigned errors;
-	bool full;	    /* the last send hit EAGAIN: EPOLLOUT is watched */
-	bool drain_pending; /* DRAIN found the channel full */
+	bool full;	      /* the last send hit EAGAIN: EPOLLOUT is watched */
+	bool drain_pending;   /* DRAIN found the channel full */
+	uint16_t drain_flags; /* of the DRAIN pending */
+	bool said_hello;      /* the worker runs libbaton (it may park) */
 	size_t payload_max;
 	char app[PROTO_NAME_MAX + 1]; /* copied: a reload may free the configuration */
 	char who[128];
@@ -94,6 +96,7 @@ static bool handle(struct channel *ch, struct proto_msg *m)
 {
 	switch (m->hdr.type) {
 	case MSG_HELLO:
+		ch->said_hello = true;
 		break;
 	case MSG_LISTENER_GET:
 		reply_listener(ch, m);
@@ -156,7 +159,7 @@ static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userda
 		ch->full = false;
 		sd_event_source_set_io_events(s, EPOLLIN);
 		if (ch->drain_pending)
-			channel_send_drain(ch); /* watches again if still full */
+			channel_send_drain(ch, 0); /* watches again if still full */
 		ch->ops->writable(ch->userdata);
 	}
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -250,17 +253,26 @@ int channel_send_conns(struct channel *ch, const void *payload, size_t len, cons
 	return r;
 }
 
-void channel_send_drain(struct channel *ch)
+void channel_send_drain(struct channel *ch, uint16_t flags)
 {
+	/* A DRAIN still pending goes as one with this one's flags. */
+	flags |= ch->drain_pending ? ch->drain_flags : 0;
 	ch->drain_pending = false;
+	ch->drain_flags = 0;
 	if (ch->fd < 0)
 		return;
-	int r = proto_send(ch->fd, MSG_DRAIN, 0, 0, NULL, 0, NULL, 0);
+	int r = proto_send(ch->fd, MSG_DRAIN, flags, 0, NULL, 0, NULL, 0);
 	if (r == -EAGAIN) {
 		/* Connections sent before fill its channel: DRAIN follows them. */
 		ch->drain_pending = true;
+		ch->drain_flags = flags;
 		watch_writable(ch);
 	} else if (r < 0 && r != -EPIPE && r != -ECONNRESET) {
 		log_warn("%s: cannot send DRAIN: %s", ch->who, strerror(-r));
 	}
+}
+
+bool channel_said_hello(const struct channel *ch)
+{
+	return ch && ch->said_hello;
 }

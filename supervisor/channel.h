@@ -52,5 +52,8 @@ size_t channel_payload_max(const struct channel *ch);
  * writable() follows once it has room; -EPIPE and the like: the worker is gone. */
 int channel_send_conns(struct channel *ch, const void *payload, size_t len, const int *fds,
 		       size_t n);
-/* MSG_DRAIN, now or, if the channel is full, once it has room. */
-void channel_send_drain(struct channel *ch);
+/* MSG_DRAIN with @flags (DRAIN_NOW or 0), now or, if the channel is full, once
+ * it has room. */
+void channel_send_drain(struct channel *ch, uint16_t flags);
+/* The worker sent HELLO: it runs libbaton, and may park its connections. */
+bool channel_said_hello(const struct channel *ch);

@@ -40,6 +40,11 @@ struct app_cfg {
 	enum ready_mode ready;
 	uint64_t ready_timeout_usec;
 	uint64_t drain_timeout_usec;
+	/* After a new generation is ready, the one it replaces serves on this long
+	 * before it drains (servers that say READY=1 before they accept). */
+	uint64_t overlap_usec;
+	/* Generations that may drain at once; beyond, the oldest is finished early. */
+	unsigned max_draining;
 	int stop_signal;
 	enum kill_mode kill_mode;
 	char **environment; /* NULL-terminated "K=V" */

@@ -38,6 +38,7 @@ struct ctl_req {
 	size_t text_len;
 	bool stop;	      /* answered when batond has stopped */
 	bool frames;	      /* the client reassembles frames (CTL_FRAMES) */
+	bool wait_drain;      /* upgrades answer once the old generations are gone */
 	struct ctl_req *next; /* in conn->reqs */
 };
 
@@ -278,6 +279,7 @@ static struct ctl_req *req_new(struct ctl_conn *c, const struct proto_msg *m, un
 	req->conn = c;
 	req->id = m->hdr.request_id;
 	req->frames = m->hdr.flags & CTL_FRAMES;
+	req->wait_drain = m->hdr.type == MSG_CTL_UPGRADE && (m->hdr.flags & CTL_WAIT_DRAIN);
 	req->pending = pending;
 	req->next = c->reqs;
 	c->reqs = req;
@@ -320,10 +322,12 @@ static void quote_name(char *buf, size_t cap, const uint8_t *name, size_t len)
 /* A waiter whose outcome is a line of @userdata's reply. */
 static struct app_waiter *reload_waiter(void *userdata)
 {
+	struct ctl_req *req = userdata;
 	struct app_waiter *w = calloc(1, sizeof(*w));
 	if (w) {
 		w->done = on_upgrade_done;
 		w->userdata = userdata;
+		w->wait_drain = req->wait_drain;
 	}
 	return w;
 }

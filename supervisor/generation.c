@@ -22,7 +22,8 @@
 #define RESTART_MAX_USEC    (30 * 1000000ULL)
 #define RESTART_STABLE_USEC (10 * 1000000ULL) /* a worker up this long resets its backoff */
 #define LINGER_POLL_USEC    (50 * 1000)
-#define LINGER_GRACE_USEC   (1000 * 1000) /* after SIGKILL: zombies of a slow reaper */
+#define LINGER_GRACE_USEC   (1000 * 1000)    /* after SIGKILL: zombies of a slow reaper */
+#define FINISH_GRACE_USEC   (1000 * 1000ULL) /* finished early: time to park, then SIGKILL */
 
 static void worker_spawn(struct worker *w);
 
@@ -151,6 +152,7 @@ static void describe_exit(const siginfo_t *si, char *buf, size_t len)
 static int arm_timer(struct gen *g, uint64_t delay_usec, sd_event_time_handler_t cb)
 {
 	g->timer = sd_event_source_disable_unref(g->timer);
+	g->timer_usec = now_usec(g) + delay_usec;
 	return sd_event_add_time_relative(g->env->event, &g->timer, CLOCK_MONOTONIC, delay_usec,
 					  1000, cb, g);
 }
@@ -181,17 +183,21 @@ static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
 			 "generation %u not ready within %.3g s (ready-timeout)", g->id,
 			 (double)cfg_of(g)->ready_timeout_usec / 1e6);
 		gen_fail(g);
+	} else if (g->state == GEN_READY && g->drain_at_usec) {
+		gen_drain(g); /* overlap is over */
 	} else if (g->state == GEN_DRAINING) {
+		const char *when =
+		    g->finishing ? "1 s after it was finished early" : "after drain-timeout";
 		for (unsigned i = 0; i < g->n_workers; i++) {
 			struct worker *w = g->workers[i];
 			if (w->pid > 0)
-				log_worker(w, LOG_WARNING,
-					   "still running after drain-timeout, sending SIGKILL");
+				log_worker(w, LOG_WARNING, "still running %s, sending SIGKILL",
+					   when);
 			else if (w->state == WORKER_LINGERING)
 				log_worker(w, LOG_WARNING,
-					   "processes of its group %d still running after "
-					   "drain-timeout, sending SIGKILL",
-					   (int)w->lingering_pgid);
+					   "processes of its group %d still running %s, "
+					   "sending SIGKILL",
+					   (int)w->lingering_pgid, when);
 			else
 				continue;
 			worker_signal_group(w, SIGKILL);
@@ -527,6 +533,8 @@ static int worker_park(void *userdata, int fd, const struct proto_conn *rec)
 		return -ENOBUFS;
 	}
 	int r = env->ops->park(env->userdata, w->gen, fd, rec);
+	if (r == 0)
+		w->gen->parks++;
 	if (r < 0) {
 		park_refused(w, r == -ENOENT	  ? "no such listener in its app"
 				: r == -EMSGSIZE  ? "its state is too large"
@@ -712,7 +720,7 @@ static void worker_stop(struct worker *w)
 {
 	w->state = WORKER_DRAINING;
 	if (w->channel)
-		channel_send_drain(w->channel);
+		channel_send_drain(w->channel, 0);
 	int r = worker_signal_stop(w);
 	if (r < 0)
 		log_worker(w, LOG_WARNING, "cannot be signalled: %s", strerror(-r));
@@ -724,6 +732,7 @@ void gen_drain(struct gen *g)
 		return;
 	g->state = GEN_DRAINING;
 	g->drain_started_usec = now_usec(g);
+	g->drain_at_usec = 0;
 	unsigned live = 0;
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct worker *w = g->workers[i];
@@ -747,6 +756,51 @@ void gen_drain(struct gen *g)
 	}
 	if (arm_timer(g, cfg_of(g)->drain_timeout_usec, on_gen_timer) < 0) {
 		log_gen(g, LOG_ERR, "cannot arm its drain timer: killing it now");
+		for (unsigned i = 0; i < g->n_workers; i++)
+			worker_signal_group(g->workers[i], SIGKILL);
+	}
+}
+
+int gen_drain_later(struct gen *g, uint64_t delay_usec)
+{
+	if (g->state != GEN_READY)
+		return -EBUSY;
+	int r = arm_timer(g, delay_usec, on_gen_timer);
+	if (r < 0)
+		return r;
+	g->drain_at_usec = g->timer_usec;
+	log_gen(g, LOG_INFO, "serves on for %.3g s (overlap), then drains",
+		(double)delay_usec / 1e6);
+	return 0;
+}
+
+void gen_finish(struct gen *g)
+{
+	if (g->state != GEN_DRAINING || g->finishing)
+		return;
+	g->finishing = true;
+	g->parks_at_finish = g->parks;
+	unsigned parking = 0, killed = 0;
+	for (unsigned i = 0; i < g->n_workers; i++) {
+		struct worker *w = g->workers[i];
+		if (w->pid > 0 && channel_said_hello(w->channel) && channel_is_open(w->channel)) {
+			/* libbaton: it may park what it holds. */
+			channel_send_drain(w->channel, DRAIN_NOW);
+			parking++;
+		} else if (w->pid > 0 || w->state == WORKER_LINGERING) {
+			worker_signal_group(w, SIGKILL);
+			if (w->state == WORKER_LINGERING && !w->linger_killed_usec)
+				w->linger_killed_usec = now_usec(g);
+			killed++;
+		}
+	}
+	log_gen(g, LOG_WARNING,
+		"finished early (max-draining): %u worker%s told to park their connections "
+		"(DRAIN now), %u killed",
+		parking, parking == 1 ? "" : "s", killed);
+	if (parking && g->timer_usec > now_usec(g) + FINISH_GRACE_USEC &&
+	    arm_timer(g, FINISH_GRACE_USEC, on_gen_timer) < 0) {
+		log_gen(g, LOG_ERR, "cannot arm its finish timer: killing it now");
 		for (unsigned i = 0; i < g->n_workers; i++)
 			worker_signal_group(g->workers[i], SIGKILL);
 	}

@@ -8,6 +8,9 @@
  *   STARTING --a worker exits, fork fails, ready-timeout--> STARTING+failed (changed)
  *   STARTING/READY --gen_drain--> DRAINING --last process of every group gone--> GONE (changed)
  *   DRAINING --drain-timeout--> SIGKILL to what is left, still DRAINING
+ *   READY --gen_drain_later, then its delay--> DRAINING (overlap)
+ *   DRAINING --gen_finish--> DRAINING+finishing: DRAIN_NOW to libbaton workers
+ *     (park now), SIGKILL to the others at once and to all after 1 s
  * A READY generation restarts a worker that exits, with backoff; a STARTING one
  * fails instead. GONE is final: its owner frees it. */
 #pragma once
@@ -106,9 +109,15 @@ struct gen {
 	uint64_t ready_usec;
 	uint64_t drain_started_usec;
 	uint64_t gone_usec;
-	sd_event_source *timer; /* ready-timeout while starting, drain-timeout while draining */
-	char reason[512];	/* why it failed, for batonctl */
-	int program_fd;		/* O_PATH of the program as it was at the start, -1 if none */
+	sd_event_source *timer;	  /* ready-timeout while starting, drain-timeout while draining,
+				   * overlap while ready with drain_at_usec */
+	uint64_t timer_usec;	  /* when it fires */
+	uint64_t drain_at_usec;	  /* ready: drains then (overlap); 0: not planned */
+	bool finishing;		  /* finished early (gen_finish) */
+	unsigned parks;		  /* connections its workers parked and batond took */
+	unsigned parks_at_finish; /* parks when it was finished early */
+	char reason[512];	  /* why it failed, for batonctl */
+	int program_fd;		  /* O_PATH of the program as it was at the start, -1 if none */
 };
 
 /* Creates generation @id and spawns its workers. Returns 0, or a negative
@@ -126,6 +135,14 @@ void gen_retire_done(struct gen *g);
  * worker's main process, or its process group in kill-mode group); SIGKILL to
  * every process left in their groups after drain-timeout. Idempotent. */
 void gen_drain(struct gen *g);
+/* A ready generation drains after @delay_usec (overlap): it serves on until
+ * then. Returns 0, -EBUSY unless it is ready, or the timer's error. */
+int gen_drain_later(struct gen *g, uint64_t delay_usec);
+/* A draining generation is finished early (max-draining): DRAIN with
+ * DRAIN_NOW to each worker that runs libbaton (park your live connections
+ * now), SIGKILL to what is left of it 1 s later, or at once to the workers of
+ * other programs. Idempotent. */
+void gen_finish(struct gen *g);
 void gen_free(struct gen *g);
 unsigned gen_live_workers(const struct gen *g);
 /* Notify datagram from @pid: returns false if no worker of @g has that pid. */

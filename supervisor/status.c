@@ -122,6 +122,30 @@ static double seconds_since(const struct daemon *d, uint64_t usec)
 	return usec ? (double)(daemon_now_usec(d) - usec) / 1e6 : 0;
 }
 
+static double seconds_until(const struct daemon *d, uint64_t usec)
+{
+	uint64_t now = daemon_now_usec(d);
+	return usec > now ? (double)(usec - now) / 1e6 : 0;
+}
+
+/* What @g does for its app: starting, serving, overlapping (ready, serves on
+ * until its drain, see overlap), draining, finishing (draining, finished
+ * early by max-draining) or gone. */
+static const char *gen_role(const struct app *a, const struct gen *g)
+{
+	switch (g->state) {
+	case GEN_STARTING:
+		return "starting";
+	case GEN_READY:
+		return g == a->serving ? "serving" : "overlapping";
+	case GEN_DRAINING:
+		return g->finishing ? "finishing" : "draining";
+	case GEN_GONE:
+		break;
+	}
+	return "gone";
+}
+
 /* Builds the status object. Every helper below returns false once anything
  * could not be allocated: the caller then frees the whole tree. */
 static bool add(struct json_object *obj, const char *key, struct json_object *val)
@@ -207,9 +231,18 @@ static struct json_object *json_generation(const struct daemon *d, const struct 
 {
 	struct json_object *o = json_object_new_object();
 	struct json_object *workers = json_object_new_array();
+	long long conns = app_gen_connections(a, g);
 	bool ok = o && workers && add_uint(o, "id", g->id) &&
 		  add(o, "state", json_object_new_string(gen_state_name(g->state))) &&
-		  add(o, "uptime_s", json_seconds(seconds_since(d, g->started_usec)));
+		  add(o, "uptime_s", json_seconds(seconds_since(d, g->started_usec))) &&
+		  add(o, "role", json_object_new_string(gen_role(a, g))) &&
+		  add_uint(o, "parked", g->parks);
+	if (ok && g->state == GEN_DRAINING)
+		ok = add(o, "kill_in_s", json_seconds(seconds_until(d, g->timer_usec)));
+	if (ok && g->state == GEN_READY && g->drain_at_usec)
+		ok = add(o, "drain_in_s", json_seconds(seconds_until(d, g->drain_at_usec)));
+	if (ok && conns >= 0)
+		ok = add_uint(o, "connections", (uint64_t)conns);
 	for (unsigned i = 0; ok && i < g->n_workers; i++)
 		ok = append(workers, json_worker(d, a, g->workers[i]));
 	if (ok && add(o, "workers", workers))
@@ -230,6 +263,8 @@ static struct json_object *json_app(const struct daemon *d, const struct app *a)
 		  add_uint(o, "rollbacks", a->counters.rollbacks) &&
 		  add_uint(o, "restarts", a->counters.restarts) &&
 		  add_uint(o, "parks_refused", a->counters.parks_refused) &&
+		  add_uint(o, "finished_early", a->counters.finished_early) &&
+		  add_uint(o, "max_draining", a->cfg->max_draining) &&
 		  add_bool(o, "config_current", !a->config_stale) &&
 		  add_uint(o, "scaled_to", a->scale) &&
 		  add_bool(o, "upgrade_running", a->upgrade_running) &&
@@ -319,6 +354,10 @@ static void render_text(const struct daemon *d, FILE *f)
 			a->counters.upgrades == 1 ? "" : "s", a->counters.rollbacks,
 			a->counters.restarts, a->counters.restarts == 1 ? "" : "s",
 			a->upgrade_running ? "; upgrade in progress" : "");
+		if (a->counters.finished_early)
+			fprintf(f, "  %u draining generation%s finished early (max-draining %u)\n",
+				a->counters.finished_early,
+				a->counters.finished_early == 1 ? "" : "s", a->cfg->max_draining);
 		if (a->config_stale)
 			fputs("  runs its previous configuration: the file's failed to start\n", f);
 		if (a->scale)
@@ -331,8 +370,20 @@ static void render_text(const struct daemon *d, FILE *f)
 		}
 		for (size_t k = 0; k < a->n_gens; k++) {
 			const struct gen *g = a->gens[k];
-			fprintf(f, "  generation %u: %s, up %.1f s\n", g->id,
-				gen_state_name(g->state), seconds_since(d, g->started_usec));
+			long long conns = app_gen_connections(a, g);
+			fprintf(f, "  generation %u: %s, up %.1f s", g->id, gen_role(a, g),
+				seconds_since(d, g->started_usec));
+			if (g->state == GEN_DRAINING)
+				fprintf(f, ", SIGKILL in %.1f s", seconds_until(d, g->timer_usec));
+			if (g->state == GEN_READY && g->drain_at_usec)
+				fprintf(f, ", drains in %.1f s",
+					seconds_until(d, g->drain_at_usec));
+			if (conns >= 0)
+				fprintf(f, ", %lld connection%s open", conns,
+					conns == 1 ? "" : "s");
+			if (g->parks)
+				fprintf(f, ", %u parked", g->parks);
+			fputc('\n', f);
 			for (unsigned w = 0; w < g->n_workers; w++) {
 				const struct worker *wk = g->workers[w];
 				fprintf(f, "    worker %u: pid %d, %s", wk->index, (int)wk->pid,

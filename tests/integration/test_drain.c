@@ -96,14 +96,15 @@ static pid_t start_wrapped_testsrv(struct batond *b, const char *options)
 	return serving_pid(b, 1);
 }
 
-static pid_t batonctl_start(const struct batond *b, const char *cmd, const char *app)
+static pid_t batonctl_start(const struct batond *b, const char *cmd, const char *option,
+			    const char *app)
 {
 	pid_t ctl = fork();
 	assert_true(ctl >= 0);
 	if (ctl == 0) {
 		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 		dup2(null, 1);
-		execl(BATONCTL_PATH, "batonctl", "-s", b->sock, cmd, app, (char *)NULL);
+		execl(BATONCTL_PATH, "batonctl", "-s", b->sock, cmd, option, app, (char *)NULL);
 		_exit(127);
 	}
 	return ctl;
@@ -139,18 +140,19 @@ static int wait_reaping(const struct batond *b, pid_t pid, pid_t program, int *r
 	return -1;
 }
 
-/* `batonctl upgrade web`, reaping. Returns batonctl's exit status. */
+/* `batonctl upgrade --wait-drain web`, reaping. Returns batonctl's exit status. */
 static int upgrade_reaping(const struct batond *b, pid_t program, int *ret_status)
 {
 	*ret_status = -1;
-	return wait_reaping(b, batonctl_start(b, "upgrade", "web"), program, ret_status);
+	return wait_reaping(b, batonctl_start(b, "upgrade", "--wait-drain", "web"), program,
+			    ret_status);
 }
 
 /* batond_stop, reaping what the last generation's wrapper leaves to us. */
 static int stop_reaping(struct batond *b)
 {
 	int ignored;
-	batonctl_start(b, "stop", NULL); /* reaped on the way: batond may exit first */
+	batonctl_start(b, "stop", NULL, NULL); /* reaped on the way: batond may exit first */
 	int rc = wait_reaping(b, b->pid, 0, &ignored);
 	b->pid = 0;
 	batond_stop(b); /* removes the directory */

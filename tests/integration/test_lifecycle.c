@@ -95,10 +95,10 @@ static void upgrade_reports_ready_and_drained_timings(void **state)
 	start_app(&b, "", "--ready-delay-ms 50");
 	wait_ready(&b, 1);
 	char out[1024];
-	int rc = batonctl(&b, out, sizeof(out), "upgrade", "web", NULL);
+	int rc = batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL);
 	assert_int_equal(rc, 0);
 	assert_output(out, "web: generation 2 ready in ");
-	assert_output(out, " ms, generation 1 drained in ");
+	assert_output(out, " ms; the generations before it drained ");
 	assert_serves_generation(&b, 2);
 	/* Without an app name every app is upgraded. */
 	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", NULL), 0);
@@ -177,15 +177,20 @@ static void ready_immediate_needs_no_notification(void **state)
 static void drain_kills_a_worker_that_ignores_the_stop_signal(void **state)
 {
 	struct batond b;
-	start_app(&b, "  drain-timeout = 1\n", "--ignore-term");
+	start_app(&b, "  drain-timeout = 2\n", "--ignore-term");
 	wait_ready(&b, 1);
 	pid_t old;
 	assert_int_equal(worker_pids(&b, "ready", &old, 1), 1);
 	char out[1024];
-	long long t0 = now_ms();
+	/* The upgrade is done once generation 2 is ready: 1 drains on. */
 	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
-	assert_true(now_ms() - t0 >= 900); /* it waited for drain-timeout */
-	assert_output(out, "generation 1 drained in ");
+	assert_output(out, "; generation 1 draining (drain-timeout 2 s)");
+	/* --wait-drain: done once 1 and 2 (which ignores it too) are gone. */
+	long long t0 = now_ms();
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL), 0);
+	assert_output(out, "web: generation 3 ready in ");
+	assert_output(out, "; the generations before it drained ");
+	assert_true(now_ms() - t0 >= 900); /* it waited for generation 2's drain-timeout */
 	assert_true(batond_log_contains(&b, "still running after drain-timeout, sending SIGKILL"));
 	/* batond answers from its child handler and reaps right after: a zombie
 	 * may outlive the answer by an instant. */
@@ -258,7 +263,8 @@ static int upgrade_reaping_orphans(const struct batond *b)
 	if (ctl == 0) {
 		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 		dup2(null, 1);
-		execl(BATONCTL_PATH, "batonctl", "-s", b->sock, "upgrade", "web", (char *)NULL);
+		execl(BATONCTL_PATH, "batonctl", "-s", b->sock, "upgrade", "--wait-drain", "web",
+		      (char *)NULL);
 		_exit(127);
 	}
 	long long deadline = now_ms() + 20000;

@@ -63,6 +63,25 @@ static struct {
 	size_t n_workers;
 } t;
 
+/* Waits (bounded) until process @pid ignores SIGTERM (its SigIgn in /proc). */
+static void wait_ignoring_term(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	for (int tries = 0; tries < 10000; tries++) {
+		FILE *f = fopen(path, "re");
+		unsigned long long ign = 0;
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "SigIgn: %llx", &ign) == 1)
+				break;
+		if (f)
+			fclose(f);
+		if (ign & (1ULL << (SIGTERM - 1)))
+			return;
+		usleep(100);
+	}
+}
+
 static int fake_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel,
 		      int *ret_exec_fd)
 {
@@ -95,7 +114,9 @@ static int fake_spawn(const struct spawn_req *req, pid_t *ret_pid, int *ret_chan
 		for (;;)
 			pause();
 	}
-	close(ex[1]); /* EOF once the child closed its copy: "exec" succeeded */
+	if (b == IGNORES_TERM)
+		wait_ignoring_term(pid); /* else a quick drain's SIGTERM may beat it */
+	close(ex[1]);			 /* EOF once the child closed its copy: "exec" succeeded */
 	t.workers[t.n_workers++] = (struct fake_worker){.pid = pid, .channel = sv[1]};
 	*ret_pid = pid;
 	*ret_channel = sv[0];
@@ -138,6 +159,7 @@ static int setup(void **state)
 	    .ready = READY_NOTIFY,
 	    .ready_timeout_usec = 5000 * MS,
 	    .drain_timeout_usec = 5000 * MS,
+	    .max_draining = 4,
 	    .stop_signal = SIGTERM,
 	    .kill_mode = KILL_MIXED,
 	    .mode = SERVE_INHERIT,
@@ -168,6 +190,8 @@ static int teardown(void **state)
 	for (struct app_waiter *w = t.a ? t.a->waiters : NULL; w; w = w->next)
 		w->userdata = &sink;
 	for (struct app_waiter *w = t.a ? t.a->next_waiters : NULL; w; w = w->next)
+		w->userdata = &sink;
+	for (struct app_waiter *w = t.a ? t.a->drain_waiters : NULL; w; w = w->next)
 		w->userdata = &sink;
 	app_free(t.a);
 	for (size_t i = 0; i < t.n_workers; i++) {
@@ -293,40 +317,37 @@ static void upgrade_rolls_back_when_the_new_generation_misses_ready_timeout(void
 	assert_true(run_until(only_one_generation, NULL));
 }
 
-static bool generation_3_started_after_1_was_gone(void *arg)
+static bool starting_is(void *arg)
 {
-	bool *order_ok = arg;
-	bool has1 = false, has3 = false;
-	for (size_t i = 0; i < t.a->n_gens; i++) {
-		has1 |= t.a->gens[i]->id == 1;
-		has3 |= t.a->gens[i]->id == 3;
-	}
-	if (has3 && has1)
-		*order_ok = false;
-	return has3;
+	return t.a->starting && t.a->starting->id == (unsigned)(uintptr_t)arg;
 }
 
-static void two_upgrades_back_to_back_run_one_after_the_other(void **state)
+static void two_upgrades_back_to_back_overlap_the_first_ones_drain(void **state)
 {
+	t.next = IGNORES_TERM; /* generation 1 drains until drain-timeout */
 	start_serving();
+	t.next = RUNS;
 	struct waiter_result first = {0}, second = {0};
 	upgrade(&first);
-	upgrade(&second); /* joins the next upgrade */
+	upgrade(&second); /* generation 2 is starting: joins the next upgrade */
 	assert_int_equal(t.a->starting->id, 2);
 	assert_true(t.a->upgrade_queued);
 	newest_ready();
-	bool order_ok = true;
-	assert_true(run_until(generation_3_started_after_1_was_gone, &order_ok));
-	assert_true(order_ok);
+	/* Generation 3 starts as soon as 2 is ready, while 1 still drains. */
+	assert_true(run_until(starting_is, (void *)3));
 	assert_true(first.done);
 	assert_int_equal(first.code, 0);
 	assert_non_null(strstr(first.text, "web: generation 2 ready in "));
-	assert_non_null(strstr(first.text, "generation 1 drained in "));
+	assert_non_null(strstr(first.text, "; generation 1 draining (drain-timeout 5 s)"));
+	assert_int_equal(t.a->gens[0]->id, 1);
+	assert_int_equal(t.a->gens[0]->state, GEN_DRAINING);
 	assert_false(second.done);
 	newest_ready();
 	assert_true(run_until(waiter_done, &second));
 	assert_int_equal(second.code, 0);
 	assert_non_null(strstr(second.text, "web: generation 3 ready in "));
+	assert_int_equal(t.a->gens[0]->id, 1);
+	assert_int_equal(t.a->gens[0]->state, GEN_DRAINING);
 	assert_int_equal(t.a->counters.upgrades, 2);
 }
 
@@ -579,8 +600,8 @@ static void a_parked_connection_goes_to_the_next_ready_generation(void **state)
 	assert_true(rc.last_flags & CONN_ADOPTED);
 	assert_string_equal(rc.last_state, "abc");
 	close(conn[1]);
-	/* The upgrade is done once generation 1 is gone (SIGKILL at drain-timeout). */
-	assert_true(run_until(waiter_done, &r));
+	/* The upgrade was done as soon as generation 2 was ready. */
+	assert_true(r.done);
 	assert_int_equal(r.code, 0);
 }
 
@@ -652,13 +673,144 @@ static void a_draining_worker_parks_at_most_hold_max_connections(void **state)
 	assert_true(run_until(waiter_done, &r));
 }
 
+static void upgrade_waiting_drain(struct waiter_result *r)
+{
+	struct app_waiter *w = calloc(1, sizeof(*w));
+	w->done = on_done;
+	w->userdata = r;
+	w->wait_drain = true;
+	app_upgrade(t.a, w);
+}
+
+static void
+an_upgrade_that_waits_for_the_drain_is_done_once_the_old_generation_is_gone(void **state)
+{
+	t.next = IGNORES_TERM; /* generation 1 drains until drain-timeout */
+	t.app_cfg.drain_timeout_usec = 200 * MS;
+	start_serving();
+	t.next = RUNS;
+	struct waiter_result r = {0};
+	upgrade_waiting_drain(&r);
+	newest_ready();
+	assert_true(run_until(serving_is, (void *)2));
+	assert_int_equal(t.a->gens[0]->state, GEN_DRAINING);
+	assert_false(r.done);
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.text, "web: generation 2 ready in "));
+	assert_non_null(strstr(r.text, " ms; the generations before it drained "));
+	assert_int_equal(t.a->n_gens, 1);
+}
+
+static bool generation_gone(void *arg)
+{
+	for (size_t i = 0; i < t.a->n_gens; i++)
+		if (t.a->gens[i]->id == (unsigned)(uintptr_t)arg)
+			return false;
+	return true;
+}
+
+static unsigned draining_count(void)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < t.a->n_gens; i++)
+		n += t.a->gens[i]->state == GEN_DRAINING && !t.a->gens[i]->finishing;
+	return n;
+}
+
+/* The next message on fake worker @k's channel, of type @type: its flags. */
+static int next_flags(size_t k, uint8_t type)
+{
+	static struct proto_msg m;
+	assert_int_equal(proto_recv(t.workers[k].channel, ROLE_WORKER_CLIENT, &m), 1);
+	assert_int_equal(m.hdr.type, type);
+	int flags = m.hdr.flags;
+	proto_msg_release(&m);
+	return flags;
+}
+
+static bool said_hello(void *arg)
+{
+	return channel_said_hello(((struct worker *)arg)->channel);
+}
+
+static void beyond_max_draining_the_oldest_is_finished_early(void **state)
+{
+	t.app_cfg.max_draining = 2;
+	t.next = IGNORES_TERM; /* every generation drains until drain-timeout (5 s) */
+	start_serving();
+	/* Generation 1's worker runs libbaton: it says HELLO. */
+	assert_int_equal(proto_send(t.workers[0].channel, MSG_HELLO, 0, 0, "w", 1, NULL, 0), 0);
+	assert_true(run_until(said_hello, t.a->serving->workers[0]));
+	struct waiter_result r[6] = {{0}};
+	for (unsigned id = 2; id <= 3; id++) {
+		upgrade(&r[id]);
+		newest_ready();
+		assert_true(run_until(waiter_done, &r[id]));
+		assert_int_equal(r[id].code, 0);
+	}
+	assert_int_equal(draining_count(), 2); /* 1 and 2, at the bound */
+	assert_int_equal(t.a->counters.finished_early, 0);
+	assert_int_equal(next_flags(0, MSG_DRAIN), 0);
+	/* A third would drain: generation 1, the oldest, is finished early. */
+	upgrade(&r[4]);
+	newest_ready();
+	assert_true(run_until(waiter_done, &r[4]));
+	assert_int_equal(draining_count(), 2);
+	assert_int_equal(t.a->counters.finished_early, 1);
+	assert_int_equal(t.a->gens[0]->id, 1);
+	assert_true(t.a->gens[0]->finishing);
+	/* Told to park now; what it parks is served by the newest generation. */
+	assert_int_equal(next_flags(0, MSG_DRAIN), DRAIN_NOW);
+	int conn = park_from(0);
+	struct received rc = {.want = 1};
+	assert_true(run_until(received_all, &rc));
+	assert_true(rc.last_flags & CONN_ADOPTED);
+	assert_int_equal(t.a->serving->id, 4);
+	close(conn);
+	/* Then SIGKILL, 1 s after it was finished early, not at drain-timeout. */
+	assert_true(run_until(generation_gone, (void *)1));
+	assert_int_equal(t.a->gens[0]->id, 2);
+	/* Generation 2's worker never said HELLO: it cannot park, and is killed at
+	 * once when the next upgrade finishes it early. */
+	upgrade(&r[5]);
+	newest_ready();
+	assert_true(run_until(waiter_done, &r[5]));
+	assert_int_equal(t.a->counters.finished_early, 2);
+	assert_true(run_until(generation_gone, (void *)2));
+	assert_int_equal(draining_count(), 2); /* 3 and 4 */
+	assert_int_equal(t.a->serving->id, 5);
+}
+
+static void with_overlap_the_old_generation_serves_on_then_drains(void **state)
+{
+	t.app_cfg.overlap_usec = 100 * MS;
+	start_serving();
+	struct waiter_result r = {0};
+	upgrade(&r);
+	newest_ready();
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(r.code, 0);
+	assert_non_null(
+	    strstr(r.text, "; generation 1 serves on for 0.1 s (overlap), then drains"));
+	/* The upgrade is done; generation 1 still takes work, undisturbed. */
+	struct gen *g1 = t.a->gens[0];
+	assert_int_equal(g1->state, GEN_READY);
+	assert_int_equal(g1->workers[0]->state, WORKER_READY);
+	assert_int_equal(t.a->serving->id, 2);
+	assert_true(run_until(generation_gone, (void *)1));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	    T(upgrade_rolls_back_when_the_new_generation_exits_before_ready),
 	    T(upgrade_rolls_back_when_the_new_generation_misses_ready_timeout),
-	    T(two_upgrades_back_to_back_run_one_after_the_other),
+	    T(two_upgrades_back_to_back_overlap_the_first_ones_drain),
+	    T(an_upgrade_that_waits_for_the_drain_is_done_once_the_old_generation_is_gone),
+	    T(beyond_max_draining_the_oldest_is_finished_early),
+	    T(with_overlap_the_old_generation_serves_on_then_drains),
 	    T(a_crashing_worker_restarts_after_100_200_400_ms_and_100_again_once_stable),
 	    T(a_worker_ready_after_its_generation_failed_never_serves),
 	    T(least_loaded_sends_to_the_worker_with_fewest_open_connections),

@@ -156,6 +156,8 @@ static void omitted_options_take_their_defaults(void **state)
 	assert_int_equal(app->policy, POLICY_LEAST_LOADED);
 	assert_int_equal(app->hold_max, 1024);
 	assert_int_equal(app->hold_timeout_usec, 10000000);
+	assert_int_equal(app->overlap_usec, 0);
+	assert_int_equal(app->max_draining, 4);
 	config_free(cfg);
 }
 
@@ -199,6 +201,8 @@ static void every_option_is_read(void **state)
 		 "  policy = sticky\n"
 		 "  hold-max = 0\n"
 		 "  hold-timeout = 2.25\n"
+		 "  overlap = 0.3\n"
+		 "  max-draining = 1\n"
 		 "}\n",
 		 group, owner);
 	cfg = load_ok(text);
@@ -228,6 +232,8 @@ static void every_option_is_read(void **state)
 	assert_int_equal(app->workers, 2);
 	assert_int_equal(app->ready, READY_IMMEDIATE);
 	assert_int_equal(app->ready_timeout_usec, 500000);
+	assert_int_equal(app->overlap_usec, 300000);
+	assert_int_equal(app->max_draining, 1);
 	assert_int_equal(app->drain_timeout_usec, 0);
 	assert_int_equal(app->stop_signal, SIGQUIT);
 	assert_int_equal(app->kill_mode, KILL_GROUP);
@@ -427,6 +433,8 @@ static void numbers_out_of_range_or_malformed_are_refused(void **state)
 	    "  ready-timeout = 0\n"
 	    "  drain-timeout = 1.\n"
 	    "  hold-timeout = 31536001\n"
+	    "  max-draining = 0\n"
+	    "  overlap = -1\n"
 	    "}\n",
 	    "batond.conf:3: listener \"l\": backlog: 0 is out of range 1..2147483647\n"
 	    "batond.conf:4: listener \"l\": reuseport: \"maybe\" is not one of true, false\n"
@@ -436,7 +444,9 @@ static void numbers_out_of_range_or_malformed_are_refused(void **state)
 	    "seconds\n"
 	    "batond.conf:11: app \"a\": drain-timeout: \"1.\" is not a number of seconds\n"
 	    "batond.conf:12: app \"a\": hold-timeout: 31536001 is out of range "
-	    "0.000001..31536000 seconds\n");
+	    "0.000001..31536000 seconds\n"
+	    "batond.conf:13: app \"a\": max-draining: 0 is out of range 1..1024\n"
+	    "batond.conf:14: app \"a\": overlap: \"-1\" is not a number of seconds\n");
 }
 
 static void names_that_cannot_go_into_listen_fdnames_are_refused(void **state)
