@@ -2,7 +2,8 @@
 /* loadgen: a closed-loop HTTP/1.1 load generator for `make demo`, the integration tests and
  * the benchmarks. Each of N threads keeps exactly one request in flight until the deadline;
  * outcomes, latencies and completion times are kept per thread and merged at the end.
- * It needs libc and pthreads only, and talks to any HTTP/1.1 server. */
+ * It talks to any HTTP/1.1 server, and with --tls to any HTTPS one (OpenSSL, on the same
+ * blocking sockets and timeouts: a handshake is part of the request's time). */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,11 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #define NSEC_PER_USEC 1000ULL
 #define NSEC_PER_MSEC 1000000ULL
@@ -67,11 +73,14 @@ struct options {
 	const char *path;
 	const char *json_path;
 	bool quiet;
+	bool tls;	    /* HTTPS: a TLS handshake on every new connection */
+	const char *tls_ca; /* verify the server's certificate with these CAs; NULL: do not */
 };
 
 struct run {
 	struct options opt;
 	struct addrinfo *addr;
+	SSL_CTX *tls_ctx; /* --tls only */
 	char *request;
 	size_t request_len;
 	uint64_t start_ns; /* CLOCK_MONOTONIC, absolute */
@@ -117,6 +126,7 @@ struct worker {
 	char body_head[BODY_HEAD_BYTES];
 	size_t body_head_len;
 	int fd;			  /* the current connection, or -1 */
+	SSL *ssl;		  /* its TLS, with --tls; NULL before the handshake */
 	uint64_t fd_timeout_usec; /* what SO_RCVTIMEO/SO_SNDTIMEO are set to on fd */
 	const char *error;	  /* set when the thread had to stop early */
 };
@@ -183,9 +193,88 @@ static int arm_timeout(struct worker *w, uint64_t deadline_ns)
 
 static void conn_close(struct worker *w)
 {
+	SSL_free(w->ssl);
+	w->ssl = NULL;
 	if (w->fd >= 0)
 		close(w->fd);
 	w->fd = -1;
+}
+
+/* The first TLS failure is printed, once per run, so that a bad certificate is not only a
+ * count of "other". */
+static atomic_bool tls_error_said;
+
+static void tls_say_error(const char *what)
+{
+	unsigned long e = ERR_peek_error();
+	char buf[256];
+
+	if (e && !atomic_exchange(&tls_error_said, true)) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		fprintf(stderr, "loadgen: TLS %s: %s\n", what, buf);
+	}
+	ERR_clear_error();
+}
+
+/* An OpenSSL call's result @r as recv() and send() give theirs: bytes (> 0), 0 at the
+ * server's end of the connection, -EAGAIN when the socket timeout expired or a signal came
+ * (the caller re-arms and tries again), or a negative errno (-EPROTO: TLS itself failed). */
+static ssize_t tls_result(struct worker *w, int r, const char *what)
+{
+	int e = errno;
+
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(w->ssl, r)) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return -EAGAIN;
+	case SSL_ERROR_SYSCALL:
+		ERR_clear_error();
+		return e ? -e : -EIO;
+	default:
+		tls_say_error(what);
+		return -EPROTO;
+	}
+}
+
+/* The TLS handshake on w->fd, bounded by @deadline_ns. Returns 0 or a negative errno. */
+static int tls_handshake(struct worker *w, uint64_t deadline_ns)
+{
+	const struct options *o = &w->run->opt;
+	unsigned char ip[sizeof(struct in6_addr)];
+	bool is_ip = inet_pton(AF_INET, o->host, ip) == 1 || inet_pton(AF_INET6, o->host, ip) == 1;
+
+	w->ssl = SSL_new(w->run->tls_ctx);
+	if (!w->ssl || SSL_set_fd(w->ssl, w->fd) != 1) {
+		tls_say_error("set-up");
+		return -ENOMEM;
+	}
+	if (!is_ip && SSL_set_tlsext_host_name(w->ssl, o->host) != 1) {
+		tls_say_error("server name");
+		return -EPROTO;
+	}
+	if (o->tls_ca && (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(w->ssl), o->host)
+				: SSL_set1_host(w->ssl, o->host)) != 1) {
+		tls_say_error("expected name");
+		return -EPROTO;
+	}
+	for (;;) {
+		int r = arm_timeout(w, deadline_ns);
+		ssize_t n;
+
+		if (r < 0)
+			return r;
+		n = tls_result(w, SSL_connect(w->ssl), "handshake");
+		if (n > 0)
+			return 0;
+		if (n == 0)
+			return -ECONNRESET; /* closed in the middle of the handshake */
+		if (n != -EAGAIN && n != -EINTR)
+			return (int)n;
+	}
 }
 
 static enum outcome conn_open(struct worker *w, uint64_t deadline_ns)
@@ -206,6 +295,11 @@ static enum outcome conn_open(struct worker *w, uint64_t deadline_ns)
 		r = -errno;
 		goto fail;
 	}
+	if (w->run->tls_ctx) {
+		r = tls_handshake(w, deadline_ns);
+		if (r < 0)
+			goto fail;
+	}
 	return OUT_OK;
 fail:
 	conn_close(w);
@@ -220,11 +314,23 @@ static int send_all(struct worker *w, const char *data, size_t len, uint64_t dea
 
 		if (r < 0)
 			return r;
-		n = send(w->fd, data, len, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
+		if (w->ssl) {
+			n = tls_result(
+			    w, SSL_write(w->ssl, data, (int)(len < INT_MAX ? len : INT_MAX)),
+			    "write");
+			if (n == -EAGAIN || n == -EINTR)
 				continue;
-			return -errno;
+			if (n == 0)
+				return -EPIPE;
+			if (n < 0)
+				return (int)n;
+		} else {
+			n = send(w->fd, data, len, MSG_NOSIGNAL);
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				return -errno;
+			}
 		}
 		data += n;
 		len -= (size_t)n;
@@ -241,6 +347,15 @@ static ssize_t recv_some(struct worker *w, char *dst, size_t cap, uint64_t deadl
 
 		if (r < 0)
 			return r;
+		if (w->ssl) {
+			n = tls_result(
+			    w, SSL_read(w->ssl, dst, (int)(cap < INT_MAX ? cap : INT_MAX)), "read");
+			if (n >= 0)
+				return n;
+			if (n != -EAGAIN && n != -EINTR)
+				return n;
+			continue;
+		}
 		n = recv(w->fd, dst, cap, 0);
 		if (n >= 0)
 			return n;
@@ -873,9 +988,9 @@ static void print_human(const struct run *run, const struct summary *s, const ch
 {
 	const struct options *o = &run->opt;
 
-	printf("target     http://%s:%u%s, %u connections, %s, %" PRIu64 " ms\n", o->host, o->port,
-	       o->path, o->connections, o->keepalive ? "keep-alive" : "connection per request",
-	       o->duration_ms);
+	printf("target     %s://%s:%u%s, %u connections, %s, %" PRIu64 " ms\n",
+	       o->tls ? "https" : "http", o->host, o->port, o->path, o->connections,
+	       o->keepalive ? "keep-alive" : "connection per request", o->duration_ms);
 	printf("requests   ok %" PRIu64 ", failed %" PRIu64, s->counts[OUT_OK], s->failed);
 	for (int i = 1; i < OUT_COUNT; i++)
 		printf("%s%s %" PRIu64, i == 1 ? " (" : ", ", outcome_names[i], s->counts[i]);
@@ -956,7 +1071,7 @@ static int write_json(const struct run *run, const struct summary *s, const char
 	}
 	fprintf(f, "{\"host\":");
 	json_string(f, o->host);
-	fprintf(f, ",\"port\":%u,\"path\":", o->port);
+	fprintf(f, ",\"port\":%u,\"tls\":%s,\"path\":", o->port, o->tls ? "true" : "false");
 	json_string(f, o->path);
 	fprintf(f,
 		",\"connections\":%u,\"keepalive\":%s,\"duration_ms\":%" PRIu64
@@ -1000,8 +1115,10 @@ static void usage(FILE *f)
 		   "[--duration-ms 5000]\n"
 		   "               [--keepalive] [--timeout-ms 2000] [--timeline-ms 100] "
 		   "[--path /]\n"
-		   "               [--json FILE] [--quiet]\n"
+		   "               [--json FILE] [--quiet] [--tls [--tls-ca FILE]]\n"
 		   "Closed-loop HTTP/1.1 load: each connection keeps one request in flight.\n"
+		   "--tls: HTTPS, a TLS handshake on every new connection; the server's\n"
+		   "certificate is checked against --tls-ca (and the host) only when given.\n"
 		   "SIGTERM or SIGINT ends the run early; the report is printed as usual.\n"
 		   "Exits 0 iff no request failed and at least one succeeded.\n");
 }
@@ -1036,6 +1153,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 	    {"path", required_argument, NULL, 'P'},
 	    {"json", required_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"tls", no_argument, NULL, 'T'},
+	    {"tls-ca", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -1089,6 +1208,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'q':
 			o->quiet = true;
 			break;
+		case 'T':
+			o->tls = true;
+			break;
+		case 'C':
+			o->tls_ca = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -1113,6 +1238,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (strpbrk(o->host, " \r\n\t")) {
 		fprintf(stderr, "loadgen: --host \"%s\": has blanks\n", o->host);
+		return -EINVAL;
+	}
+	if (o->tls_ca && !o->tls) {
+		fprintf(stderr, "loadgen: --tls-ca needs --tls\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -1143,6 +1272,27 @@ static int run_prepare(struct run *run)
 		return -ENOMEM;
 	}
 	run->request_len = (size_t)len;
+	if (o->tls) {
+		run->tls_ctx = SSL_CTX_new(TLS_client_method());
+		if (!run->tls_ctx) {
+			fprintf(stderr, "loadgen: SSL_CTX_new: %s\n",
+				ERR_error_string(ERR_get_error(), NULL));
+			return -ENOMEM;
+		}
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+		/* A server that closes without close_notify ends the response as plain TCP's
+		 * EOF does (OpenSSL 3 would call it an error). */
+		SSL_CTX_set_options(run->tls_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
+		if (o->tls_ca) {
+			if (SSL_CTX_load_verify_locations(run->tls_ctx, o->tls_ca, NULL) != 1) {
+				fprintf(stderr, "loadgen: --tls-ca %s: %s\n", o->tls_ca,
+					ERR_error_string(ERR_get_error(), NULL));
+				return -EINVAL;
+			}
+			SSL_CTX_set_verify(run->tls_ctx, SSL_VERIFY_PEER, NULL);
+		}
+	}
 	/* Buckets for everything that may finish: the run, the last request's timeout, slack. */
 	total_ms = o->duration_ms + o->timeout_ms + 1000;
 	if (total_ms / o->timeline_ms + 2 > MAX_BUCKETS) {
@@ -1256,6 +1406,7 @@ out:
 	free(s.timeline_failed);
 	workers_free(workers, run.opt.connections);
 	free(run.request);
+	SSL_CTX_free(run.tls_ctx);
 	if (run.addr)
 		freeaddrinfo(run.addr);
 	return exit_code;

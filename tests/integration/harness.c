@@ -516,6 +516,12 @@ bool wait_workers(const struct batond *b, const char *state, int n, int timeout_
 
 pid_t loadgen_start(const struct batond *b, int conns, int duration_ms, const char *out_path)
 {
+	return loadgen_start_with(b, conns, duration_ms, out_path, NULL);
+}
+
+pid_t loadgen_start_with(const struct batond *b, int conns, int duration_ms, const char *out_path,
+			 const char *const *extra)
+{
 	/* Blocked from the fork on (the mask survives exec): a loadgen_stop that
 	 * comes before loadgen runs is a pending signal loadgen takes at its
 	 * start, ending the run with its report, not a kill without one. */
@@ -536,8 +542,13 @@ pid_t loadgen_start(const struct batond *b, int conns, int duration_ms, const ch
 		snprintf(port, sizeof(port), "%d", b->port);
 		snprintf(c, sizeof(c), "%d", conns);
 		snprintf(d, sizeof(d), "%d", duration_ms);
-		execl(LOADGEN_PATH, "loadgen", "--port", port, "--connections", c, "--duration-ms",
-		      d, (char *)NULL);
+		const char *argv[24] = {"loadgen", "--port",	    port, "--connections",
+					c,	   "--duration-ms", d};
+		size_t n = 7;
+		for (; extra && *extra && n < sizeof(argv) / sizeof(argv[0]) - 1; extra++)
+			argv[n++] = *extra;
+		argv[n] = NULL;
+		execv(LOADGEN_PATH, (char **)argv);
 		_exit(127);
 	}
 	return pid;

@@ -81,6 +81,10 @@ bool wait_workers(const struct batond *b, const char *state, int n, int timeout_
 /* Runs the load generator against b->port for @duration_ms with @conns
  * connections in the background; loadgen_wait returns its "loadgen: " line. */
 pid_t loadgen_start(const struct batond *b, int conns, int duration_ms, const char *out_path);
+/* The same with more of loadgen's options (@extra: NULL-terminated, may be NULL),
+ * e.g. { "--tls", "--tls-ca", CA, NULL }. */
+pid_t loadgen_start_with(const struct batond *b, int conns, int duration_ms, const char *out_path,
+			 const char *const *extra);
 /* Waits for it; returns its exit status and parses ok/failed. */
 int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed);
 /* Load that lasts as long as the test's own events: loadgen_start with
