@@ -6,6 +6,9 @@
  * in a state of BATON_STATE_MAX bytes (the rest a pattern the next one checks)
  * and the tag "genG", so that the next generation continues the count on the
  * same TCP connection: live handoff, end to end.
+ * With --hold it drains as a websocket server would: it keeps serving its open
+ * connections (exiting once the clients closed them all) and parks them only
+ * when batond finishes its generation early (DRAIN with BATON_DRAIN_NOW).
  * With --park-flood N it is hostile instead: once ready, it parks N pipe ends
  * while serving (never asked to), as fast as its channel takes them, then
  * serves on. */
@@ -23,7 +26,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#define MAX_CONNS 64
+#define MAX_CONNS 256
 
 static struct pollfd pfds[2 + MAX_CONNS];
 static uint32_t counts[MAX_CONNS];
@@ -93,6 +96,7 @@ int main(int argc, char **argv)
 {
 	const char *gen = getenv("BATON_GENERATION");
 	long flood = argc == 3 && strcmp(argv[1], "--park-flood") == 0 ? atol(argv[2]) : 0;
+	bool hold = argc == 2 && strcmp(argv[1], "--hold") == 0, draining = false;
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -112,9 +116,16 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	for (;;) {
+		if (draining && n_conns == 0)
+			return 0; /* every client is done */
 		if (poll(pfds, 2 + n_conns, -1) < 0 && errno != EINTR)
 			return 1;
-		if (pfds[0].revents) {
+		if (pfds[0].revents && hold) {
+			struct signalfd_siginfo si;
+			if (read(pfds[0].fd, &si, sizeof(si)) < 0 && errno != EINTR)
+				return 1;
+			draining = true;
+		} else if (pfds[0].revents) {
 			park_all(gen);
 			return 0;
 		}
@@ -125,6 +136,10 @@ int main(int argc, char **argv)
 				return 1;
 			if (r < 0)
 				continue;
+			if (ev.type == BATON_EVENT_DRAIN && hold && !(ev.flags & BATON_DRAIN_NOW)) {
+				draining = true;
+				continue;
+			}
 			if (ev.type == BATON_EVENT_DRAIN) {
 				park_all(gen);
 				return 0;

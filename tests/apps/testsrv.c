@@ -66,6 +66,7 @@ struct conn {
 
 struct options {
 	uint64_t ready_delay_ms;
+	uint64_t accept_delay_ms; /* after READY=1, before the first accept */
 	bool never_ready;
 	int exit_before_ready; /* -1: no */
 	bool no_notify;
@@ -83,8 +84,10 @@ static struct {
 	struct conn *conns;
 	size_t n_conns;
 	bool ready_sent;
+	bool accepting; /* its stream listeners are in the epoll set */
 	bool draining;
 	uint64_t start_ms;
+	uint64_t ready_ms;
 	uint64_t drain_start_ms;
 	uint64_t next_sweep_ms;
 	char body[256];
@@ -569,9 +572,20 @@ static void on_signal(void)
 	}
 }
 
+/* --accept-delay-ms is over: the stream listeners join the epoll set. */
+static void accept_start(void)
+{
+	srv.accepting = true;
+	say("accepting, %" PRIu64 " ms after READY=1", now_ms() - srv.ready_ms);
+	for (struct listener *l = srv.listeners; l; l = l->next)
+		if (l->h.kind == H_STREAM_LISTENER && watch(&l->h, EPOLLIN, EPOLL_CTL_ADD) < 0)
+			say("epoll_ctl on fd %d: %s", l->h.fd, strerror(errno));
+}
+
 static void become_ready(void)
 {
 	srv.ready_sent = true;
+	srv.ready_ms = now_ms();
 	if (srv.opt.exit_before_ready >= 0) {
 		say("exiting with %d instead of becoming ready", srv.opt.exit_before_ready);
 		exit(srv.opt.exit_before_ready);
@@ -619,7 +633,9 @@ static int listeners_adopt(void)
 		flags = fcntl(fd, F_GETFL);
 		if (flags >= 0 && !(flags & O_NONBLOCK))
 			(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-		if (watch(&l->h, EPOLLIN, EPOLL_CTL_ADD) < 0) {
+		/* With --accept-delay-ms, stream listeners wait for accept_start(). */
+		if ((!stream || !srv.opt.accept_delay_ms) &&
+		    watch(&l->h, EPOLLIN, EPOLL_CTL_ADD) < 0) {
 			say("epoll_ctl on fd %d: %s", fd, strerror(errno));
 			free(l->name);
 			free(l);
@@ -638,6 +654,8 @@ static void usage(FILE *f)
 	fprintf(f, "Usage: testsrv [OPTIONS]\n"
 		   "A systemd socket-activated HTTP/1.1 server (and datagram echo) for tests.\n"
 		   "  --ready-delay-ms N         send READY=1 after N ms (default 0)\n"
+		   "  --accept-delay-ms N        after READY=1, wait N ms before the first\n"
+		   "                             accept (a server that notifies too early)\n"
 		   "  --never-ready              never send READY=1\n"
 		   "  --exit-before-ready CODE   exit with CODE instead of sending READY=1\n"
 		   "  --no-notify                never send anything to NOTIFY_SOCKET\n"
@@ -667,6 +685,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 	    {"ready-delay-ms", required_argument, NULL, 'r'},
+	    {"accept-delay-ms", required_argument, NULL, 'a'},
 	    {"never-ready", no_argument, NULL, 'n'},
 	    {"exit-before-ready", required_argument, NULL, 'x'},
 	    {"no-notify", no_argument, NULL, 'N'},
@@ -687,6 +706,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if (parse_num(optarg, "ready-delay-ms", 0, INT_MAX, &v) < 0)
 				return -EINVAL;
 			o->ready_delay_ms = (uint64_t)v;
+			break;
+		case 'a':
+			if (parse_num(optarg, "accept-delay-ms", 0, INT_MAX, &v) < 0)
+				return -EINVAL;
+			o->accept_delay_ms = (uint64_t)v;
 			break;
 		case 'n':
 			o->never_ready = true;
@@ -765,6 +789,8 @@ static int next_timeout_ms(uint64_t now)
 
 	if (!srv.ready_sent && !srv.draining)
 		next = srv.start_ms + srv.opt.ready_delay_ms;
+	if (srv.ready_sent && !srv.accepting && !srv.draining)
+		next = srv.ready_ms + srv.opt.accept_delay_ms;
 	if (srv.opt.crash_after_ms >= 0 && srv.start_ms + (uint64_t)srv.opt.crash_after_ms < next)
 		next = srv.start_ms + (uint64_t)srv.opt.crash_after_ms;
 	if (srv.n_conns > 0 && srv.next_sweep_ms < next)
@@ -781,6 +807,7 @@ int main(int argc, char **argv)
 	if (parse_options(argc, argv, &srv.opt) < 0)
 		return 2;
 	srv.start_ms = now_ms();
+	srv.accepting = srv.opt.accept_delay_ms == 0;
 	if (srv.opt.dump_path) {
 		r = dump_write(srv.opt.dump_path);
 		if (r < 0) {
@@ -816,6 +843,9 @@ int main(int argc, char **argv)
 		if (!srv.ready_sent && !srv.draining &&
 		    now >= srv.start_ms + srv.opt.ready_delay_ms)
 			become_ready();
+		if (srv.ready_sent && !srv.accepting && !srv.draining &&
+		    now >= srv.ready_ms + srv.opt.accept_delay_ms)
+			accept_start();
 		if (srv.n_conns > 0 && now >= srv.next_sweep_ms)
 			sweep(now);
 		if (srv.draining && srv.n_conns == 0) {

@@ -329,9 +329,11 @@ int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-int http_get(int port, char *body, size_t body_len)
+int tcp_connect(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
 	struct timeval tv = {.tv_sec = 5};
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -343,6 +345,29 @@ int http_get(int port, char *body, size_t body_len)
 		close(fd);
 		return e;
 	}
+	return fd;
+}
+
+bool line_exchange(int fd, char *reply, size_t len)
+{
+	if (write(fd, "x\n", 2) != 2)
+		return false;
+	size_t used = 0;
+	while (used < len - 1) {
+		if (read(fd, reply + used, 1) != 1)
+			return false;
+		if (reply[used++] == '\n')
+			break;
+	}
+	reply[used] = 0;
+	return true;
+}
+
+int http_get(int port, char *body, size_t body_len)
+{
+	int fd = tcp_connect(port);
+	if (fd < 0)
+		return fd;
 	const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
 	if (write(fd, req, sizeof(req) - 1) < 0) {
 		int e = -errno;
@@ -566,6 +591,19 @@ int loadgen_stop(pid_t pid, const char *out_path, long *ok, long *failed)
 {
 	kill(pid, SIGTERM);
 	return loadgen_wait(pid, out_path, ok, failed);
+}
+
+double loadgen_stall_ms(const char *out_path)
+{
+	double stall = -1;
+	FILE *f = fopen(out_path, "re");
+	char line[2048];
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "stall longest %lf ms", &stall) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return stall;
 }
 
 void loadgen_report(const char *out_path, long *ok, long *failed)

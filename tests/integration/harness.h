@@ -48,6 +48,14 @@ bool batond_wait_log(const struct batond *b, const char *needle, int timeout_ms)
 int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1, ...)
     __attribute__((sentinel));
 
+/* A TCP connection to 127.0.0.1:@port, blocking, with 5 s receive and send
+ * timeouts; or a negative errno. */
+int tcp_connect(int port);
+/* One line out ("x\n"), one line back into @reply (NUL-terminated, with its
+ * newline), on an open connection of a line server (tests/apps/parksrv).
+ * False on an error, EOF or timeout. */
+bool line_exchange(int fd, char *reply, size_t len);
+
 /* GET / on 127.0.0.1:port; returns the HTTP status (200) with the body in
  * @body, or a negative errno (-ECONNREFUSED...). */
 int http_get(int port, char *body, size_t body_len);
@@ -93,6 +101,9 @@ int loadgen_wait(pid_t pid, const char *out_path, long *ok, long *failed);
  * flight finish, and it reports as loadgen_wait does. */
 #define LOADGEN_CEILING_MS 120000
 int loadgen_stop(pid_t pid, const char *out_path, long *ok, long *failed);
+/* The longest stall a reaped loadgen reported ("stall longest X ms": the
+ * longest time without a completed request), -1 if none. */
+double loadgen_stall_ms(const char *out_path);
 /* Parses the output of a loadgen that was already reaped. */
 void loadgen_report(const char *out_path, long *ok, long *failed);
 

@@ -105,15 +105,7 @@ static void bad_messages_from_a_worker_are_refused_with_their_fds_closed(void **
 /* One line out, one line back, on an open connection. */
 static void exchange(int fd, char *reply, size_t len)
 {
-	assert_int_equal(write(fd, "x\n", 2), 2);
-	size_t used = 0;
-	while (used < len - 1) {
-		ssize_t n = read(fd, reply + used, 1);
-		assert_true(n == 1);
-		if (reply[used++] == '\n')
-			break;
-	}
-	reply[used] = 0;
+	assert_true(line_exchange(fd, reply, len));
 }
 
 static void parked_connection_continues_in_the_next_generation(void **state)
@@ -132,15 +124,10 @@ static void parked_connection_continues_in_the_next_generation(void **state)
 	/* Three connections: their parked states (8 KiB each) do not fit one
 	 * message of a worker channel together. */
 	int fd[3];
-	struct sockaddr_in to = {.sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)b.port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 5};
 	char reply[64], want[64];
 	for (int i = 0; i < 3; i++) {
-		fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		setsockopt(fd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		assert_int_equal(connect(fd[i], (struct sockaddr *)&to, sizeof(to)), 0);
+		fd[i] = tcp_connect(b.port);
+		assert_true(fd[i] >= 0);
 		for (int n = 1; n <= i + 1; n++) {
 			exchange(fd[i], reply, sizeof(reply));
 			snprintf(want, sizeof(want), "gen 1 count %d from -\n", n);
