@@ -22,14 +22,14 @@ static const struct type_rule type_rules[MSG_TYPE_MAX] = {
     [MSG_DRAIN] = {0, 0, 0},	    [MSG_CONN] = {1, PROTO_MAX_FDS, 8},
     [MSG_CONN_DONE] = {0, 0, 4},    [MSG_PARK] = {1, 1, 8},
     [MSG_CTL_RELOAD] = {0, 0, 0},   [MSG_CTL_SCALE] = {0, 0, 3},
-    [MSG_CTL_METRICS] = {0, 0, 0},
+    [MSG_CTL_METRICS] = {0, 0, 0},  [MSG_CTL_REEXEC] = {0, 0, 0},
 };
 
 #define BIT(t) (1u << (t))
 static const uint32_t role_accepts[] = {
     [ROLE_CONTROL_SERVER] = BIT(MSG_HELLO) | BIT(MSG_CTL_STATUS) | BIT(MSG_CTL_UPGRADE) |
 			    BIT(MSG_CTL_STOP) | BIT(MSG_CTL_RELOAD) | BIT(MSG_CTL_SCALE) |
-			    BIT(MSG_CTL_METRICS),
+			    BIT(MSG_CTL_METRICS) | BIT(MSG_CTL_REEXEC),
     [ROLE_CONTROL_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_CTL_REPLY) | BIT(MSG_ERROR),
     [ROLE_WORKER_SERVER] =
 	BIT(MSG_HELLO) | BIT(MSG_LISTENER_GET) | BIT(MSG_CONN_DONE) | BIT(MSG_PARK),

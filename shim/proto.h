@@ -46,6 +46,7 @@ enum proto_type {
 	MSG_CTL_RELOAD,	  /* batonctl -> batond: read the configuration again, apply it */
 	MSG_CTL_SCALE,	  /* batonctl -> batond: "APP N", run N workers of APP */
 	MSG_CTL_METRICS,  /* batonctl -> batond: the Prometheus text exposition */
+	MSG_CTL_REEXEC,	  /* batonctl -> batond: exec a new batond in place; payload: its path or empty */
 	MSG_TYPE_MAX,
 };
 

@@ -8,6 +8,7 @@
 #include "dispatch.h"
 #include "generation.h"
 #include "log.h"
+#include "reexec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -146,8 +147,10 @@ static struct app_version *version_of(const struct gen *g)
 	return (struct app_version *)((char *)g->env - offsetof(struct app_version, gen_env));
 }
 
-static int version_new(struct app *a, struct config_ref *root, const struct app_cfg *cfg,
-		       const int *listener_fds, struct app_version **ret)
+/* @listener_fds: batond's, parallel to root->cfg->listeners, duplicated; or
+ * with @adopt, the version's own, in the app's listener order, taken. */
+static int version_make(struct app *a, struct config_ref *root, const struct app_cfg *cfg,
+			const int *listener_fds, bool adopt, struct app_version **ret)
 {
 	struct app_version *v = calloc(1, sizeof(*v));
 	if (!v)
@@ -170,7 +173,7 @@ static int version_new(struct app *a, struct config_ref *root, const struct app_
 	}
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		size_t idx = cfg->listener_idx[i];
-		v->listen_fds[i] = fcntl(listener_fds[idx], F_DUPFD_CLOEXEC, 3);
+		v->listen_fds[i] = adopt ? listener_fds[i] : fcntl(listener_fds[idx], F_DUPFD_CLOEXEC, 3);
 		if (v->listen_fds[i] < 0) {
 			int r = -errno;
 			version_put(v);
@@ -194,6 +197,12 @@ static int version_new(struct app *a, struct config_ref *root, const struct app_
 	};
 	*ret = v;
 	return 0;
+}
+
+static int version_new(struct app *a, struct config_ref *root, const struct app_cfg *cfg,
+		       const int *listener_fds, struct app_version **ret)
+{
+	return version_make(a, root, cfg, listener_fds, false, ret);
 }
 
 /* The app runs @v from now on (the reference is the app's). */
@@ -773,4 +782,153 @@ void app_settle(struct app *a)
 		dispatch_serve(a->dispatch, a->serving->id, a->serving->n_workers);
 	}
 	dispatch_kick(a->dispatch);
+}
+
+const char *app_reexec_busy(const struct app *a)
+{
+	if (a->upgrade_running || a->upgrade_queued || a->starting)
+		return "an upgrade is under way";
+	if (a->next_version)
+		return "a reload is under way";
+	if (a->waiters || a->next_waiters)
+		return "an upgrade has someone waiting for it";
+	return NULL;
+}
+
+/* Index of @v in @versions (added if new). */
+static size_t version_index(const struct app_version ***versions, size_t *n,
+			    const struct app_version *v, struct reexec_save *s)
+{
+	for (size_t i = 0; i < *n; i++)
+		if ((*versions)[i] == v)
+			return i;
+	const struct app_version **grown = realloc(*versions, (*n + 1) * sizeof(*grown));
+	if (!grown) {
+		s->failed = true;
+		return 0;
+	}
+	*versions = grown;
+	grown[*n] = v;
+	return (*n)++;
+}
+
+struct json_object *app_save(const struct app *a, bool retired, struct reexec_save *s)
+{
+	struct json_object *j = json_object_new_object(), *gens = json_object_new_array(),
+			   *versions = json_object_new_array(), *counters = json_object_new_object();
+	const struct app_version **vs = NULL;
+	size_t n_vs = 0;
+	rx_set_str(j, "name", a->cfg->name);
+	rx_set_bool(j, "retired", retired);
+	rx_set_int(j, "version", (int64_t)version_index(&vs, &n_vs, a->version, s));
+	for (size_t i = 0; i < a->n_gens; i++) {
+		struct json_object *gj = gen_save(a->gens[i], s);
+		rx_set_int(gj, "version", (int64_t)version_index(&vs, &n_vs, version_of(a->gens[i]), s));
+		json_object_array_add(gens, gj);
+	}
+	for (size_t i = 0; i < n_vs; i++) {
+		struct json_object *vj = json_object_new_object(), *fds = json_object_new_array();
+		rx_set_int(vj, "config", reexec_config_index(s, vs[i]->root));
+		rx_set_str(vj, "app", vs[i]->cfg->name);
+		for (size_t k = 0; k < vs[i]->cfg->n_listeners; k++)
+			json_object_array_add(
+			    fds, json_object_new_int(reexec_keep_fd(s, vs[i]->listen_fds[k])));
+		rx_set(vj, "fds", fds);
+		json_object_array_add(versions, vj);
+	}
+	free(vs);
+	rx_set(j, "versions", versions);
+	rx_set(j, "gens", gens);
+	rx_set_int(j, "serving", a->serving ? a->serving->id : 0);
+	rx_set_bool(j, "config_stale", a->config_stale);
+	rx_set_int(j, "scale", a->scale);
+	rx_set_int(j, "next_gen_id", a->next_gen_id);
+	rx_set_int(j, "start_failures", a->start_failures);
+	rx_set_int(counters, "upgrades", a->counters.upgrades);
+	rx_set_int(counters, "rollbacks", a->counters.rollbacks);
+	rx_set_int(counters, "restarts", a->counters.restarts);
+	rx_set_int(counters, "parks_refused", a->counters.parks_refused);
+	rx_set_str(counters, "last_outcome", a->counters.last_outcome);
+	rx_set(j, "counters", counters);
+	rx_set(j, "dispatch", dispatch_save(a->dispatch, s));
+	return j;
+}
+
+static int version_restore(struct app *a, const struct reexec_load *ld, struct json_object *vj,
+			   struct app_version **ret)
+{
+	int64_t c = rx_int(vj, "config", -1);
+	if (c < 0 || (size_t)c >= ld->n_configs)
+		return -EBADMSG;
+	struct config_ref *root = ld->configs[c];
+	const struct app_cfg *cfg = config_find_app(root->cfg, rx_str(vj, "app") ?: "");
+	struct json_object *fds_j;
+	if (!cfg || !json_object_object_get_ex(vj, "fds", &fds_j) ||
+	    json_object_array_length(fds_j) != cfg->n_listeners)
+		return -EBADMSG;
+	int fds[cfg->n_listeners ? cfg->n_listeners : 1];
+	for (size_t k = 0; k < cfg->n_listeners; k++)
+		if ((fds[k] = json_object_get_int(json_object_array_get_idx(fds_j, k))) < 0)
+			return -EBADMSG;
+	return version_make(a, root, cfg, fds, true, ret);
+}
+
+int app_restore(const struct app_env *env, const struct reexec_load *ld, struct json_object *j,
+		struct app **ret)
+{
+	size_t n_vs = rx_len(j, "versions"), n_gens = rx_len(j, "gens");
+	int64_t vi = rx_int(j, "version", -1);
+	if (vi < 0 || (size_t)vi >= n_vs)
+		return -EBADMSG;
+	struct app *a = calloc(1, sizeof(*a));
+	struct app_version **vs = calloc(n_vs ? n_vs : 1, sizeof(*vs));
+	if (!a || !vs || !(a->gens = calloc(n_gens ? n_gens : 1, sizeof(*a->gens))))
+		return -ENOMEM;
+	a->env = env;
+	int r = 0;
+	for (size_t i = 0; i < n_vs && r >= 0; i++)
+		r = version_restore(a, ld, rx_at(j, "versions", i), &vs[i]);
+	if (r < 0 || (r = dispatch_new(env->event, &app_dispatch_ops, a, &a->dispatch)) < 0)
+		return r;
+	use_version(a, version_get(vs[vi]));
+	unsigned serving = (unsigned)rx_int(j, "serving", 0);
+	for (size_t i = 0; i < n_gens; i++) {
+		struct json_object *gj = rx_at(j, "gens", i);
+		int64_t gv = rx_int(gj, "version", -1);
+		if (gv < 0 || (size_t)gv >= n_vs)
+			return -EBADMSG;
+		struct gen *g;
+		if ((r = gen_restore(&vs[gv]->gen_env, gj, &g)) < 0)
+			return r;
+		version_get(vs[gv]);
+		a->gens[a->n_gens++] = g;
+		if (g->id == serving)
+			a->serving = g;
+	}
+	if (serving && !a->serving)
+		return -EBADMSG;
+	a->config_stale = rx_bool(j, "config_stale");
+	a->scale = (unsigned)rx_int(j, "scale", 0);
+	a->next_gen_id = (unsigned)rx_int(j, "next_gen_id", 1);
+	a->start_failures = (unsigned)rx_int(j, "start_failures", 0);
+	struct json_object *c = json_object_object_get_ex(j, "counters", &c) ? c : NULL;
+	a->counters.upgrades = (unsigned)rx_int(c, "upgrades", 0);
+	a->counters.rollbacks = (unsigned)rx_int(c, "rollbacks", 0);
+	a->counters.restarts = (unsigned)rx_int(c, "restarts", 0);
+	a->counters.parks_refused = (unsigned)rx_int(c, "parks_refused", 0);
+	snprintf(a->counters.last_outcome, sizeof(a->counters.last_outcome), "%s",
+		 rx_str(c, "last_outcome") ?: "");
+	struct json_object *dj;
+	if (json_object_object_get_ex(j, "dispatch", &dj) &&
+	    (r = dispatch_restore(a->dispatch, dj)) < 0)
+		return r;
+	for (size_t i = 0; i < n_vs; i++)
+		version_put(vs[i]); /* the app's and its generations' references remain */
+	free(vs);
+	/* No generation at all (its first start kept failing): start again. */
+	if (a->n_gens == 0)
+		app_start(a);
+	mark(a);
+	*ret = a;
+	return 0;
 }

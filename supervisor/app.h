@@ -135,6 +135,18 @@ int app_scale(struct app *a, unsigned n);
 void app_stop(struct app *a);
 bool app_is_stopped(const struct app *a);
 bool app_notify(struct app *a, pid_t pid, bool ready, bool stopping, const char *status);
+/* Across a re-exec (reexec.c). Why @a cannot be carried now (an upgrade or
+ * a reload under way), or NULL. */
+const char *app_reexec_busy(const struct app *a);
+/* @a as JSON (@retired: removed by a reload, draining), its fds recorded in
+ * @s; and an app made again from that with @env. On failure nothing is
+ * freed or closed (reexec.h). */
+struct json_object;
+struct reexec_save;
+struct reexec_load;
+struct json_object *app_save(const struct app *a, bool retired, struct reexec_save *s);
+int app_restore(const struct app_env *env, const struct reexec_load *ld, struct json_object *j,
+		struct app **ret);
 /* Acts on what the generations marked since the last call: a starting
  * generation ready or failed, generations gone (freed here), connections that
  * may move. Call once per loop turn, outside any generation's callback. */

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -50,6 +51,7 @@ struct command {
 	const char *help; /* what it does, and its options */
 	bool json, check; /* takes --json, --check */
 	bool goes_on;	  /* batond carries on without batonctl (upgrade, reload, stop) */
+	bool binary;	  /* takes --binary PATH */
 };
 
 static const struct command commands[] = {
@@ -57,26 +59,32 @@ static const struct command commands[] = {
      "Apps, generations, workers and listeners.\n"
      "  --json    the same as one JSON object (docs/status-json.md)\n"
      "  --check   exit 6 when an app has no serving generation\n",
-     true, true, false},
+     true, true, false, false},
     {"upgrade", MSG_CTL_UPGRADE, "[--wait-drain] [APP]", 0, 1,
      "Start a new generation of APP and wait until it is ready; the old one\n"
      "drains in the background. Without APP, after a deploy: read the\n"
      "configuration again, apply it, and start a new generation of every app.\n"
      "  --wait-drain  also wait until every older generation is gone\n",
-     false, false, true},
+     false, false, true, false},
     {"reload", MSG_CTL_RELOAD, "", 0, 0,
      "Read the configuration again and apply what changed: apps whose processes\n"
      "start differently upgrade, the rest applies in place; errors change\n"
      "nothing.\n",
-     false, false, true},
+     false, false, true, false},
     {"scale", MSG_CTL_SCALE, "APP N", 2, 2,
      "Run N workers (1 to 1024) of APP's serving generation, and of its\n"
      "upgrades, without a new generation, until a reload.\n",
-     false, false, true},
+     false, false, true, false},
+    {"reexec", MSG_CTL_REEXEC, "[--binary PATH]", 0, 0,
+     "Replace batond's program in place: same pid, every socket, worker and\n"
+     "connection kept. The new program first checks the state it is handed;\n"
+     "if it cannot run, the running batond goes on and says why.\n"
+     "  --binary PATH   the program to run (default: the one batond started as)\n",
+     false, false, true, true},
     {"metrics", MSG_CTL_METRICS, "", 0, 0,
-     "batond's metrics in the Prometheus text format, as GET /metrics.\n", false, false, false},
+     "batond's metrics in the Prometheus text format, as GET /metrics.\n", false, false, false, false},
     {"stop", MSG_CTL_STOP, "", 0, 0,
-     "Drain every app and stop batond; returns once it has stopped.\n", false, false, true},
+     "Drain every app and stop batond; returns once it has stopped.\n", false, false, true, false},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -93,6 +101,8 @@ static void usage(FILE *f)
 		   "                    rest applies in place; errors change nothing\n"
 		   "  scale APP N       run N workers of APP's serving generation (and of its\n"
 		   "                    upgrades), without a new generation, until a reload\n"
+		   "  reexec [--binary PATH]  run a new batond program in place, keeping its\n"
+		   "                    pid, sockets, workers and connections\n"
 		   "  metrics           batond's metrics, Prometheus text format\n"
 		   "  stop              drain every app and stop batond\n"
 		   "Options:\n"
@@ -166,6 +176,8 @@ static void set_timeout(const char *text)
 }
 
 /* The command @argv[0] with its options; exits on a usage error or --help. */
+static char binary_path[PATH_MAX]; /* reexec --binary, absolute */
+
 static const struct command *parse_command(int argc, char **argv, bool *json, bool *check)
 {
 	const struct command *c = NULL;
@@ -186,6 +198,8 @@ static const struct command *parse_command(int argc, char **argv, bool *json, bo
 		opts[n++] = (struct option){"check", no_argument, NULL, 'k'};
 	if (c->type == MSG_CTL_UPGRADE)
 		opts[n++] = (struct option){"wait-drain", no_argument, NULL, 'w'};
+	if (c->binary)
+		opts[n++] = (struct option){"binary", required_argument, NULL, 'b'};
 	/* Reinitialised (optind 0) for this argv; options may follow arguments. */
 	optind = 0;
 	for (int o; (o = getopt_long(argc, argv, ":t:h", opts, NULL)) != -1;) {
@@ -204,6 +218,13 @@ static const struct command *parse_command(int argc, char **argv, bool *json, bo
 			break;
 		case 'w':
 			wait_drain = true;
+			break;
+		case 'b':
+			/* batond runs elsewhere: it gets the path resolved here. */
+			if (!realpath(optarg, binary_path)) {
+				fprintf(stderr, "batonctl: %s: %s\n", optarg, strerror(errno));
+				exit(EXIT_USAGE);
+			}
 			break;
 		default:
 			bad_option(argv, o);
@@ -402,6 +423,8 @@ static const char *request_payload(const struct command *c, char **args, bool js
 	case MSG_CTL_UPGRADE:
 		*flags = wait_drain ? CTL_WAIT_DRAIN : 0;
 		return args[0] ? args[0] : "";
+	case MSG_CTL_REEXEC:
+		return binary_path;
 	case MSG_CTL_SCALE:
 		snprintf(scale, sizeof(scale), "%.*s %.10s", PROTO_NAME_MAX, args[0], args[1]);
 		return scale;

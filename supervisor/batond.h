@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <systemd/sd-event.h>
 
 #include "app.h"
@@ -12,6 +13,8 @@
 
 struct notify;
 struct control;
+struct metrics;
+struct reexec;
 
 struct listener_rt {
 	const struct listener_cfg *cfg;
@@ -44,6 +47,8 @@ struct daemon {
 	struct notify *notify;
 	struct control *control;
 	struct recover *recover; /* the state file; orphans of a batond killed before */
+	struct metrics *metrics; /* GET /metrics, if the configuration asks */
+	struct reexec *reexec;	 /* a re-exec in progress (reexec.c) */
 	bool stopping;
 	sd_event_source *settle; /* enabled when an app has something to settle */
 	uint64_t started_usec;
@@ -56,5 +61,10 @@ void daemon_stop(struct daemon *d);
 void daemon_mark(struct daemon *d);
 /* Sets the blocking mode @mode needs on listener @l. */
 void daemon_set_blocking_mode(struct listener_rt *l, enum serve_mode mode);
+/* What every app borrows from batond (d->app_env), set once. */
+void daemon_init_app_env(struct daemon *d);
+/* A worker's notify datagram (notify_handler_t). */
+struct notify_state;
+bool daemon_on_notify(void *userdata, pid_t pid, const struct notify_state *st);
 /* Monotonic now, in µs, from the loop's cached time. */
 uint64_t daemon_now_usec(const struct daemon *d);

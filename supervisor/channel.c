@@ -185,10 +185,12 @@ static size_t payload_max(int fd)
 	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
 }
 
+/* Channel ids go on across a re-exec: a new image starts above the old one's. */
+static uint64_t next_id = 1;
+
 int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *userdata,
 		const char *app, const char *who, struct channel **ret)
 {
-	static uint64_t next_id = 1;
 	struct channel *ch = calloc(1, sizeof(*ch));
 	if (!ch) {
 		close(fd);
@@ -221,6 +223,44 @@ void channel_free(struct channel *ch)
 uint64_t channel_id(const struct channel *ch)
 {
 	return ch->id;
+}
+
+int channel_fd(const struct channel *ch)
+{
+	return ch->fd;
+}
+
+bool channel_drain_pending(const struct channel *ch)
+{
+	return ch->drain_pending;
+}
+
+uint64_t channel_next_id(void)
+{
+	return next_id;
+}
+
+int channel_restore(sd_event *event, int fd, uint64_t id, bool drain_pending,
+		    const struct channel_ops *ops, void *userdata, const char *app, const char *who,
+		    struct channel **ret)
+{
+	if (id >= next_id)
+		next_id = id + 1;
+	struct channel *ch;
+	int r = channel_new(event, fd, ops, userdata, app, who, &ch);
+	if (r < 0)
+		return r;
+	ch->id = id;
+	if (drain_pending)
+		channel_send_drain(ch); /* the old image found it full */
+	*ret = ch;
+	return 0;
+}
+
+void channel_restore_next_id(uint64_t id)
+{
+	if (id > next_id)
+		next_id = id;
 }
 
 bool channel_is_open(const struct channel *ch)

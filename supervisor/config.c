@@ -1188,6 +1188,18 @@ static int load_text(const char *path, const char *text, size_t len, FILE *error
 	return r;
 }
 
+/* A loaded configuration keeps its text (re-exec carries it); a failed load
+ * frees it. */
+static void keep_text(int r, struct config *cfg, char *text, size_t len)
+{
+	if (r < 0) {
+		free(text);
+		return;
+	}
+	cfg->text = text;
+	cfg->text_len = len;
+}
+
 int config_parse(const char *path, const char *text, size_t len, FILE *errors, struct config **ret)
 {
 	char *copy = malloc(len + 1);
@@ -1201,7 +1213,7 @@ int config_parse(const char *path, const char *text, size_t len, FILE *errors, s
 	memcpy(copy, text, len);
 	copy[len] = '\0';
 	r = load_text(path, copy, len, errors, ret);
-	free(copy);
+	keep_text(r, *ret, copy, len);
 	return r;
 }
 
@@ -1219,7 +1231,7 @@ int config_load(const char *path, FILE *errors, struct config **ret)
 		return r;
 	}
 	r = load_text(path, text, len, errors, ret);
-	free(text);
+	keep_text(r, *ret, text, len);
 	return r;
 }
 
@@ -1227,6 +1239,7 @@ void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
+	free(cfg->text);
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		struct listener_cfg *l = &cfg->listeners[i];
 

@@ -73,6 +73,8 @@ struct app_cfg {
 
 struct config {
 	char *path;
+	char *text; /* as read, NUL-terminated: a re-exec parses it again */
+	size_t text_len;
 	char *control_socket; /* default /run/baton/batond.sock */
 	mode_t control_mode;  /* default 0600 */
 	char *control_group;  /* may be NULL; members may use the control socket */

@@ -11,11 +11,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "proto.h"
+#include "reexec.h"
 #include "reload.h"
 #include "status.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,7 @@ struct ctl_req {
 	char *text; /* accumulated lines */
 	size_t text_len;
 	bool stop;	      /* answered when batond has stopped */
+	bool reexec;	      /* answered by the new image, or on failure (reexec.c) */
 	bool frames;	      /* the client reassembles frames (CTL_FRAMES) */
 	bool wait_drain;      /* upgrades answer once the old generations are gone */
 	struct ctl_req *next; /* in conn->reqs */
@@ -449,6 +452,26 @@ static void handle_scale(struct ctl_conn *c, const struct proto_msg *m)
 	conn_reply(c, m->hdr.request_id, r < 0 && r != -EBUSY ? -r : 0, text);
 }
 
+/* Payload: the absolute path of the program to run, or empty for the one
+ * batond started as. */
+static void handle_reexec(struct ctl_conn *c, const struct proto_msg *m)
+{
+	const char *path = (const char *)m->payload;
+	size_t len = m->hdr.payload_bytes;
+	if (len && (strlen(path) != len || path[0] != '/' || len >= PATH_MAX)) {
+		conn_reply(c, m->hdr.request_id, EINVAL, "reexec: the program must be an absolute path");
+		return;
+	}
+	struct ctl_req *req = req_new(c, m, 1);
+	if (!req) {
+		conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
+		return;
+	}
+	req->reexec = true;
+	/* Told only of a failure: success is answered by the new image. */
+	reexec_request(c->ctl->d, len ? path : NULL, on_upgrade_done, req);
+}
+
 static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 {
 	struct daemon *d = c->ctl->d;
@@ -487,6 +510,9 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 		break;
 	case MSG_CTL_SCALE:
 		handle_scale(c, m);
+		break;
+	case MSG_CTL_REEXEC:
+		handle_reexec(c, m);
 		break;
 	case MSG_CTL_STOP: {
 		struct ctl_req *req = req_new(c, m, 1);
@@ -618,6 +644,8 @@ static void refuse_out_of_fds(struct control *ctl, int fd)
 	sd_event_source_set_enabled(ctl->resume_timer, SD_EVENT_ONESHOT);
 }
 
+static int conn_add(struct control *ctl, int fd, struct ctl_conn **ret);
+
 static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
 	struct control *ctl = userdata;
@@ -652,21 +680,11 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 			close(cfd);
 			continue;
 		}
-		struct ctl_conn *c = calloc(1, sizeof(*c));
-		if (!c || sd_event_add_io(ctl->d->event, &c->src, cfd, EPOLLIN, on_conn, c) < 0) {
+		struct ctl_conn *c;
+		if (conn_add(ctl, cfd, &c) < 0) {
 			log_warn("control: cannot take a connection: out of resources");
-			free(c);
 			close(cfd);
-			continue;
 		}
-		c->ctl = ctl;
-		c->fd = cfd;
-		c->out_tail = &c->out;
-		ctl->n_conns++;
-		c->next = ctl->conns;
-		if (ctl->conns)
-			ctl->conns->prev = c;
-		ctl->conns = c;
 	}
 	return 0;
 }
@@ -751,4 +769,108 @@ void control_close(struct control *ctl)
 	unlink(ctl->path);
 	free(ctl->path);
 	free(ctl);
+}
+
+struct json_object *control_save(const struct control *ctl, struct reexec_save *s)
+{
+	struct json_object *j = json_object_new_object(), *conns = json_object_new_array();
+	rx_set_int(j, "fd", reexec_keep_fd(s, ctl->fd));
+	for (const struct ctl_conn *c = ctl->conns; c; c = c->next) {
+		/* Only idle connections, and those waiting for this re-exec: an answer
+		 * half sent cannot be finished by the new image (its client sees the
+		 * connection close). */
+		bool other = c->out || c->broken;
+		for (const struct ctl_req *r = c->reqs; r; r = r->next)
+			other |= !r->reexec;
+		if (other)
+			continue;
+		struct json_object *cj = json_object_new_object(), *reqs = json_object_new_array();
+		rx_set_int(cj, "fd", reexec_keep_fd(s, c->fd));
+		rx_set_bool(cj, "hello", c->hello);
+		for (const struct ctl_req *r = c->reqs; r; r = r->next) {
+			struct json_object *rj = json_object_new_object();
+			rx_set_int(rj, "id", r->id);
+			rx_set_bool(rj, "frames", r->frames);
+			json_object_array_add(reqs, rj);
+		}
+		rx_set(cj, "reexec_requests", reqs);
+		json_object_array_add(conns, cj);
+	}
+	rx_set(j, "conns", conns);
+	return j;
+}
+
+static int conn_add(struct control *ctl, int fd, struct ctl_conn **ret)
+{
+	struct ctl_conn *c = calloc(1, sizeof(*c));
+	int r = c ? sd_event_add_io(ctl->d->event, &c->src, fd, EPOLLIN, on_conn, c) : -ENOMEM;
+	if (r < 0) {
+		free(c);
+		return r;
+	}
+	c->ctl = ctl;
+	c->fd = fd;
+	c->out_tail = &c->out;
+	ctl->n_conns++;
+	c->next = ctl->conns;
+	if (ctl->conns)
+		ctl->conns->prev = c;
+	ctl->conns = c;
+	*ret = c;
+	return 0;
+}
+
+int control_restore(struct daemon *d, struct json_object *j, struct control **ret)
+{
+	const struct config *cfg = d->cfg;
+	struct control *ctl = calloc(1, sizeof(*ctl));
+	if (!ctl || !(ctl->path = strdup(cfg->control_socket)))
+		return -ENOMEM;
+	ctl->d = d;
+	ctl->fd = (int)rx_int(j, "fd", -1);
+	ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (cfg->control_gid != (gid_t)-1) {
+		ctl->group = cfg->control_gid;
+		ctl->has_group = true;
+	}
+	if (ctl->fd < 0)
+		return -EBADMSG;
+	int r = sd_event_add_io(d->event, &ctl->src, ctl->fd, EPOLLIN, on_accept, ctl);
+	for (size_t i = 0; i < rx_len(j, "conns") && r >= 0; i++) {
+		struct json_object *cj = rx_at(j, "conns", i);
+		struct ctl_conn *c;
+		int fd = (int)rx_int(cj, "fd", -1);
+		if (fd < 0)
+			return -EBADMSG;
+		if ((r = conn_add(ctl, fd, &c)) < 0)
+			break;
+		c->hello = rx_bool(cj, "hello");
+		for (size_t k = 0; k < rx_len(cj, "reexec_requests"); k++) {
+			struct json_object *rj = rx_at(cj, "reexec_requests", k);
+			struct ctl_req *req = calloc(1, sizeof(*req));
+			if (!req)
+				return -ENOMEM;
+			*req = (struct ctl_req){.conn = c,
+						.id = (uint32_t)rx_int(rj, "id", 0),
+						.frames = rx_bool(rj, "frames"),
+						.reexec = true,
+						.pending = 1,
+						.next = c->reqs};
+			c->reqs = req;
+		}
+	}
+	if (r < 0)
+		return r;
+	*ret = ctl;
+	return 0;
+}
+
+void control_reexec_done(struct control *ctl, int code, const char *text)
+{
+	for (struct ctl_conn *c = ctl->conns; c; c = c->next)
+		for (struct ctl_req *req = c->reqs, *next; req; req = next) {
+			next = req->next;
+			if (req->reexec)
+				on_upgrade_done(req, code, text);
+		}
 }

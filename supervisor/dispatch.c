@@ -8,6 +8,7 @@
 #include "channel.h"
 #include "log.h"
 #include "proto.h"
+#include "reexec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -761,4 +762,110 @@ void dispatch_listener_stats(const struct dispatch *dp, size_t i,
 	ret->timed_out = dp->listeners[i].timed_out;
 	for (size_t k = 0; k < dp->count; k++)
 		ret->held += dp->ring[(dp->head + k) % dp->cap].listener == i;
+}
+
+struct json_object *dispatch_save(const struct dispatch *dp, struct reexec_save *s)
+{
+	struct json_object *j = json_object_new_object();
+	struct json_object *held = json_object_new_array(), *listeners = json_object_new_array(),
+			   *gens = json_object_new_array();
+	for (size_t i = 0; i < dp->count; i++) {
+		const struct held *h = &dp->ring[(dp->head + i) % dp->cap];
+		struct json_object *hj = json_object_new_object();
+		rx_set_int(hj, "fd", reexec_keep_fd(s, h->fd));
+		rx_set_str(hj, "listener", app_listener(dp, h->listener)->name);
+		rx_set_int(hj, "flags", h->flags);
+		rx_set_int(hj, "deadline_usec", (int64_t)h->deadline_usec);
+		rx_set_hex(hj, "addr", &h->addr, h->addr_len);
+		rx_set_hex(hj, "state", h->state, h->state_len);
+		if (h->tag)
+			rx_set_str(hj, "tag", h->tag);
+		json_object_array_add(held, hj);
+	}
+	for (size_t i = 0; i < dp->n_listeners; i++) {
+		struct json_object *lj = json_object_new_object();
+		rx_set_str(lj, "name", app_listener(dp, i)->name);
+		rx_set_int(lj, "accepted", (int64_t)dp->listeners[i].accepted);
+		rx_set_int(lj, "timed_out", (int64_t)dp->listeners[i].timed_out);
+		json_object_array_add(listeners, lj);
+	}
+	for (size_t i = 0; i < dp->n_gens; i++) {
+		struct json_object *gj = json_object_new_object(), *slots = json_object_new_array();
+		rx_set_int(gj, "id", dp->gens[i].id);
+		for (unsigned k = 0; k < dp->gens[i].n_workers; k++) {
+			struct json_object *sj = json_object_new_object();
+			rx_set_int(sj, "channel_id", (int64_t)dp->gens[i].slots[k].channel_id);
+			rx_set_int(sj, "delivered", (int64_t)dp->gens[i].slots[k].delivered);
+			rx_set_int(sj, "done", (int64_t)dp->gens[i].slots[k].done);
+			json_object_array_add(slots, sj);
+		}
+		rx_set(gj, "slots", slots);
+		json_object_array_add(gens, gj);
+	}
+	rx_set(j, "held", held);
+	rx_set(j, "listeners", listeners);
+	rx_set(j, "gens", gens);
+	rx_set_int(j, "serving", dp->serving);
+	rx_set_int(j, "rr_next", dp->rr_next);
+	return j;
+}
+
+int dispatch_restore(struct dispatch *dp, struct json_object *j)
+{
+	for (size_t i = 0; i < rx_len(j, "listeners"); i++) {
+		struct json_object *lj = rx_at(j, "listeners", i);
+		size_t k = listener_index(dp->cfg, dp->app, rx_str(lj, "name") ?: "");
+		if (k >= dp->n_listeners)
+			return -EBADMSG;
+		dp->listeners[k].accepted = (uint64_t)rx_int(lj, "accepted", 0);
+		dp->listeners[k].timed_out = (uint64_t)rx_int(lj, "timed_out", 0);
+	}
+	for (size_t i = 0; i < rx_len(j, "gens"); i++) {
+		struct json_object *gj = rx_at(j, "gens", i);
+		size_t n = rx_len(gj, "slots");
+		unsigned id = (unsigned)rx_int(gj, "id", 0);
+		struct dgen *gens = realloc(dp->gens, (dp->n_gens + 1) * sizeof(*gens));
+		if (!gens)
+			return -ENOMEM;
+		dp->gens = gens;
+		struct dslot *slots = calloc(n ? n : 1, sizeof(*slots));
+		if (!slots || !id)
+			return slots ? -EBADMSG : -ENOMEM;
+		for (size_t k = 0; k < n; k++) {
+			struct json_object *sj = rx_at(gj, "slots", k);
+			slots[k] = (struct dslot){
+			    .channel_id = (uint64_t)rx_int(sj, "channel_id", 0),
+			    .delivered = (uint64_t)rx_int(sj, "delivered", 0),
+			    .done = (uint64_t)rx_int(sj, "done", 0),
+			};
+		}
+		dp->gens[dp->n_gens++] =
+		    (struct dgen){.id = id, .n_workers = (unsigned)n, .slots = slots};
+	}
+	dp->serving = (unsigned)rx_int(j, "serving", 0);
+	dp->rr_next = (unsigned)rx_int(j, "rr_next", 0);
+	for (size_t i = 0; i < rx_len(j, "held"); i++) {
+		struct json_object *hj = rx_at(j, "held", i);
+		struct held h = {.fd = (int)rx_int(hj, "fd", -1)};
+		size_t k = listener_index(dp->cfg, dp->app, rx_str(hj, "listener") ?: "");
+		size_t addr_len, state_len;
+		uint8_t state[PROTO_STATE_MAX];
+		if (h.fd < 0 || k >= dp->app->n_listeners ||
+		    rx_hex(hj, "addr", &h.addr, sizeof(h.addr), &addr_len) < 0 ||
+		    rx_hex(hj, "state", state, sizeof(state), &state_len) < 0)
+			return -EBADMSG;
+		h.listener = (uint16_t)k;
+		h.flags = (uint16_t)rx_int(hj, "flags", 0);
+		h.deadline_usec = (uint64_t)rx_int(hj, "deadline_usec", 0);
+		h.addr_len = (uint16_t)addr_len;
+		h.state_len = (uint16_t)state_len;
+		if ((state_len && !(h.state = malloc(state_len))) ||
+		    (rx_str(hj, "tag") && !(h.tag = strdup(rx_str(hj, "tag")))))
+			return -ENOMEM;
+		if (state_len)
+			memcpy(h.state, state, state_len);
+		if (ring_push_back(dp, &h) < 0)
+			return -ENOMEM;
+	}
+	return 0;
 }

@@ -64,6 +64,13 @@ void dispatch_conn_done(struct dispatch *dp, unsigned gen_id, unsigned index, ui
  * already) or -EMFILE (held connections would take more than their share of
  * batond's fds: the rest is kept for spawning and the control socket). */
 int dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec);
+/* Across a re-exec (reexec.c): what is held (fds recorded in @s) and the
+ * counters; and the same put back into a dispatch whose configuration is set.
+ * On failure nothing held is closed (reexec.h). */
+struct json_object;
+struct reexec_save;
+struct json_object *dispatch_save(const struct dispatch *dp, struct reexec_save *s);
+int dispatch_restore(struct dispatch *dp, struct json_object *j);
 void dispatch_listener_stats(const struct dispatch *dp, size_t i,
 			     struct dispatch_listener_stats *ret);
 /* Zeros for a worker dispatch never sent to. */

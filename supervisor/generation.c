@@ -7,6 +7,7 @@
 #include "channel.h"
 #include "log.h"
 #include "proto.h"
+#include "reexec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -916,4 +917,175 @@ void gen_free(struct gen *g)
 		close(g->program_fd);
 	free(g->workers);
 	free(g);
+}
+
+/* When @s fires (absolute, CLOCK_MONOTONIC), 0 if it is not armed. */
+static uint64_t due_of(sd_event_source *s)
+{
+	int enabled = SD_EVENT_OFF;
+	uint64_t usec;
+	if (!s || sd_event_source_get_enabled(s, &enabled) < 0 || enabled == SD_EVENT_OFF ||
+	    sd_event_source_get_time(s, &usec) < 0)
+		return 0;
+	return usec;
+}
+
+static struct json_object *worker_save(const struct worker *w, struct reexec_save *s)
+{
+	struct json_object *j = json_object_new_object();
+	rx_set_int(j, "index", w->index);
+	rx_set_int(j, "state", w->state);
+	rx_set_int(j, "pid", w->pid);
+	if (w->channel) {
+		rx_set_int(j, "channel_fd", reexec_keep_fd(s, channel_fd(w->channel)));
+		rx_set_int(j, "channel_id", (int64_t)channel_id(w->channel));
+		rx_set_bool(j, "drain_pending", channel_drain_pending(w->channel));
+	}
+	rx_set_int(j, "exec_fd", reexec_keep_fd(s, w->exec_fd));
+	rx_set_int(j, "exec_errno", w->exec_errno);
+	rx_set_int(j, "exec_step", w->exec_step);
+	rx_set_int(j, "started_usec", (int64_t)w->started_usec);
+	rx_set_int(j, "ready_usec", (int64_t)w->ready_usec);
+	rx_set_bool(j, "retiring", w->retiring);
+	rx_set_int(j, "parks", w->parks);
+	rx_set_int(j, "parks_refused", w->parks_refused);
+	rx_set_int(j, "crashes", w->crashes);
+	rx_set_int(j, "restarts", w->restarts);
+	rx_set_str(j, "status", w->status);
+	rx_set_int(j, "lingering_pgid", w->lingering_pgid);
+	rx_set_int(j, "linger_killed_usec", (int64_t)w->linger_killed_usec);
+	rx_set_bool(j, "linger_waited", w->linger_waited);
+	rx_set_int(j, "restart_due_usec", (int64_t)due_of(w->restart_timer));
+	rx_set_int(j, "ready_due_usec", (int64_t)due_of(w->ready_timer));
+	rx_set_int(j, "retire_due_usec", (int64_t)due_of(w->retire_timer));
+	return j;
+}
+
+struct json_object *gen_save(const struct gen *g, struct reexec_save *s)
+{
+	struct json_object *j = json_object_new_object(), *workers = json_object_new_array();
+	rx_set_int(j, "id", g->id);
+	rx_set_int(j, "state", g->state);
+	rx_set_bool(j, "failed", g->failed);
+	rx_set_int(j, "started_usec", (int64_t)g->started_usec);
+	rx_set_int(j, "ready_usec", (int64_t)g->ready_usec);
+	rx_set_int(j, "drain_started_usec", (int64_t)g->drain_started_usec);
+	rx_set_int(j, "timer_due_usec", (int64_t)due_of(g->timer));
+	rx_set_str(j, "reason", g->reason);
+	rx_set_int(j, "program_fd", reexec_keep_fd(s, g->program_fd));
+	for (unsigned i = 0; i < g->n_workers; i++)
+		json_object_array_add(workers, worker_save(g->workers[i], s));
+	rx_set(j, "workers", workers);
+	return j;
+}
+
+static int add_time(struct gen *g, sd_event_source **ret, uint64_t due, sd_event_time_handler_t cb,
+		    void *userdata)
+{
+	if (!due)
+		return 0;
+	return sd_event_add_time(g->env->event, ret, CLOCK_MONOTONIC, due, 1000, cb, userdata);
+}
+
+static int worker_restore(struct worker *w, struct json_object *j)
+{
+	struct gen *g = w->gen;
+	const struct gen_env *env = g->env;
+	int64_t state = rx_int(j, "state", -1);
+	if (state < WORKER_STARTING || state > WORKER_EXITED)
+		return -EBADMSG;
+	w->state = (enum worker_state)state;
+	w->pid = (pid_t)rx_int(j, "pid", 0);
+	w->exec_fd = (int)rx_int(j, "exec_fd", -1);
+	w->exec_errno = (int)rx_int(j, "exec_errno", 0);
+	w->exec_step = (int)rx_int(j, "exec_step", SPAWN_EXEC);
+	w->started_usec = (uint64_t)rx_int(j, "started_usec", 0);
+	w->ready_usec = (uint64_t)rx_int(j, "ready_usec", 0);
+	w->retiring = rx_bool(j, "retiring");
+	w->parks = (unsigned)rx_int(j, "parks", 0);
+	w->parks_refused = (unsigned)rx_int(j, "parks_refused", 0);
+	w->crashes = (unsigned)rx_int(j, "crashes", 0);
+	w->restarts = (unsigned)rx_int(j, "restarts", 0);
+	snprintf(w->status, sizeof(w->status), "%s", rx_str(j, "status") ?: "");
+	w->linger_killed_usec = (uint64_t)rx_int(j, "linger_killed_usec", 0);
+	w->linger_waited = rx_bool(j, "linger_waited");
+	int r = 0;
+	if (w->pid > 0) {
+		/* Still batond's child (same pid across exec): reaped here, even if it
+		 * exited while the images changed. */
+		r = sd_event_add_child(env->event, &w->child_src, w->pid, WEXITED, on_child, w);
+		if (r < 0)
+			return r;
+		int fd = (int)rx_int(j, "channel_fd", -1);
+		char who[160];
+		snprintf(who, sizeof(who), "%s: generation %u worker %u (pid %d)", cfg_of(g)->name,
+			 g->id, w->index, (int)w->pid);
+		if (fd >= 0 && (r = channel_restore(env->event, fd,
+						     (uint64_t)rx_int(j, "channel_id", 0),
+						     rx_bool(j, "drain_pending"), &worker_channel_ops,
+						     w, cfg_of(g)->name, who, &w->channel)) < 0)
+			return r;
+	}
+	if (w->exec_fd >= 0 &&
+	    (r = sd_event_add_io(env->event, &w->exec_src, w->exec_fd, EPOLLIN, on_exec_status,
+				 w)) < 0)
+		return r;
+	pid_t pgid = (pid_t)rx_int(j, "lingering_pgid", 0);
+	if (pgid > 0) {
+		uint64_t killed = w->linger_killed_usec;
+		bool waited = w->linger_waited;
+		if ((r = worker_check_group(w, pgid)) < 0)
+			return r;
+		w->linger_killed_usec = killed;
+		w->linger_waited = waited;
+	}
+	if ((r = add_time(g, &w->restart_timer, (uint64_t)rx_int(j, "restart_due_usec", 0),
+			  on_restart_timer, w)) < 0 ||
+	    (r = add_time(g, &w->ready_timer, (uint64_t)rx_int(j, "ready_due_usec", 0),
+			  on_ready_timeout, w)) < 0 ||
+	    (r = add_time(g, &w->retire_timer, (uint64_t)rx_int(j, "retire_due_usec", 0),
+			  on_retire_timeout, w)) < 0)
+		return r;
+	return 0;
+}
+
+int gen_restore(const struct gen_env *env, struct json_object *j, struct gen **ret)
+{
+	size_t n = rx_len(j, "workers");
+	int64_t id = rx_int(j, "id", 0), state = rx_int(j, "state", -1);
+	if (id <= 0 || state < GEN_STARTING || state > GEN_GONE)
+		return -EBADMSG;
+	struct gen *g = calloc(1, sizeof(*g));
+	if (!g || !(g->workers = calloc(n ? n : 1, sizeof(*g->workers)))) {
+		free(g);
+		return -ENOMEM;
+	}
+	g->env = env;
+	g->id = (unsigned)id;
+	g->state = (enum gen_state)state;
+	g->failed = rx_bool(j, "failed");
+	g->started_usec = (uint64_t)rx_int(j, "started_usec", 0);
+	g->ready_usec = (uint64_t)rx_int(j, "ready_usec", 0);
+	g->drain_started_usec = (uint64_t)rx_int(j, "drain_started_usec", 0);
+	g->program_fd = (int)rx_int(j, "program_fd", -1);
+	snprintf(g->reason, sizeof(g->reason), "%s", rx_str(j, "reason") ?: "");
+	int r = add_time(g, &g->timer, (uint64_t)rx_int(j, "timer_due_usec", 0), on_gen_timer, g);
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		struct json_object *wj = rx_at(j, "workers", i);
+		int64_t index = rx_int(wj, "index", -1);
+		if (index != (int64_t)i) {
+			r = -EBADMSG;
+			break;
+		}
+		if (!(g->workers[i] = worker_new(g, (unsigned)i))) {
+			r = -ENOMEM;
+			break;
+		}
+		g->n_workers++;
+		r = worker_restore(g->workers[i], wj);
+	}
+	if (r < 0)
+		return r; /* nothing freed: the fds go on to the image before (reexec.h) */
+	*ret = g;
+	return 0;
 }

@@ -150,5 +150,14 @@ bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char 
 /* The channel of worker @i if it is ready to take connections, else NULL. */
 struct channel *gen_ready_channel(const struct gen *g, unsigned i);
 
+/* Across a re-exec (reexec.c): @g as JSON, its fds recorded in @s; and a
+ * generation made again from that, its processes watched again, taking the
+ * fds it names. On failure nothing is freed or closed: the fds are left to the
+ * image before this one, which reexec_restore then execs. */
+struct json_object;
+struct reexec_save;
+struct json_object *gen_save(const struct gen *g, struct reexec_save *s);
+int gen_restore(const struct gen_env *env, struct json_object *j, struct gen **ret);
+
 const char *gen_state_name(enum gen_state s);
 const char *worker_state_name(enum worker_state s);

@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "recover.h"
+#include "reexec.h"
 #include "reload.h"
 #include "service.h"
 #include "spawn.h"
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +27,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
-
-static struct metrics *metrics; /* GET /metrics, if the configuration asks */
 
 static void usage(FILE *f)
 {
@@ -80,6 +80,7 @@ static int on_settle(sd_event_source *s, void *userdata)
 	reload_settle(d);
 	service_update(d);
 	recover_record(d->recover, d);
+	reexec_settle(d); /* does not return if the exec succeeds */
 	/* Orphans of a batond killed before this one serve until every app
 	 * does. */
 	bool serving = true;
@@ -99,6 +100,7 @@ void daemon_stop(struct daemon *d)
 	d->stopping = true;
 	log_info("stopping: draining every app");
 	sd_notify(0, "STOPPING=1");
+	reexec_stop(d);
 	for (size_t i = 0; i < d->n_apps; i++)
 		app_stop(d->apps[i]);
 	daemon_mark(d);
@@ -131,7 +133,20 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
 	return 0;
 }
 
-static bool on_notify(void *userdata, pid_t pid, const struct notify_state *st)
+static void sigusr2_done(void *userdata, int code, const char *text)
+{
+	/* A failure is logged by reexec; success by the new image. */
+}
+
+/* SIGUSR2, as nginx: exec the program batond started as, in place. */
+static int on_sigusr2(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
+{
+	log_info("received SIGUSR2: re-exec'ing batond");
+	reexec_request(userdata, NULL, sigusr2_done, NULL);
+	return 0;
+}
+
+bool daemon_on_notify(void *userdata, pid_t pid, const struct notify_state *st)
 {
 	struct daemon *d = userdata;
 	for (size_t i = 0; i < d->n_apps; i++)
@@ -263,6 +278,17 @@ static const char *app_notify_socket(void *userdata, const struct app_cfg *cfg)
 	return notify_address(d->notify);
 }
 
+void daemon_init_app_env(struct daemon *d)
+{
+	d->app_env = (struct app_env){
+	    .event = d->event,
+	    .notify_socket = app_notify_socket,
+	    .spawn = spawn_worker,
+	    .ops = &daemon_app_ops,
+	    .userdata = d,
+	};
+}
+
 static int start_apps(struct daemon *d)
 {
 	const struct config *cfg = d->cfg;
@@ -272,13 +298,7 @@ static int start_apps(struct daemon *d)
 		return -ENOMEM;
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		d->listener_fds[i] = d->listeners[i].fd;
-	d->app_env = (struct app_env){
-	    .event = d->event,
-	    .notify_socket = app_notify_socket,
-	    .spawn = spawn_worker,
-	    .ops = &daemon_app_ops,
-	    .userdata = d,
-	};
+	daemon_init_app_env(d);
 	for (size_t i = 0; i < cfg->n_apps; i++) {
 		const struct app_cfg *ac = &cfg->apps[i];
 		for (size_t k = 0; k < ac->n_listeners; k++)
@@ -312,7 +332,41 @@ static void close_listeners(struct daemon *d)
 	free(d->listeners);
 }
 
-static int run(struct daemon *d)
+/* Opens the sockets and starts the apps of d->cfg. Returns 0 or -1 (logged). */
+static int start(struct daemon *d)
+{
+	/* The control socket first: a batond already running there is found
+	 * before any listener is touched. */
+	if (control_open(d, &d->control) < 0)
+		return -1;
+	if (open_listeners(d) < 0)
+		return -1;
+	/* Beside the control socket, claimed above: its path is unique to this batond. */
+	char notify_dir[256], err[512];
+	snprintf(notify_dir, sizeof(notify_dir), "%s.notify", d->cfg->control_socket);
+	int r = notify_open(d->event, notify_dir, daemon_on_notify, d, &d->notify, err, sizeof(err));
+	if (r < 0) {
+		if (r == -ENAMETOOLONG)
+			log_err("%s: the control socket's path must be at most %zu bytes", err,
+				sizeof(((struct sockaddr_un *)0)->sun_path) - 1 -
+				    strlen(".notify/" NOTIFY_SOCKET_NAME));
+		else
+			log_err("%s", err);
+		return -1;
+	}
+	if (metrics_open(d, -1, &d->metrics) < 0)
+		return -1;
+	if ((r = start_apps(d)) < 0) {
+		log_err("starting apps: %s", strerror(-r));
+		return -1;
+	}
+	return 0;
+}
+
+#define RUN_RESTORE_FAILED 3
+
+/* @state_fd >= 0: a new image after a re-exec, restoring from that state. */
+static int run(struct daemon *d, int state_fd, int prev_fd, const char *fallback)
 {
 	int r = sd_event_default(&d->event);
 	if (r < 0) {
@@ -331,43 +385,24 @@ static int run(struct daemon *d)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if ((r = sd_event_add_signal(d->event, NULL, SIGTERM, on_stop_signal, d)) < 0 ||
 	    (r = sd_event_add_signal(d->event, NULL, SIGINT, on_stop_signal, d)) < 0 ||
-	    (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, d)) < 0) {
+	    (r = sd_event_add_signal(d->event, NULL, SIGHUP, on_sighup, d)) < 0 ||
+	    (r = sd_event_add_signal(d->event, NULL, SIGUSR2, on_sigusr2, d)) < 0) {
 		log_err("signals: %s", strerror(-r));
 		return 1;
 	}
-	/* The control socket first: a batond already running there is found
-	 * before any listener is touched. */
-	if (control_open(d, &d->control) < 0)
-		return 1;
-	if (open_listeners(d) < 0)
-		return 1;
-	/* Beside the control socket, claimed above: its path is unique to this batond. */
-	char notify_dir[256], err[512];
-	snprintf(notify_dir, sizeof(notify_dir), "%s.notify", d->cfg->control_socket);
-	if ((r = notify_open(d->event, notify_dir, on_notify, d, &d->notify, err, sizeof(err))) <
-	    0) {
-		if (r == -ENAMETOOLONG)
-			log_err("%s: the control socket's path must be at most %zu bytes", err,
-				sizeof(((struct sockaddr_un *)0)->sun_path) - 1 -
-				    strlen(".notify/" NOTIFY_SOCKET_NAME));
-		else
-			log_err("%s", err);
-		return 1;
-	}
-	if (metrics_open(d, &metrics) < 0)
-		return 1;
 	if ((r = sd_event_add_defer(d->event, &d->settle, on_settle, d)) < 0) {
 		log_err("settle source: %s", strerror(-r));
 		return 1;
 	}
-	if ((r = start_apps(d)) < 0) {
-		log_err("starting apps: %s", strerror(-r));
+	if (state_fd >= 0 && reexec_restore(d, state_fd, prev_fd, fallback) < 0)
+		return RUN_RESTORE_FAILED;
+	if (state_fd < 0 && start(d) < 0)
 		return 1;
-	}
 	/* What the first starts marked, and READY=1 at once when there is no app
 	 * to wait for. */
 	daemon_mark(d);
@@ -392,7 +427,7 @@ static void cleanup(struct daemon *d)
 	free(d->listener_fds);
 	sd_event_source_disable_unref(d->settle);
 	recover_free(d->recover);
-	metrics_close(metrics);
+	metrics_close(d->metrics);
 	control_close(d->control);
 	notify_close(d->notify);
 	close_listeners(d);
@@ -400,17 +435,32 @@ static void cleanup(struct daemon *d)
 	config_ref_put(d->config);
 }
 
+/* A number of an fd passed on the command line (--reexec-*), or -1. */
+static int fd_arg(const char *text)
+{
+	char *end;
+	errno = 0;
+	long fd = strtol(text, &end, 10);
+	return errno || *end || end == text || fd < 0 || fd > INT_MAX ? -1 : (int)fd;
+}
+
 int main(int argc, char **argv)
 {
+	/* --reexec-*: only batond itself passes them, to the program it execs. */
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"check", no_argument, NULL, 'C'},
 	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"reexec-state", required_argument, NULL, 'S'},
+	    {"reexec-check", required_argument, NULL, 'K'},
+	    {"reexec-fallback", required_argument, NULL, 'F'},
+	    {"reexec-previous", required_argument, NULL, 'P'},
 	    {0},
 	};
-	const char *path = NULL;
+	const char *path = NULL, *fallback = NULL;
 	bool check = false;
+	int state_fd = -1, check_fd = -1, prev_fd = -1;
 	for (int c; (c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1;) {
 		switch (c) {
 		case 'c':
@@ -425,32 +475,53 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'S':
+			state_fd = fd_arg(optarg);
+			break;
+		case 'K':
+			check_fd = fd_arg(optarg);
+			break;
+		case 'F':
+			fallback = optarg;
+			break;
+		case 'P':
+			prev_fd = fd_arg(optarg);
+			break;
 		default:
 			usage(stderr);
 			return 2;
 		}
 	}
-	if (!path || optind != argc) {
+	log_init("batond");
+	reexec_init(argc, argv, path);
+	if (check_fd >= 0)
+		return reexec_check(check_fd) < 0 ? 1 : 0;
+	if ((!path && state_fd < 0) || optind != argc) {
 		usage(stderr);
 		return 2;
 	}
-	log_init("batond");
 	struct daemon d = {0};
-	if (config_load(path, stderr, &d.cfg) < 0)
-		return 1;
-	if (check) {
-		printf("%s: ok (%zu listener%s, %zu app%s)\n", path, d.cfg->n_listeners,
-		       d.cfg->n_listeners == 1 ? "" : "s", d.cfg->n_apps,
-		       d.cfg->n_apps == 1 ? "" : "s");
-		config_free(d.cfg);
-		return 0;
+	if (state_fd < 0) {
+		if (config_load(path, stderr, &d.cfg) < 0)
+			return 1;
+		if (check) {
+			printf("%s: ok (%zu listener%s, %zu app%s)\n", path, d.cfg->n_listeners,
+			       d.cfg->n_listeners == 1 ? "" : "s", d.cfg->n_apps,
+			       d.cfg->n_apps == 1 ? "" : "s");
+			config_free(d.cfg);
+			return 0;
+		}
+		if (!(d.config = config_ref_new(d.cfg))) {
+			log_err("out of memory");
+			return 1;
+		}
 	}
 	raise_nofile();
-	if (!(d.config = config_ref_new(d.cfg))) {
-		log_err("out of memory");
+	int rc = run(&d, state_fd, prev_fd, fallback);
+	/* A state that could not be restored, even by the program before: what it
+	 * half made holds the fds the workers' recovery needs (recover.c). */
+	if (rc == RUN_RESTORE_FAILED)
 		return 1;
-	}
-	int rc = run(&d);
 	cleanup(&d);
 	return rc;
 }

@@ -519,7 +519,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	return 0;
 }
 
-int metrics_open(struct daemon *d, struct metrics **ret)
+int metrics_open(struct daemon *d, int fd, struct metrics **ret)
 {
 	const struct config *cfg = d->cfg;
 	*ret = NULL;
@@ -539,7 +539,8 @@ int metrics_open(struct daemon *d, struct metrics **ret)
 		return -1;
 	}
 	m->d = d;
-	if (listener_open(&lc, &m->fd, err, sizeof(err)) < 0) {
+	m->fd = fd;
+	if (fd < 0 && listener_open(&lc, &m->fd, err, sizeof(err)) < 0) {
 		log_err("%s:%d: metrics: address \"%s\": %s", cfg->path, cfg->metrics_line,
 			cfg->metrics_address, err);
 		free(m);
@@ -555,6 +556,11 @@ int metrics_open(struct daemon *d, struct metrics **ret)
 	log_info("metrics: GET /metrics on %s", cfg->metrics_address);
 	*ret = m;
 	return 0;
+}
+
+int metrics_fd(const struct metrics *m)
+{
+	return m ? m->fd : -1;
 }
 
 void metrics_close(struct metrics *m)

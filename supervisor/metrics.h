@@ -12,8 +12,13 @@ struct metrics;
 char *metrics_render(const struct daemon *d);
 
 /* Listens on the metrics address of d->cfg, if it has one (*ret NULL if not),
- * and serves from d->event. A change of address takes effect when batond
- * starts again. Returns 0, or -1 after logging FILE:LINE and the reason. */
-int metrics_open(struct daemon *d, struct metrics **ret);
+ * and serves from d->event: on @fd if it is >= 0 (the socket of the image
+ * before a re-exec), else on a socket bound now. A change of address takes
+ * effect when batond starts again. Returns 0, or -1 after logging FILE:LINE
+ * and the reason. */
+int metrics_open(struct daemon *d, int fd, struct metrics **ret);
+/* Its listening socket, for a re-exec; -1 for NULL. Scrapes in progress are
+ * not carried: their clients see the connection close. */
+int metrics_fd(const struct metrics *m);
 /* Closes the socket and every connection. NULL is fine. */
 void metrics_close(struct metrics *m);

@@ -6,6 +6,7 @@
  * wake-up and no log line per datagram. */
 #include "notify.h"
 #include "log.h"
+#include "reexec.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -290,6 +291,8 @@ static int open_socket(struct notify *n, const char *name, const char *address, 
 	return 0;
 }
 
+static int watch(struct notify *n, sd_event *event);
+
 int notify_open(sd_event *event, const char *dir, notify_handler_t handler, void *userdata,
 		struct notify **ret, char *err, size_t err_len)
 {
@@ -324,11 +327,7 @@ int notify_open(sd_event *event, const char *dir, notify_handler_t handler, void
 		fail(err, err_len, r, "notify socket %s: %s", n->address, strerror(-r));
 		goto fail;
 	}
-	if ((r = sd_event_add_io(event, &n->src, n->fd, EPOLLIN, on_notify, n)) < 0 ||
-	    (r = sd_event_source_set_priority(n->src, NOTIFY_PRIORITY)) < 0 ||
-	    (r = sd_event_add_time_relative(event, &n->drop_timer, CLOCK_MONOTONIC,
-					    NOTIFY_DROP_INTERVAL_USEC, 0, on_drop_timer, n)) < 0 ||
-	    (r = sd_event_source_set_enabled(n->drop_timer, SD_EVENT_OFF)) < 0) {
+	if ((r = watch(n, event)) < 0) {
 		fail(err, err_len, r, "notify socket %s: event source: %s", n->address,
 		     strerror(-r));
 		goto fail;
@@ -421,4 +420,68 @@ void notify_close(struct notify *n)
 	free(n->address);
 	free(n->dir);
 	free(n);
+}
+
+struct json_object *notify_save(const struct notify *n, struct reexec_save *s)
+{
+	struct json_object *j = json_object_new_object(), *users = json_object_new_array();
+	rx_set_int(j, "fd", reexec_keep_fd(s, n->fd));
+	rx_set_int(j, "dir_fd", reexec_keep_fd(s, n->dir_fd));
+	for (size_t i = 0; i < n->n_users; i++) {
+		struct json_object *uj = json_object_new_object();
+		rx_set_int(uj, "uid", n->users[i].uid);
+		rx_set_int(uj, "fd", reexec_keep_fd(s, n->users[i].fd));
+		json_object_array_add(users, uj);
+	}
+	rx_set(j, "users", users);
+	return j;
+}
+
+/* The sources notify_open adds, for a socket it has. */
+static int watch(struct notify *n, sd_event *event)
+{
+	int r;
+	if ((r = sd_event_add_io(event, &n->src, n->fd, EPOLLIN, on_notify, n)) < 0 ||
+	    (r = sd_event_source_set_priority(n->src, NOTIFY_PRIORITY)) < 0 ||
+	    (r = sd_event_add_time_relative(event, &n->drop_timer, CLOCK_MONOTONIC,
+					    NOTIFY_DROP_INTERVAL_USEC, 0, on_drop_timer, n)) < 0 ||
+	    (r = sd_event_source_set_enabled(n->drop_timer, SD_EVENT_OFF)) < 0)
+		return r;
+	return 0;
+}
+
+int notify_restore(sd_event *event, const char *dir, notify_handler_t handler, void *userdata,
+		   struct json_object *j, struct notify **ret)
+{
+	size_t n_users = rx_len(j, "users");
+	struct notify *n = calloc(1, sizeof(*n));
+	if (!n || !(n->users = calloc(n_users ? n_users : 1, sizeof(*n->users))) ||
+	    !(n->dir = strdup(dir)) || asprintf(&n->address, "%s/%s", dir, NOTIFY_SOCKET_NAME) < 0)
+		return -ENOMEM;
+	n->handler = handler;
+	n->userdata = userdata;
+	n->fd = (int)rx_int(j, "fd", -1);
+	n->dir_fd = (int)rx_int(j, "dir_fd", -1);
+	if (n->fd < 0 || n->dir_fd < 0)
+		return -EBADMSG;
+	int r = watch(n, event);
+	for (size_t i = 0; i < n_users && r >= 0; i++) {
+		struct json_object *uj = rx_at(j, "users", i);
+		struct user_socket *u = &n->users[i];
+		*u = (struct user_socket){.uid = (uid_t)rx_int(uj, "uid", 0),
+					  .fd = (int)rx_int(uj, "fd", -1)};
+		snprintf(u->name, sizeof(u->name), "%s-%u", NOTIFY_SOCKET_NAME, (unsigned)u->uid);
+		if (u->fd < 0)
+			return -EBADMSG;
+		if (asprintf(&u->address, "%s/%s", dir, u->name) < 0)
+			return -ENOMEM;
+		if ((r = sd_event_add_io(event, &u->src, u->fd, EPOLLIN, on_notify, n)) < 0 ||
+		    (r = sd_event_source_set_priority(u->src, NOTIFY_PRIORITY)) < 0)
+			return r;
+		n->n_users++;
+	}
+	if (r < 0)
+		return r;
+	*ret = n;
+	return 0;
 }

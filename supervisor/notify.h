@@ -43,3 +43,11 @@ const char *notify_socket_for(struct notify *n, sd_event *event, uid_t uid, char
 			      size_t err_len);
 /* Closes the sockets and removes their files and the directory. */
 void notify_close(struct notify *n);
+/* Across a re-exec (reexec.c): the sockets and the directory's fd, recorded
+ * in @s; and the notify object made again from them in @dir (nothing freed or
+ * closed on failure, reexec.h). */
+struct json_object;
+struct reexec_save;
+struct json_object *notify_save(const struct notify *n, struct reexec_save *s);
+int notify_restore(sd_event *event, const char *dir, notify_handler_t handler, void *userdata,
+		   struct json_object *j, struct notify **ret);

@@ -251,8 +251,7 @@ out:
 	return state;
 }
 
-struct recover *recover_orphans(sd_event *event, const struct config *cfg,
-				struct listener_rt *listeners)
+struct recover *recover_resume(sd_event *event, const struct config *cfg)
 {
 	struct recover *rc = calloc(1, sizeof(*rc));
 	if (!rc || asprintf(&rc->path, "%s.state", cfg->control_socket) < 0) {
@@ -260,6 +259,20 @@ struct recover *recover_orphans(sd_event *event, const struct config *cfg,
 		return NULL;
 	}
 	rc->event = event;
+	return rc;
+}
+
+bool recover_busy(const struct recover *rc)
+{
+	return rc && rc->n_orphans > 0;
+}
+
+struct recover *recover_orphans(sd_event *event, const struct config *cfg,
+				struct listener_rt *listeners)
+{
+	struct recover *rc = recover_resume(event, cfg);
+	if (!rc)
+		return NULL;
 	struct json_object *state = read_state(rc->path), *workers;
 	if (!state)
 		return rc;

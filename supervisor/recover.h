@@ -24,6 +24,11 @@ struct recover;
  * be recovered is logged and left to the normal bind. */
 struct recover *recover_orphans(sd_event *event, const struct config *cfg,
 				struct listener_rt *listeners);
+/* The state file of @cfg's control socket, without reading it: a new image
+ * after a re-exec, whose workers are its own children. NULL when out of memory. */
+struct recover *recover_resume(sd_event *event, const struct config *cfg);
+/* Orphans of a batond killed before are still running (a re-exec waits). */
+bool recover_busy(const struct recover *rc);
 /* Once every app serves: the stop signal to each orphan (as its app's
  * kill-mode says), SIGKILL to its process group after the app's
  * drain-timeout. Idempotent. */

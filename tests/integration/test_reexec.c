@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: MIT */
+/* batond re-exec: the same pid runs a new program with every socket, worker
+ * and held connection it had, under load, without a failed request; and a new
+ * program that cannot take over leaves the running one serving, and says why. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#define REEXECS 20
+
+static void write_file(const char *path, mode_t mode, const char *text)
+{
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+/* 20 re-execs under load: every one answered by the new image, 0 failed
+ * requests, and batond's pid, its workers' pids and its fd count unchanged. */
+static void reexecs_under_load(const char *app)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"%s\" }\n  listeners = { \"http\" }\n"
+		 "  workers = 2\n%s}\n",
+		 app, strcmp(app, HELLO_PATH) == 0 ? "  mode = dispatch\n" : "");
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	pid_t before[2], after[2];
+	assert_int_equal(worker_pids(&b, "ready", before, 2), 2);
+	int fds = count_fds_settled(b.pid);
+	char lg_out[400], out[1024];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	pid_t lg = loadgen_start(&b, 8, LOADGEN_CEILING_MS, lg_out);
+	for (int i = 0; i < REEXECS; i++) {
+		int rc = batonctl(&b, out, sizeof(out), "reexec", NULL);
+		if (rc != 0 || !strstr(out, "now runs")) {
+			batond_dump_log(&b);
+			fail_msg("re-exec %d: exit %d: %s", i + 1, rc, out);
+		}
+	}
+	long ok, failed;
+	loadgen_stop(lg, lg_out, &ok, &failed);
+	assert_int_equal(failed, 0);
+	assert_true(ok > 0);
+	/* The same process (our child still), the same workers, the same fds. */
+	assert_int_equal(kill(b.pid, 0), 0);
+	struct json_object *st = status_json(&b);
+	assert_int_equal(json_object_get_int(json_object_object_get(st, "pid")), b.pid);
+	json_object_put(st);
+	assert_int_equal(worker_pids(&b, "ready", after, 2), 2);
+	assert_true((after[0] == before[0] && after[1] == before[1]) ||
+		    (after[0] == before[1] && after[1] == before[0]));
+	assert_int_equal(count_fds_when(b.pid, fds, 3000), fds);
+	assert_int_equal(app_status(&b, "web", "upgrades"), 0);
+	assert_int_equal(app_status(&b, "web", "restarts"), 0);
+	/* And what it restored works on: an upgrade, then the workers' exit. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_int_equal(app_status(&b, "web", "serving"), 2);
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void twenty_reexecs_under_load_in_inherit_mode_lose_nothing(void **state)
+{
+	reexecs_under_load(TESTSRV_PATH);
+}
+
+static void twenty_reexecs_under_load_in_dispatch_mode_lose_nothing(void **state)
+{
+	reexecs_under_load(HELLO_PATH);
+}
+
+/* Each broken program is refused with its reason, and batond serves on. */
+static void a_broken_new_batond_leaves_the_running_one_serving(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+				"  workers = 2\n}\n");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	pid_t before[2], after[2];
+	assert_int_equal(worker_pids(&b, "ready", before, 2), 2);
+	char exits[400], crashes[400], noexec[400], restore[400], script[2048];
+	snprintf(exits, sizeof(exits), "%s/exits", b.dir);
+	write_file(exits, 0755, "#!/bin/sh\nexit 1\n");
+	snprintf(crashes, sizeof(crashes), "%s/crashes", b.dir);
+	write_file(crashes, 0755, "#!/bin/sh\nkill -SEGV $$\n");
+	snprintf(noexec, sizeof(noexec), "%s/noexec", b.dir);
+	write_file(noexec, 0644, "#!/bin/sh\nexit 0\n");
+	/* Passes the check, then crashes in the restore itself: its first read of
+	 * the state (crashlib), after which the batond before takes over again. */
+	snprintf(restore, sizeof(restore), "%s/crashes-restoring", b.dir);
+	snprintf(script, sizeof(script),
+		 "#!/bin/sh\ncase \" $* \" in *--reexec-check*) exec %s \"$@\";; esac\n"
+		 "LD_PRELOAD=%s ASAN_OPTIONS=\"$ASAN_OPTIONS:verify_asan_link_order=0\" "
+		 "exec %s \"$@\"\n",
+		 BATOND_PATH, CRASHLIB_PATH, BATOND_PATH);
+	write_file(restore, 0755, script);
+	int fds = count_fds_settled(b.pid);
+	char lg_out[400], out[2048];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	pid_t lg = loadgen_start(&b, 8, LOADGEN_CEILING_MS, lg_out);
+	struct {
+		const char *path, *why;
+	} broken[] = {
+	    {exits, "exited with status 1 while checking the state"},
+	    {crashes, "was killed by signal 11 (SIGSEGV) while checking the state"},
+	    {noexec, "Permission denied"},
+	    {restore, "crashed while restoring the state (signal 11)"},
+	};
+	for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++) {
+		int rc = batonctl(&b, out, sizeof(out), "reexec", "--binary", broken[i].path, NULL);
+		if (rc != 1 || !strstr(out, broken[i].why)) {
+			batond_dump_log(&b);
+			fail_msg("reexec --binary %s: exit %d: %s", broken[i].path, rc, out);
+		}
+		assert_non_null(strstr(out, "batond goes on unchanged") ?: strstr(out, "serves on"));
+	}
+	long ok, failed;
+	loadgen_stop(lg, lg_out, &ok, &failed);
+	assert_int_equal(failed, 0);
+	assert_true(ok > 0);
+	assert_int_equal(kill(b.pid, 0), 0);
+	assert_int_equal(worker_pids(&b, "ready", after, 2), 2);
+	assert_true((after[0] == before[0] && after[1] == before[1]) ||
+		    (after[0] == before[1] && after[1] == before[0]));
+	assert_int_equal(count_fds_when(b.pid, fds, 3000), fds);
+	/* The running program still re-execs. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reexec", NULL), 0);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static int connect_port(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in to = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 20};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+	return fd;
+}
+
+/* One line out, one line back (parksrv's "gen G count N from F"). */
+static void exchange(int fd, char *reply, size_t len)
+{
+	assert_int_equal(write(fd, "x\n", 2), 2);
+	size_t used = 0;
+	while (used < len - 1) {
+		ssize_t n = read(fd, reply + used, 1);
+		assert_true(n == 1);
+		if (reply[used++] == '\n')
+			break;
+	}
+	reply[used] = 0;
+}
+
+/* Worker @index's pid once it is a ready process other than @not. */
+static pid_t ready_worker(const struct batond *b, unsigned index, pid_t not)
+{
+	long long deadline = now_ms() + 20000;
+	for (;;) {
+		pid_t pids[4];
+		int n = worker_pids(b, "ready", pids, 4);
+		pid_t pid = app_worker_pid(b, "web", index);
+		for (int i = 0; i < n; i++)
+			if (pids[i] == pid && pid != not)
+				return pid;
+		if (now_ms() > deadline)
+			fail_msg("worker %u not ready again", index);
+		usleep(10000);
+	}
+}
+
+/* A connection parked with its state while no worker could take it is held by
+ * batond across a re-exec, and the next worker continues it. To have one held
+ * with nothing under way: worker 0 crashes until its restart waits 6.4 s, and
+ * worker 1 is scaled away meanwhile, parking its connection. */
+static void a_parked_connection_with_its_state_survives_a_reexec(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"%s\" }\n  listeners = { \"http\" }\n"
+		 "  mode = dispatch\n  workers = 2\n  hold-timeout = 60\n}\n",
+		 PARKSRV_PATH);
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	/* Least-loaded: one connection on each worker. */
+	int fd[2];
+	char reply[64], out[2048];
+	for (int i = 0; i < 2; i++) {
+		fd[i] = connect_port(b.port);
+		exchange(fd[i], reply, sizeof(reply));
+		assert_string_equal(reply, "gen 1 count 1 from -\n");
+	}
+	assert_true(wait_status_sum(&b, "load", 2, 5000));
+	/* Back-off doubles from 100 ms per crash: the seventh waits 6.4 s. */
+	pid_t pid = ready_worker(&b, 0, 0);
+	for (int crash = 1; crash <= 7; crash++) {
+		assert_int_equal(kill(pid, SIGKILL), 0);
+		if (crash < 7)
+			pid = ready_worker(&b, 0, pid);
+	}
+	assert_true(batond_wait_log(&b, "restarting in 6400 ms", 5000));
+	/* Worker 1 drains and parks its connection, with its count as state. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "scale", "web", "1", NULL), 0);
+	assert_true(wait_status_sum(&b, "held", 1, 3000));
+	int rc = batonctl(&b, out, sizeof(out), "reexec", NULL);
+	if (rc != 0) {
+		batond_dump_log(&b);
+		fail_msg("reexec: exit %d: %s", rc, out);
+	}
+	/* Still held by the new image (its worker restarts only later)... */
+	assert_int_equal(status_sum(&b, "held"), 1);
+	/* ...and the restarted worker 0 continues the count, on the same TCP
+	 * connection, with the state and tag generation 1 parked it with. */
+	exchange(fd[1], reply, sizeof(reply));
+	assert_string_equal(reply, "gen 1 count 2 from gen1\n");
+	close(fd[0]);
+	close(fd[1]);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void reexec_refuses_while_an_upgrade_runs(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@TESTSRV@\", \"--never-ready\" }\n"
+				"  listeners = { \"http\" }\n  ready-timeout = 60\n}\n");
+	batond_start(&b);
+	/* The first generation never becomes ready: its start is under way. */
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reexec", NULL), 1);
+	assert_non_null(strstr(out, "cannot re-exec now: web: an upgrade is under way"));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    harness_test(twenty_reexecs_under_load_in_inherit_mode_lose_nothing),
+	    harness_test(twenty_reexecs_under_load_in_dispatch_mode_lose_nothing),
+	    harness_test(a_broken_new_batond_leaves_the_running_one_serving),
+	    harness_test(a_parked_connection_with_its_state_survives_a_reexec),
+	    harness_test(reexec_refuses_while_an_upgrade_runs),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
