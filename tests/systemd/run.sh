@@ -114,7 +114,7 @@ $1
 app web {
   exec = { "$testsrv" }
   listeners = { "http" }
-  workers = 2
+  workers = ${workers:-2}
   drain-timeout = 5
 }
 EOF
@@ -199,6 +199,33 @@ status=$(prop batond.service StatusText)
 [[ $status == "web: gen 2 ready, 2 workers, 1 upgrade, 0 rolled back" ]] ||
 	fail "unexpected Status after reload: $status"
 say "reload under load: $(grep '^loadgen:' "$work/reload.out" | cut -d' ' -f2-4)"
+
+# 2b. batond re-execs itself under load: the same MainPID, the unit active and
+# the same workers throughout, no request failed.
+worker_pids() { "$batonctl" -s "$work/ctl.sock" status --json | python3 -c '
+import json, sys
+print(" ".join(str(w["pid"]) for g in json.load(sys.stdin)["apps"][0]["generations"] for w in g["workers"]))'; }
+main=$(prop batond.service MainPID)
+pids=$(worker_pids)
+loadgen_start "$work/reexec.out"
+for n in 1 2 3; do
+	out=$("$batonctl" -s "$work/ctl.sock" reexec) || fail "reexec $n: $out"
+	[ "$(prop batond.service MainPID)" = "$main" ] || fail "MainPID changed with reexec $n"
+	[ "$(prop batond.service ActiveState)" = active ] || fail "unit not active after reexec $n"
+done
+loadgen_stop || fail "requests failed during the re-execs: $(grep '^loadgen:' "$work/reexec.out")"
+[ "$(worker_pids)" = "$pids" ] || fail "workers changed with the re-execs: $pids, now $(worker_pids)"
+say "re-exec under load: MainPID $main kept, $(grep '^loadgen:' "$work/reexec.out" | cut -d' ' -f2-4)"
+
+# 2c. systemctl reload applies a change of the configuration (3 workers).
+workers=3 write_conf "listener spare { address = \"tcp://127.0.0.1:$port2\" }"
+sctl reload batond.service || fail "systemctl reload failed"
+n=$("$batonctl" -s "$work/ctl.sock" status --json | python3 -c '
+import json, sys
+app = json.load(sys.stdin)["apps"][0]
+print(sum(1 for g in app["generations"] if g["id"] == app["serving"] for w in g["workers"] if w["state"] == "ready"))')
+[ "$n" = 3 ] || fail "$n workers ready after a reload to 3"
+say "systemctl reload: the new configuration's 3 workers serve"
 
 # 3. kill -9 of batond under load: systemd restarts it, the listener comes back
 # from the fd store (same socket), no connection is refused.
