@@ -242,8 +242,9 @@ static void run(struct daemon *d, struct reload_req *req)
 			continue;
 		}
 		log_info("%s: added to the configuration", ac->name);
-		app_start(napps[k]);
-		tell(w, 0, ac->name, "added, its first generation is starting");
+		/* Its first start as an upgrade: the reload answers once it serves,
+		 * or with the reason it does not (then it retries, with back-off). */
+		app_upgrade(napps[k], w);
 	}
 	for (size_t i = 0; i < d->n_apps; i++) {
 		struct app *a = d->apps[i];
