@@ -792,6 +792,8 @@ const char *app_reexec_busy(const struct app *a)
 		return "a reload is under way";
 	if (a->waiters || a->next_waiters)
 		return "an upgrade has someone waiting for it";
+	if (a->drain_waiters)
+		return "an upgrade --wait-drain waits for a drain";
 	return NULL;
 }
 
@@ -848,6 +850,7 @@ struct json_object *app_save(const struct app *a, bool retired, struct reexec_sa
 	rx_set_int(counters, "rollbacks", a->counters.rollbacks);
 	rx_set_int(counters, "restarts", a->counters.restarts);
 	rx_set_int(counters, "parks_refused", a->counters.parks_refused);
+	rx_set_int(counters, "finished_early", a->counters.finished_early);
 	rx_set_str(counters, "last_outcome", a->counters.last_outcome);
 	rx_set(j, "counters", counters);
 	rx_set(j, "dispatch", dispatch_save(a->dispatch, s));
@@ -916,6 +919,7 @@ int app_restore(const struct app_env *env, const struct reexec_load *ld, struct 
 	a->counters.rollbacks = (unsigned)rx_int(c, "rollbacks", 0);
 	a->counters.restarts = (unsigned)rx_int(c, "restarts", 0);
 	a->counters.parks_refused = (unsigned)rx_int(c, "parks_refused", 0);
+	a->counters.finished_early = (unsigned)rx_int(c, "finished_early", 0);
 	snprintf(a->counters.last_outcome, sizeof(a->counters.last_outcome), "%s",
 		 rx_str(c, "last_outcome") ?: "");
 	struct json_object *dj;

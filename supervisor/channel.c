@@ -230,8 +230,9 @@ int channel_fd(const struct channel *ch)
 	return ch->fd;
 }
 
-bool channel_drain_pending(const struct channel *ch)
+bool channel_drain_pending(const struct channel *ch, uint16_t *ret_flags)
 {
+	*ret_flags = ch->drain_flags;
 	return ch->drain_pending;
 }
 
@@ -240,19 +241,20 @@ uint64_t channel_next_id(void)
 	return next_id;
 }
 
-int channel_restore(sd_event *event, int fd, uint64_t id, bool drain_pending,
+int channel_restore(sd_event *event, int fd, const struct channel_carry *carry,
 		    const struct channel_ops *ops, void *userdata, const char *app, const char *who,
 		    struct channel **ret)
 {
-	if (id >= next_id)
-		next_id = id + 1;
+	if (carry->id >= next_id)
+		next_id = carry->id + 1;
 	struct channel *ch;
 	int r = channel_new(event, fd, ops, userdata, app, who, &ch);
 	if (r < 0)
 		return r;
-	ch->id = id;
-	if (drain_pending)
-		channel_send_drain(ch); /* the old image found it full */
+	ch->id = carry->id;
+	ch->said_hello = carry->said_hello;
+	if (carry->drain_pending)
+		channel_send_drain(ch, carry->drain_flags); /* the old image found it full */
 	*ret = ch;
 	return 0;
 }

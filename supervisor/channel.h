@@ -43,15 +43,22 @@ void channel_free(struct channel *ch);
  * channel from its predecessor's. */
 uint64_t channel_id(const struct channel *ch);
 /* Across a re-exec (reexec.c): the socket (-1 once closed), whether DRAIN
- * waits for room, and the id the next channel would get. */
+ * (with its flags) waits for room, and the id the next channel would get. */
 int channel_fd(const struct channel *ch);
-bool channel_drain_pending(const struct channel *ch);
+bool channel_drain_pending(const struct channel *ch, uint16_t *ret_flags);
 uint64_t channel_next_id(void);
 /* Ids never repeat across images: the next channel gets at least @id. */
 void channel_restore_next_id(uint64_t id);
-/* channel_new for a channel the image before this one had, with its @id;
- * sends the DRAIN that was pending. Takes @fd (closed on failure too). */
-int channel_restore(sd_event *event, int fd, uint64_t id, bool drain_pending,
+/* What a channel of the image before this one was. */
+struct channel_carry {
+	uint64_t id;
+	bool said_hello;
+	bool drain_pending;
+	uint16_t drain_flags;
+};
+/* channel_new for a channel the image before this one had; sends the DRAIN
+ * that was pending. Takes @fd (closed on failure too). */
+int channel_restore(sd_event *event, int fd, const struct channel_carry *carry,
 		    const struct channel_ops *ops, void *userdata, const char *app, const char *who,
 		    struct channel **ret);
 /* The worker has not closed its end (nor been dropped for bad messages). */

@@ -937,9 +937,12 @@ static struct json_object *worker_save(const struct worker *w, struct reexec_sav
 	rx_set_int(j, "state", w->state);
 	rx_set_int(j, "pid", w->pid);
 	if (w->channel) {
+		uint16_t flags;
 		rx_set_int(j, "channel_fd", reexec_keep_fd(s, channel_fd(w->channel)));
 		rx_set_int(j, "channel_id", (int64_t)channel_id(w->channel));
-		rx_set_bool(j, "drain_pending", channel_drain_pending(w->channel));
+		rx_set_bool(j, "said_hello", channel_said_hello(w->channel));
+		rx_set_bool(j, "drain_pending", channel_drain_pending(w->channel, &flags));
+		rx_set_int(j, "drain_flags", flags);
 	}
 	rx_set_int(j, "exec_fd", reexec_keep_fd(s, w->exec_fd));
 	rx_set_int(j, "exec_errno", w->exec_errno);
@@ -971,6 +974,10 @@ struct json_object *gen_save(const struct gen *g, struct reexec_save *s)
 	rx_set_int(j, "ready_usec", (int64_t)g->ready_usec);
 	rx_set_int(j, "drain_started_usec", (int64_t)g->drain_started_usec);
 	rx_set_int(j, "timer_due_usec", (int64_t)due_of(g->timer));
+	rx_set_int(j, "drain_at_usec", (int64_t)g->drain_at_usec);
+	rx_set_bool(j, "finishing", g->finishing);
+	rx_set_int(j, "parks", g->parks);
+	rx_set_int(j, "parks_at_finish", g->parks_at_finish);
 	rx_set_str(j, "reason", g->reason);
 	rx_set_int(j, "program_fd", reexec_keep_fd(s, g->program_fd));
 	for (unsigned i = 0; i < g->n_workers; i++)
@@ -1020,10 +1027,14 @@ static int worker_restore(struct worker *w, struct json_object *j)
 		char who[160];
 		snprintf(who, sizeof(who), "%s: generation %u worker %u (pid %d)", cfg_of(g)->name,
 			 g->id, w->index, (int)w->pid);
-		if (fd >= 0 && (r = channel_restore(env->event, fd,
-						     (uint64_t)rx_int(j, "channel_id", 0),
-						     rx_bool(j, "drain_pending"), &worker_channel_ops,
-						     w, cfg_of(g)->name, who, &w->channel)) < 0)
+		struct channel_carry carry = {
+		    .id = (uint64_t)rx_int(j, "channel_id", 0),
+		    .said_hello = rx_bool(j, "said_hello"),
+		    .drain_pending = rx_bool(j, "drain_pending"),
+		    .drain_flags = (uint16_t)rx_int(j, "drain_flags", 0),
+		};
+		if (fd >= 0 && (r = channel_restore(env->event, fd, &carry, &worker_channel_ops, w,
+						     cfg_of(g)->name, who, &w->channel)) < 0)
 			return r;
 	}
 	if (w->exec_fd >= 0 &&
@@ -1069,7 +1080,12 @@ int gen_restore(const struct gen_env *env, struct json_object *j, struct gen **r
 	g->drain_started_usec = (uint64_t)rx_int(j, "drain_started_usec", 0);
 	g->program_fd = (int)rx_int(j, "program_fd", -1);
 	snprintf(g->reason, sizeof(g->reason), "%s", rx_str(j, "reason") ?: "");
-	int r = add_time(g, &g->timer, (uint64_t)rx_int(j, "timer_due_usec", 0), on_gen_timer, g);
+	g->drain_at_usec = (uint64_t)rx_int(j, "drain_at_usec", 0);
+	g->finishing = rx_bool(j, "finishing");
+	g->parks = (unsigned)rx_int(j, "parks", 0);
+	g->parks_at_finish = (unsigned)rx_int(j, "parks_at_finish", 0);
+	g->timer_usec = (uint64_t)rx_int(j, "timer_due_usec", 0);
+	int r = add_time(g, &g->timer, g->timer_usec, on_gen_timer, g);
 	for (size_t i = 0; i < n && r >= 0; i++) {
 		struct json_object *wj = rx_at(j, "workers", i);
 		int64_t index = rx_int(wj, "index", -1);

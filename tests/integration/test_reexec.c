@@ -253,6 +253,33 @@ static void a_parked_connection_with_its_state_survives_a_reexec(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* A generation draining in the background (an upgrade returns once the new
+ * one is ready) drains on in the new image and goes once its last client does. */
+static void a_generation_draining_during_a_reexec_drains_on(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+				"  drain-timeout = 60\n}\n");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	/* An open connection keeps generation 1's worker draining. */
+	int fd = connect_port(b.port);
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_true(wait_workers(&b, "draining", 1, 10000));
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reexec", NULL), 0);
+	assert_int_equal(app_status(&b, "web", "serving"), 2);
+	assert_true(wait_workers(&b, "draining", 1, 100));
+	close(fd);
+	assert_true(batond_wait_log(&b, "web: generation 1 gone", 20000));
+	assert_true(wait_workers(&b, "draining", 0, 10000));
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 static void reexec_refuses_while_an_upgrade_runs(void **state)
 {
 	struct batond b;
@@ -275,6 +302,7 @@ int main(void)
 	    harness_test(twenty_reexecs_under_load_in_dispatch_mode_lose_nothing),
 	    harness_test(a_broken_new_batond_leaves_the_running_one_serving),
 	    harness_test(a_parked_connection_with_its_state_survives_a_reexec),
+	    harness_test(a_generation_draining_during_a_reexec_drains_on),
 	    harness_test(reexec_refuses_while_an_upgrade_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
