@@ -1,7 +1,13 @@
 # SPDX-License-Identifier: MIT
 """The WSGI application of the gunicorn guide (docs/guides/gunicorn.md):
-gunicorn takes its socket from batond (LISTEN_FDS) and says READY=1 itself."""
+gunicorn takes its socket from batond (LISTEN_FDS) and says READY=1 itself.
+
+GUIDE_IMPORT_DELAY=SECONDS sleeps at import: a stand-in for an application
+that takes that long to import (the guide's overlap section)."""
 import os
+import time
+
+time.sleep(float(os.environ.get("GUIDE_IMPORT_DELAY", "0")))
 
 
 def app(environ, start_response):

@@ -155,6 +155,25 @@ static void gunicorn_loses_no_request_over_upgrades(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* docs/guides/gunicorn.md, overlap: without --preload the workers import the
+ * app after the arbiter's READY=1; an app that takes 3 s to import (longer
+ * than loadgen's clients wait) loses nothing when the old generation serves
+ * on for 5 s. */
+static void overlap_covers_gunicorn_workers_that_boot_after_ready(void **state)
+{
+	REQUIRE_PROGRAM("/usr/bin/gunicorn");
+	struct batond b;
+	batond_prepare(&b);
+	start_app(&b,
+		  "  exec = { \"/usr/bin/gunicorn\", \"--workers\", \"2\",\n"
+		  "           \"--chdir\", \"" GUIDES_DIR "\", \"wsgi_app:app\" }\n"
+		  "  environment = { \"PYTHONDONTWRITEBYTECODE=1\", \"GUIDE_IMPORT_DELAY=3\" }\n"
+		  "  overlap = 5\n"
+		  "  drain-timeout = 40\n");
+	assert_int_equal(upgrades_under_load(&b, 2), 0);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 /* docs/guides/python.md: socket from fd 3, READY=1 by hand. */
 static void python_loses_no_request_over_upgrades(void **state)
 {
@@ -231,6 +250,7 @@ int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 	    harness_test(gunicorn_loses_no_request_over_upgrades),
+	    harness_test(overlap_covers_gunicorn_workers_that_boot_after_ready),
 	    harness_test(python_loses_no_request_over_upgrades),
 	    harness_test(node_loses_no_request_over_upgrades),
 	    harness_test(go_loses_no_request_over_upgrades),
