@@ -13,10 +13,14 @@
 #   inherit    batond, mode = inherit, `batonctl upgrade`
 #   dispatch   batond, mode = dispatch, `batonctl upgrade`
 # Then dispatch against inherit without upgrades, with 1 and 2 workers (issue 4's
-# throughput comparison), and fd passing.
+# throughput comparison), fd passing, and the upgrade latency with long-lived
+# connections on the old generation, serialised against overlapping (issue 15).
 # Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (240), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (1500), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (4),
 #      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch"),
-#      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run).
+#      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run),
+#      BENCH_LL_CONNECTIONS (1000), BENCH_LL_UPGRADES (3), BENCH_LL_DRAIN_S (3): the
+#      long-lived connections held on each generation an upgrade replaces, the upgrades
+#      back to back, and the app's drain-timeout there.
 set -euo pipefail
 
 # bash reads a script while it runs it: run a private copy, so that an edit of this file
@@ -40,6 +44,9 @@ CONNECTIONS=${BENCH_CONNECTIONS:-8}
 STARTUP_MS=${BENCH_STARTUP_MS:-100}
 IDLE_UPGRADES=${BENCH_IDLE_UPGRADES:-10}
 IDLE_SPACING_MS=$((STARTUP_MS + 50))
+LL_CONNECTIONS=${BENCH_LL_CONNECTIONS:-1000}
+LL_UPGRADES=${BENCH_LL_UPGRADES:-3}
+LL_DRAIN_S=${BENCH_LL_DRAIN_S:-3}
 SCENARIOS=${BENCH_SCENARIOS:-baseline naive reuseport inherit dispatch}
 FIRST_MS=500
 TAIL_MS=600
@@ -60,7 +67,8 @@ bin=$build/bench
 batond=$build/supervisor/batond
 batonctl=$build/supervisor/batonctl
 app=$build/examples/hello
-for b in "$batond" "$batonctl" "$bin/loadgen" "$app" "$bin/upgrader" "$bin/fdpass"; do
+parksrv=$build/tests/apps/parksrv
+for b in "$batond" "$batonctl" "$bin/loadgen" "$app" "$bin/upgrader" "$bin/fdpass" "$bin/holdconns" "$parksrv"; do
 	[ -x "$b" ] || die "$b: not built (run: make build)"
 done
 command -v gnuplot >/dev/null || die "gnuplot: not installed (apt-get install gnuplot-nox)"
@@ -249,6 +257,61 @@ say "fd passing"
 "$bin/fdpass" --ms 200 --rounds 5 >"$tmp/fdpass.out"
 sed 's/^/  /' "$tmp/fdpass.out" >&2
 
+# run_longlived MODE: LL_UPGRADES upgrades of a line server (tests/apps/parksrv --hold:
+# it serves its open connections on while it drains), each after LL_CONNECTIONS idle
+# clients connected to the serving generation and stay. serialised: `batonctl upgrade
+# --wait-drain`, which returns once the old generation is gone, as every upgrade did
+# before generations overlapped; overlapping: `batonctl upgrade`. Each upgrade's wall
+# time (request to batonctl's exit: the new generation serves) goes to ll-MODE.log.
+run_longlived() {
+	local mode=$1 port sock=$tmp/batond-ll.sock wait_drain='' holders=() t0 t1 rc
+	[ "$mode" = serialised ] && wait_drain=--wait-drain
+	port=$(free_port)
+	printf '%s\n' "control { socket = \"$sock\" }" \
+		"listener http { address = \"tcp://127.0.0.1:$port\" }" \
+		"app bench {" "	exec = { \"$parksrv\", \"--hold\" }" "	listeners = { \"http\" }" \
+		"	mode = dispatch" "	drain-timeout = $LL_DRAIN_S" \
+		"	limit-nofile = $((LL_CONNECTIONS * 2 + 64))" "}" >"$tmp/ll-$mode.conf"
+	"$batond" -c "$tmp/ll-$mode.conf" >"$tmp/batond-ll-$mode.log" 2>&1 &
+	batond_pid=$!
+	for _ in $(seq 500); do
+		"$batonctl" -s "$sock" status --check >/dev/null 2>&1 && break
+		kill -0 "$batond_pid" 2>/dev/null || die "long-lived: batond did not start"
+		sleep 0.02
+	done
+	: >"$tmp/ll-$mode.log"
+	for i in $(seq "$LL_UPGRADES"); do
+		"$bin/holdconns" --port "$port" --connections "$LL_CONNECTIONS" >"$tmp/hold-$mode-$i.out" 2>&1 &
+		holders+=($!)
+		for _ in $(seq 1500); do
+			grep -q '^holdconns: held' "$tmp/hold-$mode-$i.out" && break
+			kill -0 "${holders[-1]}" 2>/dev/null || break
+			sleep 0.02
+		done
+		grep -q '^holdconns: held' "$tmp/hold-$mode-$i.out" ||
+			die "long-lived $mode: $(cat "$tmp/hold-$mode-$i.out")"
+		rc=0
+		t0=$(date +%s%N)
+		"$batonctl" -s "$sock" upgrade $wait_drain bench >>"$tmp/ctl-ll-$mode.out" 2>&1 || rc=$?
+		t1=$(date +%s%N)
+		echo "$i $(((t1 - t0) / 1000)) $rc" >>"$tmp/ll-$mode.log"
+	done
+	kill -TERM "${holders[@]}" 2>/dev/null || true
+	wait "${holders[@]}" 2>/dev/null || true
+	"$batonctl" -s "$sock" stop >/dev/null 2>&1 || true
+	wait_bounded "$batond_pid" 15
+	batond_pid=
+}
+
+if [ "$LL_UPGRADES" -gt 0 ]; then
+	say "upgrade latency, $LL_CONNECTIONS long-lived connections on each old generation"
+	for m in serialised overlapping; do
+		run_longlived "$m"
+		awk -v m="$m" '{printf "  %s: upgrade %d: %.1f ms, batonctl exit %d\n", m, $1, $2 / 1000, $3}' \
+			"$tmp/ll-$m.log" >&2
+	done
+fi
+
 # ---- the report ------------------------------------------------------------------------
 jnum() { sed -n "s/.*\"$2\":\([-0-9.]*\).*/\1/p" "$1"; }
 # The k-th percentile (nearest rank) of the numbers on stdin.
@@ -422,6 +485,27 @@ report=$out/report.md
 	sed -n 's/^fdpass: fds=\([0-9]*\) proto_fds_per_s=\([0-9]*\) raw_fds_per_s=\([0-9]*\) ratio=\([0-9.]*\)/| \1 | \2 | \3 | \4 |/p' \
 		"$tmp/fdpass.out"
 	echo
+	if [ "$LL_UPGRADES" -gt 0 ]; then
+		echo "Upgrade latency with long-lived connections: $LL_UPGRADES upgrades back to back of"
+		echo "a line server (tests/apps/parksrv --hold, dispatch mode, drain-timeout $LL_DRAIN_S s)"
+		echo "that serves its open connections on while it drains; before each upgrade,"
+		echo "$LL_CONNECTIONS idle clients (bench/holdconns.c) connect to the serving generation"
+		echo "and stay. Latency: request to the new generation serving, as \`batonctl upgrade\`"
+		echo "returns. *serialised* waits, as every upgrade did before generations overlapped,"
+		echo "until the old generation is gone (\`--wait-drain\`): here its drain-timeout,"
+		echo "since its clients never leave; *overlapping* returns once the new one is ready."
+		echo
+		echo "| mode | upgrades ok | median ms | max ms | all $LL_UPGRADES upgrades ms |"
+		echo "|---|---|---|---|---|"
+		for m in serialised overlapping; do
+			l=$tmp/ll-$m.log
+			[ -s "$l" ] || continue
+			echo "| $m | $(awk '$3 == 0' "$l" | wc -l)/$(wc -l <"$l")" \
+				"| $(awk '{print $2 / 1000}' "$l" | pct 50) | $(awk '{print $2 / 1000}' "$l" | pct 100)" \
+				"| $(awk '{s += $2} END {printf "%.1f", s / 1000}' "$l") |"
+		done
+		echo
+	fi
 	echo "![throughput per 100 ms](throughput.png)"
 	echo
 	echo "Command: \`make bench\` (bench/run.sh $1). Raw data (loadgen's JSON with the 100 ms"

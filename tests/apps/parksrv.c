@@ -26,7 +26,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#define MAX_CONNS 256
+#define MAX_CONNS 2048
 
 static struct pollfd pfds[2 + MAX_CONNS];
 static uint32_t counts[MAX_CONNS];
