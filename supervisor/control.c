@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CTL_MAX_CONNS 128
@@ -873,4 +874,69 @@ void control_reexec_done(struct control *ctl, int code, const char *text)
 			if (req->reexec)
 				on_upgrade_done(req, code, text);
 		}
+}
+
+int control_prepare(const struct control *ctl, const struct config *nc, int *ret_fd, char *err,
+		    size_t err_len)
+{
+	*ret_fd = -1;
+	if (strcmp(nc->control_socket, ctl->path) == 0)
+		return 0; /* mode and group change in place */
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, err_len, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	char why[512];
+	int r = unix_path_bind(fd, nc->control_socket, nc->control_mode, (uid_t)-1,
+			       nc->control_gid, true, why, sizeof(why));
+	if (r == -EADDRINUSE)
+		snprintf(err, err_len, "%s is in use by a running batond", nc->control_socket);
+	else if (r < 0)
+		snprintf(err, err_len, "%s", why);
+	else if (listen(fd, 64) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "%s: listen: %s", nc->control_socket, strerror(errno));
+		unlink(nc->control_socket);
+	}
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+void control_apply(struct control *ctl, const struct config *nc, int fd)
+{
+	ctl->has_group = nc->control_gid != (gid_t)-1;
+	ctl->group = ctl->has_group ? nc->control_gid : 0;
+	if (fd < 0) {
+		/* The same path: its directories were checked when it was bound. */
+		if (fchmodat(AT_FDCWD, ctl->path, nc->control_mode, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    fchownat(AT_FDCWD, ctl->path, (uid_t)-1, nc->control_gid, AT_SYMLINK_NOFOLLOW) < 0)
+			log_warn("control socket %s: cannot apply its new mode or group: %s",
+				 ctl->path, strerror(errno));
+		return;
+	}
+	char *path = strdup(nc->control_socket);
+	sd_event_source *src = NULL;
+	int r = path ? sd_event_add_io(ctl->d->event, &src, fd, EPOLLIN, on_accept, ctl) : -ENOMEM;
+	if (r < 0) {
+		log_err("control socket %s: %s; batond stays at %s", nc->control_socket, strerror(-r),
+			ctl->path);
+		free(path);
+		close(fd);
+		unlink(nc->control_socket);
+		return;
+	}
+	/* Clients connected already keep their connections. */
+	sd_event_source_disable_unref(ctl->src);
+	close(ctl->fd);
+	unlink(ctl->path);
+	log_info("control socket: %s, was %s", path, ctl->path);
+	free(ctl->path);
+	ctl->path = path;
+	ctl->fd = fd;
+	ctl->src = src;
 }

@@ -427,6 +427,7 @@ struct json_object *notify_save(const struct notify *n, struct reexec_save *s)
 	struct json_object *j = json_object_new_object(), *users = json_object_new_array();
 	rx_set_int(j, "fd", reexec_keep_fd(s, n->fd));
 	rx_set_int(j, "dir_fd", reexec_keep_fd(s, n->dir_fd));
+	rx_set_str(j, "dir", n->dir); /* where it was made: the control socket may have moved since */
 	for (size_t i = 0; i < n->n_users; i++) {
 		struct json_object *uj = json_object_new_object();
 		rx_set_int(uj, "uid", n->users[i].uid);
@@ -453,6 +454,7 @@ static int watch(struct notify *n, sd_event *event)
 int notify_restore(sd_event *event, const char *dir, notify_handler_t handler, void *userdata,
 		   struct json_object *j, struct notify **ret)
 {
+	dir = rx_str(j, "dir") ?: dir;
 	size_t n_users = rx_len(j, "users");
 	struct notify *n = calloc(1, sizeof(*n));
 	if (!n || !(n->users = calloc(n_users ? n_users : 1, sizeof(*n->users))) ||

@@ -419,6 +419,21 @@ void recover_record(struct recover *rc, const struct daemon *d)
 	json_object_put(state);
 }
 
+void recover_move(struct recover *rc, const struct config *cfg)
+{
+	char *path;
+	if (!rc || asprintf(&path, "%s.state", cfg->control_socket) < 0)
+		return;
+	if (strcmp(path, rc->path) == 0) {
+		free(path);
+		return;
+	}
+	if (rename(rc->path, path) < 0 && errno != ENOENT)
+		log_warn("%s: cannot move it to %s: %s", rc->path, path, strerror(errno));
+	free(rc->path);
+	rc->path = path;
+}
+
 void recover_forget(struct recover *rc)
 {
 	if (rc && unlink(rc->path) < 0 && errno != ENOENT)

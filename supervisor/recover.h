@@ -35,6 +35,8 @@ bool recover_busy(const struct recover *rc);
 void recover_drain(struct recover *rc);
 /* Writes the state file if batond's workers changed since the last call. */
 void recover_record(struct recover *rc, const struct daemon *d);
+/* The control socket moved (reload): the state file goes beside it. */
+void recover_move(struct recover *rc, const struct config *cfg);
 /* Removes the state file (a clean stop leaves no worker behind). */
 void recover_forget(struct recover *rc);
 void recover_free(struct recover *rc);

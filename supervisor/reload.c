@@ -6,6 +6,8 @@
  * takes its new configuration through app_reconfigure (in place, or an
  * upgrade with rollback). */
 #include "reload.h"
+#include "control.h"
+#include "recover.h"
 #include "batond.h"
 #include "listener.h"
 #include "log.h"
@@ -168,6 +170,12 @@ static void run(struct daemon *d, struct reload_req *req)
 	int r = ef ? config_load(d->cfg->path, ef, &nc) : -ENOMEM;
 	if (r == 0 && open_new_listeners(d, nc, ef, &nl) < 0)
 		r = -EINVAL;
+	int ctl_fd = -1;
+	char ctl_err[700];
+	if (r == 0 && control_prepare(d->control, nc, &ctl_fd, ctl_err, sizeof(ctl_err)) < 0) {
+		fprintf(ef, "%s: control socket: %s\n", nc->path, ctl_err);
+		r = -EINVAL;
+	}
 	int *nfds = r == 0 ? calloc(nc->n_listeners ? nc->n_listeners : 1, sizeof(int)) : NULL;
 	struct app **napps = r == 0 ? calloc(nc->n_apps ? nc->n_apps : 1, sizeof(*napps)) : NULL;
 	struct config_ref *nref = NULL;
@@ -176,6 +184,10 @@ static void run(struct daemon *d, struct reload_req *req)
 	if (ef)
 		fclose(ef);
 	if (r < 0) {
+		if (ctl_fd >= 0) {
+			close(ctl_fd);
+			unlink(nc->control_socket);
+		}
 		if (nl) {
 			for (size_t i = 0; i < nc->n_listeners; i++)
 				if (!nl[i].kept && nl[i].fd >= 0)
@@ -202,16 +214,8 @@ static void run(struct daemon *d, struct reload_req *req)
 		free(napps);
 		return;
 	}
-	char note[300] = "";
-	if (strcmp(nc->control_socket, d->cfg->control_socket) != 0 ||
-	    nc->control_mode != d->cfg->control_mode ||
-	    strcmp(nc->control_group ? nc->control_group : "",
-		   d->cfg->control_group ? d->cfg->control_group : "") != 0) {
-		snprintf(note, sizeof(note),
-			 "control: changes to the control section take effect when batond starts "
-			 "again");
-		log_warn("reload: %s", note);
-	}
+	control_apply(d->control, nc, ctl_fd);
+	recover_move(d->recover, nc);
 	free(d->listener_fds);
 	d->listener_fds = nfds;
 	commit_listeners(d, nc, nl);
@@ -224,7 +228,7 @@ static void run(struct daemon *d, struct reload_req *req)
 			kept = strcmp(nc->apps[k].name, d->apps[i]->cfg->name) == 0;
 		removed += !kept;
 	}
-	req->started(req->userdata, 0, (unsigned)nc->n_apps + removed, note);
+	req->started(req->userdata, 0, (unsigned)nc->n_apps + removed, "");
 
 	for (size_t k = 0; k < nc->n_apps; k++) {
 		const struct app_cfg *ac = &nc->apps[k];

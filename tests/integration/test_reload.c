@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -237,6 +240,68 @@ static void scale_changes_the_workers_in_place_until_a_reload(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* b->conf with the control section at @sock, mode @mode. */
+static void write_control(const struct batond *b, const char *sock, const char *mode)
+{
+	FILE *f = fopen(b->conf, "we");
+	assert_non_null(f);
+	fprintf(f,
+		"control {\n  socket = \"%s\"\n  mode = %s\n}\n"
+		"listener http { address = \"tcp://127.0.0.1:%d\" }\n"
+		"app web {\n  exec = { \"%s\" }\n  listeners = { \"http\" }\n}\n",
+		sock, mode, b->port, TESTSRV_PATH);
+	fclose(f);
+}
+
+/* A reload moves the control socket (bound first: a path in use changes
+ * nothing) and applies a new mode in place; the workers serve on. */
+static void a_reload_moves_the_control_socket(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	pid_t worker = app_worker_pid(&b, "web", 0);
+	char old[300], moved[300], busy[300], out[2048];
+	snprintf(old, sizeof(old), "%s", b.sock);
+	snprintf(moved, sizeof(moved), "%s/sub/ctl.sock", b.dir);
+	snprintf(busy, sizeof(busy), "%s/busy.sock", b.dir);
+	write_control(&b, moved, "0660");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reload", NULL), 0);
+	assert_int_equal(access(old, F_OK), -1);
+	snprintf(b.sock, sizeof(b.sock), "%s", moved);
+	struct stat st;
+	assert_int_equal(stat(moved, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	/* The same path, another mode: in place. */
+	write_control(&b, moved, "0600");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reload", NULL), 0);
+	assert_int_equal(stat(moved, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	/* A path another process listens on: an error, and nothing changes. */
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	assert_true(strlen(busy) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, busy, strlen(busy) + 1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	write_control(&b, busy, "0600");
+	assert_int_not_equal(batonctl(&b, out, sizeof(out), "reload", NULL), 0);
+	char want[400];
+	snprintf(want, sizeof(want), "control socket: %s is in use by a running batond", busy);
+	if (!strstr(out, want))
+		fail_msg("reload: %s", out);
+	close(fd);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_int_equal(app_worker_pid(&b, "web", 0), worker);
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +310,7 @@ int main(void)
 	    harness_test(a_file_with_errors_changes_nothing),
 	    harness_test(scale_changes_the_workers_in_place_until_a_reload),
 	    harness_test(a_new_configuration_that_fails_to_start_leaves_the_previous_one_serving),
+	    harness_test(a_reload_moves_the_control_socket),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
