@@ -194,6 +194,7 @@ static int version_make(struct app *a, struct config_ref *root, const struct app
 	    .spawn = a->env->spawn,
 	    .ops = &app_gen_ops,
 	    .userdata = a,
+	    .cgroups = a->env->cgroups,
 	};
 	*ret = v;
 	return 0;
@@ -569,7 +570,7 @@ static bool same_limit(const struct app_limit *x, const struct app_limit *y)
 	return x->set == y->set && (!x->set || x->value == y->value);
 }
 
-/* What a process is made in: user, groups, directory, umask, limits. */
+/* What a process is made in: user, groups, directory, umask, limits, cgroup limits. */
 static bool same_credentials(const struct app_cfg *x, const struct app_cfg *y)
 {
 	if (x->set_ids != y->set_ids ||
@@ -581,7 +582,10 @@ static bool same_credentials(const struct app_cfg *x, const struct app_cfg *y)
 	       x->no_new_privileges == y->no_new_privileges &&
 	       same_limit(&x->limit_nofile, &y->limit_nofile) &&
 	       same_limit(&x->limit_core, &y->limit_core) &&
-	       same_limit(&x->limit_nproc, &y->limit_nproc);
+	       same_limit(&x->limit_nproc, &y->limit_nproc) &&
+	       /* Written to the app's cgroup when a generation starts. */
+	       same_limit(&x->memory_max, &y->memory_max) &&
+	       same_limit(&x->tasks_max, &y->tasks_max) && x->cpu_weight == y->cpu_weight;
 }
 
 /* True if a process of @a's generations and one of @b's start the same: same

@@ -67,6 +67,7 @@ struct app_env {
 		     int *ret_exec_fd);
 	const struct app_ops *ops;
 	void *userdata;
+	struct cgroups *cgroups; /* NULL: none (cgroup.h) */
 };
 
 struct app_counters {

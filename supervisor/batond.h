@@ -11,6 +11,7 @@
 #include "app.h"
 #include "config.h"
 
+struct cgroups;
 struct notify;
 struct control;
 struct metrics;
@@ -46,6 +47,7 @@ struct daemon {
 	size_t n_apps;
 	struct notify *notify;
 	struct control *control;
+	struct cgroups *cgroups; /* NULL: workers tracked by process group */
 	struct recover *recover; /* the state file; orphans of a batond killed before */
 	struct metrics *metrics; /* GET /metrics, if the configuration asks */
 	struct reexec *reexec;	 /* a re-exec in progress (reexec.c) */

@@ -560,9 +560,12 @@ static void store_umask(struct section_state *st, const struct option *o,
 	app->set_umask = true;
 }
 
-/* A resource limit: a number, or "infinity". Soft and hard alike. */
-static void store_limit(struct section_state *st, const struct option *o,
-			const struct conf_value *v, size_t n, void *obj)
+/* A limit: "infinity", or a number @parse takes; @what names what it takes. */
+static void store_limit_as(struct section_state *st, const struct option *o,
+			   const struct conf_value *v, void *obj,
+			   int (*parse)(const char *, unsigned long long, unsigned long long,
+					unsigned long long *),
+			   const char *what)
 {
 	struct app_limit *l = field(obj, o);
 	unsigned long long number;
@@ -571,12 +574,26 @@ static void store_limit(struct section_state *st, const struct option *o,
 		*l = (struct app_limit){.set = true, .value = RLIM_INFINITY};
 		return;
 	}
-	if (parse_unsigned(v->text, 0, (unsigned long long)RLIM_INFINITY - 1, &number) < 0) {
-		report(st->ld, v->line, "%s: %s: \"%s\" is not a number or infinity", st->what,
-		       o->name, v->text);
+	if (parse(v->text, 0, (unsigned long long)RLIM_INFINITY - 1, &number) < 0) {
+		report(st->ld, v->line, "%s: %s: \"%s\" is not %s or infinity", st->what, o->name,
+		       v->text, what);
 		return;
 	}
 	*l = (struct app_limit){.set = true, .value = (rlim_t)number};
+}
+
+/* A resource limit: a number, or "infinity". Soft and hard alike. */
+static void store_limit(struct section_state *st, const struct option *o,
+			const struct conf_value *v, size_t n, void *obj)
+{
+	store_limit_as(st, o, v, obj, parse_unsigned, "a number");
+}
+
+/* A size in bytes (K, M, G, T suffixes) or "infinity". */
+static void store_bytes(struct section_state *st, const struct option *o,
+			const struct conf_value *v, size_t n, void *obj)
+{
+	store_limit_as(st, o, v, obj, parse_bytes, "a size (bytes, or a number with K, M, G or T)");
 }
 
 /* ---- The options --------------------------------------------------------- */
@@ -587,7 +604,8 @@ static void store_limit(struct section_state *st, const struct option *o,
 /* store_choice writes an int. */
 _Static_assert(sizeof(enum ready_mode) == sizeof(int) && sizeof(enum serve_mode) == sizeof(int) &&
 		   sizeof(enum dispatch_policy) == sizeof(int) &&
-		   sizeof(enum kill_mode) == sizeof(int),
+		   sizeof(enum kill_mode) == sizeof(int) &&
+		   sizeof(enum notify_access) == sizeof(int),
 	       "enums stored as int");
 
 /* The metrics address: tcp only, Prometheus scrapes over HTTP. */
@@ -670,6 +688,10 @@ enum {
 	A_LIMIT_NOFILE,
 	A_LIMIT_CORE,
 	A_LIMIT_NPROC,
+	A_MEMORY_MAX,
+	A_TASKS_MAX,
+	A_CPU_WEIGHT,
+	A_NOTIFY_ACCESS,
 	N_APP_OPTIONS
 };
 static const struct option app_options[N_APP_OPTIONS] = {
@@ -762,6 +784,22 @@ static const struct option app_options[N_APP_OPTIONS] = {
     [A_LIMIT_NPROC] = {.name = "limit-nproc",
 		       .store = store_limit,
 		       .offset = offsetof(struct app_cfg, limit_nproc)},
+    [A_MEMORY_MAX] = {.name = "memory-max",
+		      .store = store_bytes,
+		      .offset = offsetof(struct app_cfg, memory_max)},
+    [A_TASKS_MAX] = {.name = "tasks-max",
+		     .store = store_limit,
+		     .offset = offsetof(struct app_cfg, tasks_max)},
+    [A_CPU_WEIGHT] = {.name = "cpu-weight",
+		      .store = store_unsigned,
+		      .offset = offsetof(struct app_cfg, cpu_weight),
+		      .min = 1,
+		      .max = 10000},
+    [A_NOTIFY_ACCESS] = {.name = "notify-access",
+			 .def = "main",
+			 .store = store_choice,
+			 .offset = offsetof(struct app_cfg, notify_access),
+			 .choices = CHOICES("main", "all")},
 };
 
 enum { METRICS_ADDRESS, N_METRICS_OPTIONS };

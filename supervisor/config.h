@@ -17,6 +17,9 @@ enum dispatch_policy { POLICY_LEAST_LOADED, POLICY_ROUND_ROBIN, POLICY_STICKY };
 /* Who gets the stop signal: the worker's main process (mixed, as systemd's
  * KillMode=mixed) or its whole process group. SIGKILL always goes to the group. */
 enum kill_mode { KILL_MIXED, KILL_GROUP };
+/* Whose notify datagrams count: the worker's main process only, or any
+ * process of its cgroup (its process group without cgroups). */
+enum notify_access { NOTIFY_MAIN, NOTIFY_ALL };
 
 struct listener_cfg {
 	char *name;
@@ -53,10 +56,10 @@ struct app_cfg {
 	unsigned hold_max;
 	uint64_t hold_timeout_usec;
 	/* What its workers run as (resolved at load; batond's own when unset). */
-	char *user;		      /* NULL: batond's user */
-	char *group;		      /* NULL: the user's login group */
+	char *user;		     /* NULL: batond's user */
+	char *group;		     /* NULL: the user's login group */
 	char **supplementary_groups; /* NULL-terminated; NULL: the user's, from NSS */
-	bool set_ids;		      /* user or group given: uid, gid, groups apply */
+	bool set_ids;		     /* user or group given: uid, gid, groups apply */
 	uid_t uid;
 	gid_t gid;
 	gid_t *groups;
@@ -69,6 +72,11 @@ struct app_cfg {
 		bool set;
 		rlim_t value; /* RLIM_INFINITY for "infinity" */
 	} limit_nofile, limit_core, limit_nproc;
+	/* Written to the app's cgroup (cgroup.c): memory-max in bytes, tasks-max;
+	 * unset or RLIM_INFINITY is no limit. cpu-weight 1..10000, 0 unset. */
+	struct app_limit memory_max, tasks_max;
+	unsigned cpu_weight;
+	enum notify_access notify_access;
 };
 
 struct config {

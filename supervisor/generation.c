@@ -4,6 +4,7 @@
  * calls into its owner beyond those reports. Owns its workers, their
  * processes' event sources and their channels. */
 #include "generation.h"
+#include "cgroup.h"
 #include "channel.h"
 #include "log.h"
 #include "proto.h"
@@ -115,6 +116,9 @@ struct channel *gen_ready_channel(const struct gen *g, unsigned i)
  * exited, its lingering group only. SIGKILL always goes this way. */
 static int worker_signal_group(const struct worker *w, int sig)
 {
+	/* With cgroups, SIGKILL reaches what left the group too (setsid). */
+	if (sig == SIGKILL && w->cgroup)
+		return cgroup_kill(w->cgroup);
 	pid_t pgid = w->pid > 0 ? w->pid : w->lingering_pgid;
 	if (pgid <= 0)
 		return 0;
@@ -194,6 +198,11 @@ static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
 			if (w->pid > 0)
 				log_worker(w, LOG_WARNING, "still running %s, sending SIGKILL",
 					   when);
+			else if (w->state == WORKER_LINGERING && w->cgroup)
+				log_worker(w, LOG_WARNING,
+					   "processes of its cgroup still running %s, killing them "
+					   "(cgroup.kill)",
+					   when);
 			else if (w->state == WORKER_LINGERING)
 				log_worker(w, LOG_WARNING,
 					   "processes of its group %d still running %s, "
@@ -205,6 +214,9 @@ static int on_gen_timer(sd_event_source *s, uint64_t usec, void *userdata)
 			if (w->state == WORKER_LINGERING && !w->linger_killed_usec)
 				w->linger_killed_usec = now_usec(g);
 		}
+		/* Anything of the generation outside its workers' cgroups too. */
+		if (g->cgroup)
+			cgroup_kill(g->cgroup);
 	}
 	return 0;
 }
@@ -420,6 +432,45 @@ static int worker_check_group(struct worker *w, pid_t pgid)
 	return 0;
 }
 
+/* What is left in a worker's cgroup once its own process is reaped (the
+ * zombie no longer counts): as with process groups (on_group_check), a
+ * draining worker lingers until it is empty, which the cgroup's watch reports
+ * (on_cgroup_changed); what a failed or crashed worker left behind is killed. */
+static void worker_check_cgroup(struct worker *w)
+{
+	if (!cgroup_populated(w->cgroup))
+		return;
+	if (w->gen->state == GEN_DRAINING) {
+		w->state = WORKER_LINGERING;
+		log_worker(w, LOG_INFO, "exited; waiting for the rest of its cgroup %s",
+			   cgroup_path(w->cgroup));
+		return;
+	}
+	log_worker(w, LOG_WARNING, "left processes in its cgroup %s: killing them",
+		   cgroup_path(w->cgroup));
+	cgroup_kill(w->cgroup);
+}
+
+static void on_cgroup_changed(void *userdata)
+{
+	struct worker *w = userdata;
+	struct gen *g = w->gen;
+	if (w->state != WORKER_LINGERING || cgroup_populated(w->cgroup))
+		return;
+	log_worker(w, LOG_INFO, "no process left in its cgroup");
+	w->state = WORKER_EXITED;
+	if (g->state == GEN_DRAINING && gen_live_workers(g) == 0)
+		gen_became_gone(g);
+}
+
+static int on_cgroup_recheck(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct worker *w = userdata;
+	w->group_timer = sd_event_source_disable_unref(w->group_timer);
+	on_cgroup_changed(w);
+	return 0;
+}
+
 /* The worker's process is gone: no channel, no exec pipe, no timers of it. */
 static void worker_release(struct worker *w)
 {
@@ -449,8 +500,11 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	enum worker_state was = w->state;
 	w->state = WORKER_EXITED;
 	changed(g); /* it may have been the last one taking connections */
-	/* Its process group may outlive it (a wrapper script's program, say). */
-	if (worker_check_group(w, pid) < 0)
+	/* Its cgroup, or its process group, may outlive it (a wrapper script's
+	 * program, a daemon it forked). */
+	if (w->cgroup)
+		worker_check_cgroup(w);
+	else if (worker_check_group(w, pid) < 0)
 		log_worker(w, LOG_WARNING, "cannot watch its process group %d", (int)pid);
 	else if (g->state == GEN_DRAINING)
 		w->state = WORKER_LINGERING; /* live until on_group_check finds it empty */
@@ -597,6 +651,19 @@ static void worker_spawn(struct worker *w)
 	    .generation = g->id,
 	    .worker = w->index,
 	};
+	int cgroup_fds[CGROUP_JOIN_MAX];
+	int n_cgroup_fds = 0;
+	if (g->cgroup && !w->cgroup &&
+	    cgroup_worker_new(g->cgroup, w->index, on_cgroup_changed, w, &w->cgroup) < 0)
+		log_worker(w, LOG_WARNING, "has no cgroup: tracked by its process group");
+	if (w->cgroup && (n_cgroup_fds = cgroup_join_fds(w->cgroup, cgroup_fds)) < 0) {
+		log_worker(w, LOG_WARNING, "cannot join its cgroup: tracked by its process group");
+		cgroup_free(w->cgroup);
+		w->cgroup = NULL;
+		n_cgroup_fds = 0;
+	}
+	req.cgroup_fds = cgroup_fds;
+	req.n_cgroup_fds = (size_t)n_cgroup_fds;
 	pid_t pid;
 	int channel_fd, exec_fd;
 	w->state = WORKER_STARTING;
@@ -606,6 +673,8 @@ static void worker_spawn(struct worker *w)
 	w->ready_usec = 0;
 	w->started_usec = now_usec(g);
 	int r = env->spawn(&req, &pid, &channel_fd, &exec_fd);
+	for (int i = 0; i < n_cgroup_fds; i++)
+		close(cgroup_fds[i]);
 	if (r < 0) {
 		log_worker(w, LOG_ERR, "cannot be started: fork: %s", strerror(-r));
 		goto fail;
@@ -669,6 +738,7 @@ static void worker_free(struct worker *w)
 	/* Not checked yet or still lingering: nothing is left to wait for it. */
 	if (w->lingering_pgid > 0)
 		kill(-w->lingering_pgid, SIGKILL);
+	cgroup_free(w->cgroup); /* killed if anything is left, removed once empty */
 	free(w);
 }
 
@@ -709,6 +779,13 @@ int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, struct
 		free(g);
 		return r;
 	}
+	if (env->cgroups && cgroup_gen_new(env->cgroups, env->cfg, id, &g->cgroup) < 0)
+		log_gen(g, LOG_WARNING, "has no cgroup: its workers are tracked by process group");
+	else if (!env->cgroups &&
+		 (env->cfg->memory_max.set || env->cfg->tasks_max.set || env->cfg->cpu_weight))
+		log_gen(g, LOG_WARNING,
+			"runs without memory-max, tasks-max and cpu-weight: batond has no "
+			"cgroups");
 	log_gen(g, LOG_INFO, "starting %u worker%s", g->n_workers, g->n_workers == 1 ? "" : "s");
 	for (unsigned i = 0; i < g->n_workers && !g->failed; i++)
 		worker_spawn(g->workers[i]);
@@ -741,8 +818,12 @@ void gen_drain(struct gen *g)
 		w->ready_timer = sd_event_source_disable_unref(w->ready_timer);
 		w->retire_timer = sd_event_source_disable_unref(w->retire_timer);
 		if (w->pid <= 0) {
-			/* A group it left behind is still being checked: waited for too. */
-			w->state = w->lingering_pgid > 0 ? WORKER_LINGERING : WORKER_EXITED;
+			/* A group or cgroup it left behind (dying, or still being
+			 * checked): waited for too. */
+			w->state =
+			    w->lingering_pgid > 0 || (w->cgroup && cgroup_populated(w->cgroup))
+				? WORKER_LINGERING
+				: WORKER_EXITED;
 			live += w->state == WORKER_LINGERING;
 			continue;
 		}
@@ -885,11 +966,36 @@ void gen_retire_done(struct gen *g)
 	}
 }
 
-bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char *status)
+/* With notify-access all: the worker whose cgroup (or process group) holds
+ * process @pid. Its cgroup is read now, while the sender lives: systemd-notify
+ * waits (BARRIER=1) until batond has read its message. */
+static struct worker *worker_of_process(const struct gen *g, pid_t pid)
 {
+	pid_t pgid = -1;
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct worker *w = g->workers[i];
-		if (w->pid != pid)
+		if (w->pid <= 0)
+			continue;
+		if (w->cgroup) {
+			if (cgroup_has_pid(w->cgroup, pid))
+				return w;
+			continue;
+		}
+		if (pgid < 0)
+			pgid = getpgid(pid);
+		if (pgid == w->pid)
+			return w;
+	}
+	return NULL;
+}
+
+bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char *status)
+{
+	struct worker *of =
+	    cfg_of(g)->notify_access == NOTIFY_ALL ? worker_of_process(g, pid) : NULL;
+	for (unsigned i = 0; i < g->n_workers; i++) {
+		struct worker *w = g->workers[i];
+		if (w->pid != pid && w != of)
 			continue;
 		if (status) {
 			/* Cut between UTF-8 characters, never in one. */
@@ -906,6 +1012,23 @@ bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char 
 	return false;
 }
 
+bool gen_cgroup_stats(const struct gen *g, uint64_t *ret_memory_bytes, uint64_t *ret_cpu_usec,
+		      uint64_t *ret_tasks)
+{
+	if (!g->cgroup)
+		return false;
+	struct cgroup_stats st;
+	cgroup_stats(g->cgroup, &st);
+	uint64_t tasks = 0;
+	for (unsigned i = 0; i < g->n_workers; i++)
+		if (g->workers[i]->cgroup)
+			tasks += cgroup_tasks(g->workers[i]->cgroup);
+	*ret_memory_bytes = st.memory_bytes;
+	*ret_cpu_usec = st.cpu_usec;
+	*ret_tasks = tasks;
+	return true;
+}
+
 void gen_free(struct gen *g)
 {
 	if (!g)
@@ -913,6 +1036,7 @@ void gen_free(struct gen *g)
 	sd_event_source_disable_unref(g->timer);
 	for (unsigned i = 0; i < g->n_workers; i++)
 		worker_free(g->workers[i]);
+	cgroup_free(g->cgroup);
 	if (g->program_fd >= 0)
 		close(g->program_fd);
 	free(g->workers);
@@ -980,6 +1104,9 @@ struct json_object *gen_save(const struct gen *g, struct reexec_save *s)
 	rx_set_int(j, "parks_at_finish", g->parks_at_finish);
 	rx_set_str(j, "reason", g->reason);
 	rx_set_int(j, "program_fd", reexec_keep_fd(s, g->program_fd));
+	/* Its cgroups are found again by name (cgroup.h): only whether it has them. */
+	if (g->cgroup)
+		rx_set_str(j, "cgroup", cgroup_path(g->cgroup));
 	for (unsigned i = 0; i < g->n_workers; i++)
 		json_object_array_add(workers, worker_save(g->workers[i], s));
 	rx_set(j, "workers", workers);
@@ -1034,12 +1161,20 @@ static int worker_restore(struct worker *w, struct json_object *j)
 		    .drain_flags = (uint16_t)rx_int(j, "drain_flags", 0),
 		};
 		if (fd >= 0 && (r = channel_restore(env->event, fd, &carry, &worker_channel_ops, w,
-						     cfg_of(g)->name, who, &w->channel)) < 0)
+						    cfg_of(g)->name, who, &w->channel)) < 0)
 			return r;
 	}
-	if (w->exec_fd >= 0 &&
-	    (r = sd_event_add_io(env->event, &w->exec_src, w->exec_fd, EPOLLIN, on_exec_status,
-				 w)) < 0)
+	if (w->exec_fd >= 0 && (r = sd_event_add_io(env->event, &w->exec_src, w->exec_fd, EPOLLIN,
+						    on_exec_status, w)) < 0)
+		return r;
+	if (g->cgroup &&
+	    (r = cgroup_worker_new(g->cgroup, w->index, on_cgroup_changed, w, &w->cgroup)) < 0)
+		return r;
+	/* Its cgroup may have emptied while the images changed: looked at again
+	 * from the loop. */
+	if (w->cgroup && w->state == WORKER_LINGERING &&
+	    (r = sd_event_add_time_relative(env->event, &w->group_timer, CLOCK_MONOTONIC, 0, 1,
+					    on_cgroup_recheck, w)) < 0)
 		return r;
 	pid_t pgid = (pid_t)rx_int(j, "lingering_pgid", 0);
 	if (pgid > 0) {
@@ -1086,6 +1221,11 @@ int gen_restore(const struct gen_env *env, struct json_object *j, struct gen **r
 	g->parks_at_finish = (unsigned)rx_int(j, "parks_at_finish", 0);
 	g->timer_usec = (uint64_t)rx_int(j, "timer_due_usec", 0);
 	int r = add_time(g, &g->timer, g->timer_usec, on_gen_timer, g);
+	const char *cgroup = rx_str(j, "cgroup");
+	if (r >= 0 && cgroup && env->cgroups &&
+	    (r = cgroup_gen_new(env->cgroups, env->cfg, g->id, &g->cgroup)) >= 0 &&
+	    strcmp(cgroup, cgroup_path(g->cgroup)) != 0)
+		r = -EBADMSG;
 	for (size_t i = 0; i < n && r >= 0; i++) {
 		struct json_object *wj = rx_at(j, "workers", i);
 		int64_t index = rx_int(wj, "index", -1);

@@ -23,6 +23,8 @@
 #include "config.h"
 #include "spawn.h"
 
+struct cgroup;
+struct cgroups;
 struct channel;
 struct gen;
 struct proto_conn;
@@ -68,6 +70,7 @@ struct gen_env {
 		     int *ret_exec_fd);
 	const struct gen_ops *ops;
 	void *userdata;
+	struct cgroups *cgroups; /* NULL: workers are tracked by process group */
 };
 
 struct worker {
@@ -95,7 +98,8 @@ struct worker {
 	unsigned parks_refused;	       /* and those it refused */
 	unsigned crashes;	       /* consecutive short-lived exits, for backoff */
 	unsigned restarts;
-	char status[128]; /* last STATUS= */
+	char status[128];      /* last STATUS= */
+	struct cgroup *cgroup; /* its leaf, kept across restarts; NULL without cgroups */
 };
 
 struct gen {
@@ -118,6 +122,7 @@ struct gen {
 	unsigned parks_at_finish; /* parks when it was finished early */
 	char reason[512];	  /* why it failed, for batonctl */
 	int program_fd;		  /* O_PATH of the program as it was at the start, -1 if none */
+	struct cgroup *cgroup;	  /* app-NAME/gen-ID, NULL without cgroups */
 };
 
 /* Creates generation @id and spawns its workers. Returns 0, or a negative
@@ -145,8 +150,14 @@ int gen_drain_later(struct gen *g, uint64_t delay_usec);
 void gen_finish(struct gen *g);
 void gen_free(struct gen *g);
 unsigned gen_live_workers(const struct gen *g);
-/* Notify datagram from @pid: returns false if no worker of @g has that pid. */
+/* Notify datagram from @pid: returns false if no worker of @g has that pid
+ * (with notify-access all: no worker has that process in its cgroup, or in
+ * its process group without cgroups). */
 bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char *status);
+/* What @g's cgroup counts (cgroup.h; UINT64_MAX each without cgroups) and
+ * the threads in its workers' cgroups. Returns false without a cgroup. */
+bool gen_cgroup_stats(const struct gen *g, uint64_t *ret_memory_bytes, uint64_t *ret_cpu_usec,
+		      uint64_t *ret_tasks);
 /* The channel of worker @i if it is ready to take connections, else NULL. */
 struct channel *gen_ready_channel(const struct gen *g, unsigned i);
 

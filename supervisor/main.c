@@ -3,6 +3,7 @@
  * and the stop sequence. What runs inside the loop lives in app.c and below. */
 #include "app.h"
 #include "batond.h"
+#include "cgroup.h"
 #include "config.h"
 #include "control.h"
 #include "listener.h"
@@ -286,6 +287,7 @@ void daemon_init_app_env(struct daemon *d)
 	    .spawn = spawn_worker,
 	    .ops = &daemon_app_ops,
 	    .userdata = d,
+	    .cgroups = d->cgroups,
 	};
 }
 
@@ -344,7 +346,8 @@ static int start(struct daemon *d)
 	/* Beside the control socket, claimed above: its path is unique to this batond. */
 	char notify_dir[256], err[512];
 	snprintf(notify_dir, sizeof(notify_dir), "%s.notify", d->cfg->control_socket);
-	int r = notify_open(d->event, notify_dir, daemon_on_notify, d, &d->notify, err, sizeof(err));
+	int r =
+	    notify_open(d->event, notify_dir, daemon_on_notify, d, &d->notify, err, sizeof(err));
 	if (r < 0) {
 		if (r == -ENAMETOOLONG)
 			log_err("%s: the control socket's path must be at most %zu bytes", err,
@@ -399,6 +402,9 @@ static int run(struct daemon *d, int state_fd, int prev_fd, const char *fallback
 		log_err("settle source: %s", strerror(-r));
 		return 1;
 	}
+	/* Before the first worker: batond moves into a leaf of its own (a
+	 * re-executed batond finds the one it is in). */
+	d->cgroups = cgroups_open(d->event);
 	if (state_fd >= 0 && reexec_restore(d, state_fd, prev_fd, fallback) < 0)
 		return RUN_RESTORE_FAILED;
 	if (state_fd < 0 && start(d) < 0)
@@ -427,6 +433,7 @@ static void cleanup(struct daemon *d)
 	free(d->listener_fds);
 	sd_event_source_disable_unref(d->settle);
 	recover_free(d->recover);
+	cgroups_close(d->cgroups); /* after the apps: their cgroups are empty now */
 	metrics_close(d->metrics);
 	control_close(d->control);
 	notify_close(d->notify);

@@ -47,6 +47,34 @@ int parse_unsigned(const char *s, unsigned long long min, unsigned long long max
 	return 0;
 }
 
+int parse_bytes(const char *s, unsigned long long min, unsigned long long max,
+		unsigned long long *ret)
+{
+	static const char suffixes[] = "KMGT";
+	size_t n = strspn(s, "0123456789");
+	unsigned shift = 0;
+	unsigned long long v;
+	int r;
+
+	if (s[n]) {
+		const char *suffix = strchr(suffixes, s[n]);
+
+		if (!suffix || s[n + 1])
+			return -EINVAL;
+		shift = 10 * (unsigned)(suffix - suffixes + 1);
+	}
+	r = parse_digits(s, n, &v);
+	if (r < 0)
+		return r;
+	if (v > (~0ULL >> shift))
+		return -ERANGE;
+	v <<= shift;
+	if (v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
 int parse_seconds_usec(const char *s, uint64_t min_usec, uint64_t max_usec, uint64_t *ret_usec)
 {
 	size_t whole_len = strspn(s, "0123456789"), frac_len = 0;

@@ -15,6 +15,11 @@
 int parse_unsigned(const char *s, unsigned long long min, unsigned long long max,
 		   unsigned long long *ret);
 
+/* A size in bytes: digits with an optional K, M, G or T suffix (powers of
+ * 1024), as systemd's MemoryMax= takes it. */
+int parse_bytes(const char *s, unsigned long long min, unsigned long long max,
+		unsigned long long *ret);
+
 /* Seconds, whole or with a fraction ("30", "0.5"); digits beyond microseconds
  * are dropped. */
 int parse_seconds_usec(const char *s, uint64_t min_usec, uint64_t max_usec, uint64_t *ret_usec);

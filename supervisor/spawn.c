@@ -20,7 +20,6 @@
 
 extern char **environ;
 
-
 /* True if @kv's name is assigned in @env: the config's value wins over batond's. */
 static int env_is_set_by(const char *kv, char *const *env)
 {
@@ -92,11 +91,15 @@ static int child_env_build(const struct spawn_req *req, int channel_fd, struct c
 
 const char *spawn_step_name(enum spawn_step step)
 {
-	static const char *const names[] = {
-	    [SPAWN_EXEC] = "exec",	  [SPAWN_FDS] = "placing its fds",
-	    [SPAWN_LIMITS] = "setrlimit", [SPAWN_GROUPS] = "setgroups",
-	    [SPAWN_GID] = "setresgid",	  [SPAWN_UID] = "setresuid",
-	    [SPAWN_CHDIR] = "chdir",	  [SPAWN_NO_NEW_PRIVS] = "no-new-privileges"};
+	static const char *const names[] = {[SPAWN_EXEC] = "exec",
+					    [SPAWN_FDS] = "placing its fds",
+					    [SPAWN_LIMITS] = "setrlimit",
+					    [SPAWN_GROUPS] = "setgroups",
+					    [SPAWN_GID] = "setresgid",
+					    [SPAWN_UID] = "setresuid",
+					    [SPAWN_CHDIR] = "chdir",
+					    [SPAWN_NO_NEW_PRIVS] = "no-new-privileges",
+					    [SPAWN_CGROUP] = "joining its cgroup"};
 	return step >= 0 && (size_t)step < sizeof(names) / sizeof(names[0]) && names[step]
 		   ? names[step]
 		   : "set-up";
@@ -141,10 +144,21 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	/* Own process group: a terminal's ^C reaches batond, which drains workers in order. */
 	setpgid(0, 0);
+	int err = 0;
+	/* First, while the fds are where batond opened them: everything the worker
+	 * forks from now on is born in its cgroup. */
+	for (size_t i = 0; i < req->n_cgroup_fds && !err; i++)
+		if (write(req->cgroup_fds[i], "0", 1) < 0)
+			err = errno;
+	if (err) {
+		struct spawn_failure failure = {.err = err, .step = SPAWN_CGROUP};
+		ssize_t w = write(exec_fd, &failure, sizeof(failure));
+		(void)w;
+		_exit(127);
+	}
 
 	size_t n = req->n_listen_fds;
 	int high[n + 1];
-	int err = 0;
 	/* First lift every source above the target range, then place them, so that a
 	 * source sitting at a target number is never overwritten before it is copied. */
 	int floor = 3 + (int)n + 1;

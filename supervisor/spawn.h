@@ -38,6 +38,7 @@ enum spawn_step {
 	SPAWN_UID,
 	SPAWN_CHDIR,
 	SPAWN_NO_NEW_PRIVS,
+	SPAWN_CGROUP,
 };
 
 /* What the exec-status pipe carries when the child fails: written in one
@@ -62,6 +63,10 @@ struct spawn_req {
 	unsigned generation;
 	unsigned worker;
 	const struct spawn_creds *creds; /* NULL: as batond */
+	/* cgroup.procs files the child writes itself into before anything else
+	 * (borrowed, O_CLOEXEC): its cgroups (cgroup.c). */
+	const int *cgroup_fds;
+	size_t n_cgroup_fds;
 };
 
 /* Starts the worker. On success returns 0 with:

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <signal.h>
@@ -51,6 +52,110 @@ static void track(const struct batond *b, bool on)
 	}
 }
 
+/* Every batond this process started, for its cgroups (see remove_cgroups). */
+static pid_t batond_pids[256];
+
+/* A cgroup directory and everything below: its processes killed
+ * (cgroup.kill, or one by one from cgroup.procs in a v1 hierarchy), then
+ * removed from the leaves up, each waited for (bounded) until empty. */
+static void remove_cgroup_tree(const char *dir)
+{
+	char path[PATH_MAX];
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));)
+		if (e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 &&
+		    strcmp(e->d_name, "..") != 0) {
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			remove_cgroup_tree(path);
+		}
+	closedir(d);
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	long long deadline = now_ms() + 5000;
+	while (rmdir(dir) < 0 && errno == EBUSY && now_ms() < deadline) {
+		FILE *f = fopen(path, "re");
+		for (int pid; f && fscanf(f, "%d", &pid) == 1;)
+			kill(pid, SIGKILL);
+		if (f)
+			fclose(f);
+		struct timespec ts = {0, 10 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Removes the cgroups a batond started by hand (@pid) made: batond-PID under
+ * this process's cgroup in every cgroup hierarchy, even when it was killed
+ * before it could. By path; nothing else is touched. */
+static void remove_cgroups(pid_t pid)
+{
+	FILE *mounts = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	while (mounts && fgets(line, sizeof(line), mounts)) {
+		char mnt[1024], type[64];
+		const char *dash = strstr(line, " - ");
+		if (!dash || sscanf(line, "%*s %*s %*s %*s %1023s", mnt) != 1 ||
+		    sscanf(dash + 3, "%63s", type) != 1 ||
+		    (strcmp(type, "cgroup") != 0 && strcmp(type, "cgroup2") != 0))
+			continue;
+		FILE *own = fopen("/proc/self/cgroup", "re");
+		char entry[4096];
+		while (own && fgets(entry, sizeof(entry), own)) {
+			entry[strcspn(entry, "\n")] = 0;
+			const char *p = strchr(entry, ':');
+			p = p ? strchr(p + 1, ':') : NULL;
+			if (!p)
+				continue;
+			char dir[PATH_MAX];
+			snprintf(dir, sizeof(dir), "%s%s/batond-%d", mnt,
+				 strcmp(p + 1, "/") ? p + 1 : "", (int)pid);
+			if (access(dir, F_OK) == 0) {
+				char kill_path[PATH_MAX + 16];
+				snprintf(kill_path, sizeof(kill_path), "%s/cgroup.kill", dir);
+				int fd = open(kill_path, O_WRONLY | O_CLOEXEC);
+				if (fd >= 0) {
+					(void)!write(fd, "1", 1);
+					close(fd);
+				}
+				remove_cgroup_tree(dir);
+			}
+		}
+		if (own)
+			fclose(own);
+	}
+	if (mounts)
+		fclose(mounts);
+}
+
+/* The cgroups of every batond started that is gone now (@all: of every one,
+ * at exit). */
+static void remove_stale_cgroups(bool all)
+{
+	for (size_t i = 0; i < sizeof(batond_pids) / sizeof(batond_pids[0]); i++)
+		if (batond_pids[i] > 0 &&
+		    (all || (kill(batond_pids[i], 0) < 0 && errno == ESRCH))) {
+			remove_cgroups(batond_pids[i]);
+			batond_pids[i] = 0;
+		}
+}
+
+static void remove_every_cgroup(void)
+{
+	remove_stale_cgroups(true);
+}
+
+static void remember_batond(pid_t pid)
+{
+	static bool registered;
+	if (!registered)
+		registered = atexit(remove_every_cgroup) == 0;
+	for (size_t i = 0; i < sizeof(batond_pids) / sizeof(batond_pids[0]); i++)
+		if (batond_pids[i] == 0) {
+			batond_pids[i] = pid;
+			return;
+		}
+}
+
 /* Kills every remaining child of this process by pid and reaps it. */
 static void kill_children(void)
 {
@@ -88,6 +193,7 @@ int harness_teardown(void **state)
 			batond_stop(&b);
 		}
 	kill_children();
+	remove_stale_cgroups(false);
 	return 0;
 }
 
@@ -169,9 +275,16 @@ static bool control_answers(const struct batond *b)
 
 void batond_start(struct batond *b)
 {
+	batond_start_in(b, NULL);
+}
+
+void batond_start_in(struct batond *b, void (*setup)(void))
+{
 	b->pid = fork();
 	assert_true(b->pid >= 0);
 	if (b->pid == 0) {
+		if (setup)
+			setup();
 		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 		dup2(fd, 2);
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -181,6 +294,7 @@ void batond_start(struct batond *b)
 		_exit(127);
 	}
 	track(b, true);
+	remember_batond(b->pid);
 	long long deadline = now_ms() + 10000;
 	while (!control_answers(b)) {
 		int status;
@@ -242,6 +356,7 @@ int batond_stop(struct batond *b)
 		b->pid = 0;
 	}
 	track(b, false);
+	remove_stale_cgroups(false);
 	if (getenv("BATON_TEST_KEEP"))
 		fprintf(stderr, "keeping %s\n", b->dir);
 	else
@@ -473,6 +588,30 @@ static struct json_object *find_app(struct json_object *st, const char *app)
 	}
 	fail_msg("no app \"%s\" in batonctl status --json", app);
 	return NULL;
+}
+
+bool batond_uses_cgroups(const struct batond *b)
+{
+	struct json_object *st = status_json(b), *v;
+	bool yes = json_object_object_get_ex(st, "cgroups", &v) &&
+		   strncmp(json_object_get_string(v), "cgroup2 ", 8) == 0;
+	json_object_put(st);
+	return yes;
+}
+
+void lingering_killed_line(const struct batond *b, unsigned gen, unsigned worker, pid_t pgid,
+			   char *buf, size_t len)
+{
+	if (batond_uses_cgroups(b))
+		snprintf(buf, len,
+			 "generation %u worker %u: processes of its cgroup still running after "
+			 "drain-timeout, killing them (cgroup.kill)",
+			 gen, worker);
+	else
+		snprintf(buf, len,
+			 "generation %u worker %u: processes of its group %d still running after "
+			 "drain-timeout, sending SIGKILL",
+			 gen, worker, (int)pgid);
 }
 
 long long app_status(const struct batond *b, const char *app, const char *key)

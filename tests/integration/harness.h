@@ -30,6 +30,9 @@ void batond_prepare(struct batond *b);
 void batond_write_config(struct batond *b, const char *body);
 /* Starts batond -c b->conf and waits (bounded) until its control socket answers. */
 void batond_start(struct batond *b);
+/* The same, with @setup run in batond's process just before its exec (a
+ * namespace of its own, say). */
+void batond_start_in(struct batond *b, void (*setup)(void));
 /* Stops with `batonctl stop`, waits for the pid (bounded, then SIGKILL), and
  * removes the temp dir. Returns batond's exit status (or -1 if it was killed). */
 int batond_stop(struct batond *b);
@@ -77,6 +80,14 @@ long long status_sum(const struct batond *b, const char *key);
 bool wait_status_sum(const struct batond *b, const char *key, long long want, int timeout_ms);
 /* Member @key of app @app in the status ("serving": the serving generation, 0
  * for none; "upgrades", "rollbacks", "restarts"); the test fails without it. */
+/* batond puts its workers in cgroups ("cgroups" in status --json); else in
+ * process groups. */
+bool batond_uses_cgroups(const struct batond *b);
+/* Into @buf: batond's log line for the leftovers of worker @worker of
+ * generation @gen, whose process group was @pgid, killed at drain-timeout:
+ * by cgroup or by process group, as batond runs. */
+void lingering_killed_line(const struct batond *b, unsigned gen, unsigned worker, pid_t pgid,
+			   char *buf, size_t len);
 long long app_status(const struct batond *b, const char *app, const char *key);
 /* Pid of worker @index of the newest generation of app @app, 0 if none. */
 pid_t app_worker_pid(const struct batond *b, const char *app, unsigned index);

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -24,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <json-c/json.h>
 
 static uid_t nobody_uid;
 static gid_t nobody_gid;
@@ -224,6 +227,283 @@ static void check_names_file_and_line_of_an_unknown_user_and_a_missing_directory
 	batond_stop(&b);
 }
 
+/* ---- cgroups -------------------------------------------------------------- */
+
+/* Where cgroup2 is mounted ("" if it is not). */
+static void cgroup2_mount(char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	out[0] = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		char mnt[1024], type[64];
+		const char *dash = strstr(line, " - ");
+		if (dash && sscanf(line, "%*s %*s %*s %*s %1023s", mnt) == 1 &&
+		    sscanf(dash + 3, "%63s", type) == 1 && strcmp(type, "cgroup2") == 0) {
+			snprintf(out, len, "%s", mnt);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* The path of @pid's cgroup2 cgroup, as /proc/PID/cgroup names it. */
+static void cgroup_of(pid_t pid, char *out, size_t len)
+{
+	proc_line(pid, "cgroup", "0::", out, len);
+}
+
+/* True if @path ends with @suffix. */
+static bool ends_with(const char *path, const char *suffix)
+{
+	size_t n = strlen(path), k = strlen(suffix);
+	return n >= k && strcmp(path + n - k, suffix) == 0;
+}
+
+static bool skip_without_cgroups(const struct batond *b)
+{
+	if (batond_uses_cgroups(b))
+		return false;
+	fprintf(stderr, "SKIPPED: batond has no cgroups here (no writable cgroup2)\n");
+	return true;
+}
+
+/* The memory limit of @pid's app: memory.max two levels above its cgroup2 leaf
+ * (app-NAME/gen-G/worker-W), or memory.limit_in_bytes above its v1 memory
+ * cgroup (app-NAME/gen-G) in a hybrid layout. */
+static unsigned long long app_memory_limit(pid_t pid)
+{
+	char mnt[1024], leaf[1024], path[3000], text[64];
+	cgroup2_mount(mnt, sizeof(mnt));
+	cgroup_of(pid, leaf, sizeof(leaf));
+	snprintf(path, sizeof(path), "%s%s/../../memory.max", mnt, leaf);
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		char v1[1024];
+		proc_line(pid, "cgroup", "4:memory:", v1, sizeof(v1));
+		for (int i = 1; !v1[0] && i < 16; i++) { /* its hierarchy id varies */
+			char key[32];
+			snprintf(key, sizeof(key), "%d:memory:", i);
+			proc_line(pid, "cgroup", key, v1, sizeof(v1));
+		}
+		assert_true(v1[0] != 0);
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/memory%s/../memory.limit_in_bytes",
+			 v1);
+		f = fopen(path, "re");
+	}
+	assert_non_null(f);
+	assert_non_null(fgets(text, sizeof(text), f));
+	fclose(f);
+	return strtoull(text, NULL, 10);
+}
+
+/* A member of generation @id of app web in status --json, -1 if absent. */
+static long long gen_member(const struct batond *b, unsigned id, const char *key)
+{
+	struct json_object *st = status_json(b), *apps, *v;
+	long long n = -1;
+	assert_true(json_object_object_get_ex(st, "apps", &apps));
+	struct json_object *gens =
+	    json_object_object_get(json_object_array_get_idx(apps, 0), "generations");
+	for (size_t i = 0; i < json_object_array_length(gens); i++) {
+		struct json_object *g = json_object_array_get_idx(gens, i);
+		if (json_object_get_int(json_object_object_get(g, "id")) == (int)id &&
+		    json_object_object_get_ex(g, key, &v))
+			n = json_object_get_int64(v);
+	}
+	json_object_put(st);
+	return n;
+}
+
+static void every_generation_runs_in_a_cgroup_of_its_own_with_its_apps_limits(void **state)
+{
+	struct batond b;
+	start_as_nobody(&b, "  workers = 2\n  memory-max = 64M\n  tasks-max = 40\n");
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	if (skip_without_cgroups(&b)) {
+		assert_int_equal(batond_stop(&b), 0);
+		return;
+	}
+	char cg[1024], want[64], out[4096];
+	for (unsigned i = 0; i < 2; i++) {
+		cgroup_of(app_worker_pid(&b, "web", i), cg, sizeof(cg));
+		snprintf(want, sizeof(want), "/app-web/gen-1/worker-%u", i);
+		if (!ends_with(cg, want))
+			fail_msg("worker %u is in %s, not in .../batond-%d%s", i, cg, (int)b.pid,
+				 want);
+	}
+	/* batond is in a leaf of its own, beside its apps. */
+	cgroup_of(b.pid, cg, sizeof(cg));
+	assert_true(ends_with(cg, "/supervisor"));
+	assert_int_equal(app_memory_limit(app_worker_pid(&b, "web", 0)), 64 * 1024 * 1024);
+	/* Status counts what the generation's cgroup holds. */
+	assert_true(gen_member(&b, 1, "memory_bytes") > 0);
+	assert_true(gen_member(&b, 1, "tasks") >= 2);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_non_null(strstr(out, "cgroups: cgroup2 "));
+	assert_non_null(strstr(out, "generation 1: serving"));
+	assert_non_null(strstr(out, ", cgroup app-web/gen-1: memory "));
+
+	/* A re-executed batond finds its cgroups again by name. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reexec", NULL), 0);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_non_null(strstr(out, ", cgroup app-web/gen-1: memory "));
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL), 0);
+	cgroup_of(app_worker_pid(&b, "web", 0), cg, sizeof(cg));
+	assert_true(ends_with(cg, "/app-web/gen-2/worker-0"));
+	/* Gone means its cgroup is empty, and then removed. */
+	char mnt[1024], gen1[2200];
+	cgroup2_mount(mnt, sizeof(mnt));
+	snprintf(gen1, sizeof(gen1), "%s%s", mnt, cg);
+	strcpy(strstr(gen1, "/gen-2/"), "/gen-1");
+	assert_int_equal(access(gen1, F_OK), -1);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* Writes b's DIR/app.sh: "#!/bin/sh" and @body, where every %s is the test
+ * server's path. */
+static void write_app_script(const struct batond *b, const char *body)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/app.sh", b->dir);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fputs("#!/bin/sh\n", f);
+	for (const char *p = body; *p; p++)
+		if (p[0] == '%' && p[1] == 's')
+			fputs(TESTSRV_PATH, f), p++;
+		else
+			fputc(*p, f);
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+}
+
+/* App web runs DIR/app.sh (@body), with @extra options; started and ready. */
+static void start_script_app(struct batond *b, const char *body, const char *extra)
+{
+	char conf[1024];
+	batond_prepare(b);
+	write_app_script(b, body);
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"@DIR@/app.sh\" }\n  listeners = { \"http\" }\n%s}\n",
+		 extra);
+	batond_write_config(b, conf);
+	batond_start(b);
+	assert_true(wait_workers(b, "ready", 1, 10000));
+}
+
+/* A script worker that double-forks a daemon into a session of its own
+ * (which the process group never sees): the daemon dies with its generation,
+ * at drain-timeout. */
+static void a_daemon_a_worker_forked_dies_when_its_generation_drains(void **state)
+{
+	struct batond b;
+	char path[400], out[2048];
+	start_script_app(&b,
+			 "( setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $! > daemon.pid )\n"
+			 "exec %s\n",
+			 "  working-directory = \"@DIR@\"\n  drain-timeout = 0.5\n");
+	if (skip_without_cgroups(&b)) {
+		assert_int_equal(batond_stop(&b), 0);
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/daemon.pid", b.dir);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	int daemon = 0;
+	assert_int_equal(fscanf(f, "%d", &daemon), 1);
+	fclose(f);
+	assert_int_equal(kill(daemon, 0), 0);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL), 0);
+	/* Dead when batond said its generation was gone; reaped by us, the
+	 * subreaper it was orphaned to. */
+	int status;
+	assert_int_equal(waitpid(daemon, &status, WNOHANG), daemon);
+	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	assert_true(batond_log_contains(&b, "web: generation 1 worker 0: processes of its cgroup "
+					    "still running after drain-timeout, killing them "
+					    "(cgroup.kill)"));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* The attack of issue 14: a new binary that daemonizes with setsid and exits
+ * is refused, and what it left must not serve on. Without cgroups it would
+ * (docs/security.md says so). */
+static void a_refused_binary_that_daemonizes_leaves_nothing_serving(void **state)
+{
+	struct batond b;
+	char out[2048], body[256];
+	start_script_app(&b, "exec %s\n", "");
+	if (skip_without_cgroups(&b)) {
+		assert_int_equal(batond_stop(&b), 0);
+		return;
+	}
+	write_app_script(&b, "setsid sh -c 'LISTEN_PID=$$ exec %s --no-notify' &\nexit 0\n");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 1);
+	assert_int_equal(app_status(&b, "web", "serving"), 1);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+		if (!strstr(body, "gen=1 "))
+			fail_msg("request %d answered by the refused generation: %s", i, body);
+	}
+	assert_true(batond_log_contains(&b, "web: generation 2 worker 0: left processes in its "
+					    "cgroup app-web/gen-2/worker-0: killing them"));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* batond in a mount namespace whose cgroup2 is read-only: it cannot make its
+ * cgroup. */
+static void cgroup2_read_only(void)
+{
+	char mnt[1024];
+	cgroup2_mount(mnt, sizeof(mnt));
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    (mnt[0] && mount(NULL, mnt, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) < 0))
+		_exit(126);
+}
+
+static void without_cgroups_workers_are_tracked_by_process_group_and_batond_says_so(void **state)
+{
+	struct batond b;
+	char conf[1024], out[2048], body[256];
+	batond_prepare(&b);
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+		 "  workers = 2\n}\n");
+	batond_write_config(&b, conf);
+	batond_start_in(&b, cgroup2_read_only);
+	assert_true(wait_workers(&b, "ready", 2, 10000));
+	assert_false(batond_uses_cgroups(&b));
+	char mnt[1024], own[1024], want[3000];
+	cgroup2_mount(mnt, sizeof(mnt));
+	cgroup_of(getpid(), own, sizeof(own));
+	snprintf(want, sizeof(want),
+		 "cgroups: none used, workers are tracked by process group: cannot make "
+		 "%s%s/batond-%d: Read-only file system",
+		 mnt, strcmp(own, "/") ? own : "", (int)b.pid);
+	if (!batond_log_contains(&b, want)) {
+		batond_dump_log(&b);
+		fail_msg("no \"%s\" in batond's log", want);
+	}
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_non_null(strstr(out, "cgroups: none (process groups)\n"));
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_non_null(strstr(body, "gen=2 "));
+	/* Said once, at start-up, not per generation. */
+	FILE *f = fopen(b.log, "re");
+	char line[2048];
+	int said = 0;
+	while (f && fgets(line, sizeof(line), f))
+		said += strstr(line, "workers are tracked by process group") != NULL;
+	fclose(f);
+	assert_int_equal(said, 1);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +511,10 @@ int main(void)
 	    harness_test(a_process_of_the_apps_user_cannot_reach_batond),
 	    harness_test(a_worker_that_cannot_enter_its_directory_says_so),
 	    harness_test(check_names_file_and_line_of_an_unknown_user_and_a_missing_directory),
+	    harness_test(every_generation_runs_in_a_cgroup_of_its_own_with_its_apps_limits),
+	    harness_test(a_daemon_a_worker_forked_dies_when_its_generation_drains),
+	    harness_test(a_refused_binary_that_daemonizes_leaves_nothing_serving),
+	    harness_test(without_cgroups_workers_are_tracked_by_process_group_and_batond_says_so),
 	};
 	/* Without root, say why and count as skipped (ctest: SKIP_REGULAR_EXPRESSION). */
 	if (need_root_and_nobody(NULL) < 0) {

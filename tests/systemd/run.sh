@@ -297,4 +297,87 @@ grep -q "gen=1 " <<<"$(curl -sf "http://127.0.0.1:$port/")" || fail "no answer t
 say "socket activation: batond adopted inode $inode from batond.socket"
 
 sctl stop batond.service batond.socket
+
+# 6. Delegate=yes: batond in a leaf of its own, each generation in a cgroup of
+# its own with the app's memory-max, and a daemon a worker double-forked
+# (setsid: out of its process group) dies when its generation drains.
+cat >"$work/daemonizing.sh" <<EOF
+#!/bin/sh
+( setsid sleep 600 </dev/null >/dev/null 2>&1 & echo \$! > $work/daemon.pid )
+exec $testsrv
+EOF
+chmod +x "$work/daemonizing.sh"
+cat >"$work/batond.conf" <<EOF
+control { socket = "$work/ctl.sock" }
+listener http { address = "tcp://127.0.0.1:$port" }
+app web {
+  exec = { "$work/daemonizing.sh" }
+  listeners = { "http" }
+  workers = 2
+  drain-timeout = 1
+  memory-max = 96M
+}
+EOF
+sctl start batond.service || fail "systemctl start batond failed (Delegate=yes)"
+unit_cg=$(prop batond.service ControlGroup)
+cgmnt=$(in_ns findmnt -n -o TARGET -t cgroup2 | head -1)
+[ -n "$cgmnt" ] || fail "no cgroup2 mounted in the namespace"
+status_json() { "$batonctl" -s "$work/ctl.sock" status --json; }
+cgroups_mode() { status_json | python3 -c 'import json, sys; print(json.load(sys.stdin)["cgroups"])'; }
+cgroup_of() { in_ns sed -n 's/^0:://p' "/proc/$1/cgroup"; }
+mode=$(cgroups_mode)
+[[ $mode == "cgroup2 $cgmnt$unit_cg (delegated), limits: "*memory* ]] || fail "cgroups in status: $mode"
+main=$(prop batond.service MainPID)
+[ "$(cgroup_of "$main")" = "$unit_cg/supervisor" ] ||
+	fail "batond is in $(cgroup_of "$main"), not in $unit_cg/supervisor"
+# gen_workers_in_cgroups G: both workers of generation G in their cgroups.
+gen_workers_in_cgroups() {
+	local pid i=0
+	for pid in $(status_json | python3 -c "import json, sys; a = json.load(sys.stdin)['apps'][0]; print(' '.join(str(w['pid']) for g in a['generations'] if g['id'] == $1 for w in g['workers']))"); do
+		[ "$(cgroup_of "$pid")" = "$unit_cg/app-web/gen-$1/worker-$i" ] || return 1
+		i=$((i + 1))
+	done
+	[ "$i" = 2 ]
+}
+gen_workers_in_cgroups 1 || fail "the workers of generation 1 are not in $unit_cg/app-web/gen-1/worker-N"
+# memory-max: cgroup2's memory.max, or cgroup v1's memory.limit_in_bytes in a hybrid layout.
+w0=$(status_json | python3 -c 'import json, sys; print(json.load(sys.stdin)["apps"][0]["generations"][0]["workers"][0]["pid"])')
+if [[ $mode == *"memory (v1)"* ]]; then
+	v1=$(in_ns sed -n 's/^[0-9]*:memory://p' "/proc/$w0/cgroup")
+	limit=$(in_ns cat "/sys/fs/cgroup/memory${v1%/gen-1}/memory.limit_in_bytes")
+else
+	limit=$(in_ns cat "$cgmnt$unit_cg/app-web/memory.max")
+fi
+[ "$limit" = $((96 * 1024 * 1024)) ] || fail "memory-max 96M is $limit in the app's cgroup"
+memory=$(status_json | python3 -c 'import json, sys; print(json.load(sys.stdin)["apps"][0]["generations"][0].get("memory_bytes", 0))')
+[ "$memory" -gt 0 ] || fail "status has no memory_bytes for generation 1"
+grep -q "generation 1: serving, .*, cgroup app-web/gen-1: memory " <<<"$("$batonctl" -s "$work/ctl.sock" status)" ||
+	fail "batonctl status shows no cgroup for generation 1"
+daemon=$(cat "$work/daemon.pid")
+in_ns kill -0 "$daemon" || fail "the daemon of generation 1 is not running"
+sctl reload batond.service || fail "systemctl reload failed (Delegate=yes)"
+gen_workers_in_cgroups 2 || fail "the workers of generation 2 are not in $unit_cg/app-web/gen-2/worker-N"
+# The reload returns once generation 2 is ready; generation 1 drains on, and
+# is gone once its cgroup is empty: its daemon killed at drain-timeout.
+gen1_gone() { ! in_ns test -e "$cgmnt$unit_cg/app-web/gen-1"; }
+wait_for 30 gen1_gone || fail "generation 1's cgroup is still there"
+! in_ns kill -0 "$daemon" 2>/dev/null || fail "the daemon generation 1's worker double-forked survived its generation"
+grep -q "processes of its cgroup still running after drain-timeout, killing them (cgroup.kill)" "$work/batond.log" ||
+	fail "no cgroup.kill at drain-timeout in batond's log"
+say "Delegate=yes: $mode; generations in $unit_cg/app-web/gen-N, memory-max $limit, the double-forked daemon died with generation 1"
+
+# 7. Without Delegate=: process groups, and batond says so once.
+printf '[Service]\nDelegate=no\n' >"$work/nodelegate.conf"
+in_ns cp "$work/nodelegate.conf" /etc/systemd/system/batond.service.d/nodelegate.conf
+sctl daemon-reload
+sctl restart batond.service || fail "systemctl restart batond failed (Delegate=no)"
+mode=$(cgroups_mode)
+[ "$mode" = "none (process groups)" ] || fail "cgroups without Delegate=: $mode"
+main=$(prop batond.service MainPID)
+[ "$(grep -c "batond\[$main\].*cgroups: none used, workers are tracked by process group: batond's cgroup $cgmnt$unit_cg is not delegated to it (Delegate=yes)" "$work/batond.log")" = 1 ] ||
+	fail "batond did not say once that it has no delegated cgroup"
+sctl reload batond.service || fail "systemctl reload failed (Delegate=no)"
+[ "$(serving_gen)" = 2 ] || fail "generation $(serving_gen) serves after the reload (Delegate=no)"
+sctl stop batond.service
+say "Delegate=no: workers tracked by process group, said once"
 say "PASS"

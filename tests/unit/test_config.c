@@ -874,6 +874,37 @@ static void a_control_socket_too_long_for_an_app_users_notify_socket_is_refused(
 	assert_errors(text, want);
 }
 
+static void cgroup_limits_and_notify_access_are_read(void **state)
+{
+	struct config *cfg = load_ok(LISTENER_OK APP_OK);
+
+	assert_false(cfg->apps[0].memory_max.set);
+	assert_false(cfg->apps[0].tasks_max.set);
+	assert_int_equal(cfg->apps[0].cpu_weight, 0);
+	assert_int_equal(cfg->apps[0].notify_access, NOTIFY_MAIN);
+	config_free(cfg);
+	cfg = load_ok(LISTENER_OK "app a { exec = { \"/bin/true\" } listeners = { \"l\" }\n"
+				  "  memory-max = 512M tasks-max = 64 cpu-weight = 250\n"
+				  "  notify-access = all }\n"
+				  "app b { exec = { \"/bin/true\" } listeners = { \"l\" }\n"
+				  "  memory-max = infinity tasks-max = infinity }\n");
+	assert_true(cfg->apps[0].memory_max.set);
+	assert_int_equal(cfg->apps[0].memory_max.value, 512ULL << 20);
+	assert_int_equal(cfg->apps[0].tasks_max.value, 64);
+	assert_int_equal(cfg->apps[0].cpu_weight, 250);
+	assert_int_equal(cfg->apps[0].notify_access, NOTIFY_ALL);
+	assert_int_equal(cfg->apps[1].memory_max.value, RLIM_INFINITY);
+	assert_int_equal(cfg->apps[1].tasks_max.value, RLIM_INFINITY);
+	config_free(cfg);
+	assert_errors(
+	    LISTENER_OK "app a { exec = { \"/bin/true\" } listeners = { \"l\" }\n"
+			"  memory-max = 12Q\n  cpu-weight = 0\n  notify-access = some\n}\n",
+	    "batond.conf:3: app \"a\": memory-max: \"12Q\" is not a size (bytes, or a "
+	    "number with K, M, G or T) or infinity\n"
+	    "batond.conf:4: app \"a\": cpu-weight: 0 is out of range 1..10000\n"
+	    "batond.conf:5: app \"a\": notify-access: \"some\" is not one of main, all\n");
+}
+
 static void a_missing_file_is_reported_with_its_errno(void **state)
 {
 	struct config *cfg = (struct config *)0x1;
@@ -893,6 +924,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, leakcheck_setup, leakcheck_teardown)
 	const struct CMUnitTest tests[] = {
 	    T(the_documented_example_config_loads),
+	    T(cgroup_limits_and_notify_access_are_read),
 	    T(omitted_options_take_their_defaults),
 	    T(every_option_is_read),
 	    T(every_address_kind_is_accepted),
