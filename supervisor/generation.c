@@ -7,6 +7,7 @@
 #include "cgroup.h"
 #include "channel.h"
 #include "log.h"
+#include "output.h"
 #include "proto.h"
 #include "reexec.h"
 
@@ -650,6 +651,8 @@ static void worker_spawn(struct worker *w)
 	    .app = cfg->name,
 	    .generation = g->id,
 	    .worker = w->index,
+	    .stdio_fd = -1,
+	    .stdio_journal = log_is_journal(),
 	};
 	int cgroup_fds[CGROUP_JOIN_MAX];
 	int n_cgroup_fds = 0;
@@ -664,6 +667,14 @@ static void worker_spawn(struct worker *w)
 	}
 	req.cgroup_fds = cgroup_fds;
 	req.n_cgroup_fds = (size_t)n_cgroup_fds;
+	if (!req.stdio_journal && !w->output) {
+		int r = output_new(env->event, cfg->name, g->id, w->index, &w->output);
+		if (r < 0)
+			log_worker(w, LOG_WARNING,
+				   "writes to batond's stderr: no pipe for its output: %s",
+				   strerror(-r));
+	}
+	req.stdio_fd = output_write_fd(w->output);
 	pid_t pid;
 	int channel_fd, exec_fd;
 	w->state = WORKER_STARTING;
@@ -732,6 +743,7 @@ static struct worker *worker_new(struct gen *g, unsigned index)
 static void worker_free(struct worker *w)
 {
 	worker_release(w);
+	output_free(w->output);
 	sd_event_source_disable_unref(w->restart_timer);
 	sd_event_source_disable_unref(w->group_timer);
 	sd_event_source_disable_unref(w->retire_timer);
@@ -1069,6 +1081,12 @@ static struct json_object *worker_save(const struct worker *w, struct reexec_sav
 		rx_set_int(j, "drain_flags", flags);
 	}
 	rx_set_int(j, "exec_fd", reexec_keep_fd(s, w->exec_fd));
+	if (w->output) {
+		/* A line cut short would be lost with this image's memory. */
+		output_flush(w->output);
+		rx_set_int(j, "output_read_fd", reexec_keep_fd(s, output_read_fd(w->output)));
+		rx_set_int(j, "output_write_fd", reexec_keep_fd(s, output_write_fd(w->output)));
+	}
 	rx_set_int(j, "exec_errno", w->exec_errno);
 	rx_set_int(j, "exec_step", w->exec_step);
 	rx_set_int(j, "started_usec", (int64_t)w->started_usec);
@@ -1175,6 +1193,11 @@ static int worker_restore(struct worker *w, struct json_object *j)
 	if (w->cgroup && w->state == WORKER_LINGERING &&
 	    (r = sd_event_add_time_relative(env->event, &w->group_timer, CLOCK_MONOTONIC, 0, 1,
 					    on_cgroup_recheck, w)) < 0)
+		return r;
+	int out_r = (int)rx_int(j, "output_read_fd", -1),
+	    out_w = (int)rx_int(j, "output_write_fd", -1);
+	if (out_r >= 0 && (r = output_restore(env->event, out_r, out_w, cfg_of(g)->name, g->id,
+					      w->index, &w->output)) < 0)
 		return r;
 	pid_t pgid = (pid_t)rx_int(j, "lingering_pgid", 0);
 	if (pgid > 0) {

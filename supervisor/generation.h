@@ -27,6 +27,7 @@ struct cgroup;
 struct cgroups;
 struct channel;
 struct gen;
+struct output;
 struct proto_conn;
 
 enum gen_state { GEN_STARTING, GEN_READY, GEN_DRAINING, GEN_GONE };
@@ -79,6 +80,12 @@ struct worker {
 	enum worker_state state;
 	pid_t pid;		 /* 0 when no process */
 	struct channel *channel; /* while its process runs (NULL if it could not be watched) */
+	/* Its stdout and stderr, for the worker's whole life (its restarts too),
+	 * when batond's stderr is not the journal: the pipe's two fds
+	 * (output_read_fd, output_write_fd) are the ones a re-exec carries. NULL
+	 * under the journal (each process has a stream of its own) or when the
+	 * pipe could not be made (it then writes to batond's stderr). */
+	struct output *output;
 	int exec_fd;		 /* open until exec succeeded or failed */
 	sd_event_source *exec_src;
 	int exec_errno;

@@ -34,6 +34,11 @@ void log_init(const char *ident)
 		log_max_priority = LOG_DEBUG;
 }
 
+bool log_is_journal(void)
+{
+	return log_to_journal;
+}
+
 void log_msg(int priority, const char *fmt, ...)
 {
 	va_list ap;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <sys/types.h>
 #include <syslog.h>
 
@@ -18,6 +19,8 @@ struct log_context {
 };
 
 void log_init(const char *ident);
+/* True when batond's stderr is the journal's stream (JOURNAL_STREAM matches). */
+bool log_is_journal(void);
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same, with @prefix (may be NULL) before the message: a module's context
  * ("web: generation 3 worker 1 (pid 42) "). A prefix of that form, as

@@ -9,6 +9,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
+#include "output.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,7 +30,9 @@ struct orphan {
 	const struct app_cfg *app;
 	pid_t pid;
 	unsigned generation;
+	unsigned worker; /* its index in the generation, for its output's lines */
 	int pidfd;
+	struct output *output; /* its stdout and stderr, read again; NULL if not a pipe */
 	sd_event_source *exit_src;
 	sd_event_source *kill_timer;
 };
@@ -112,6 +115,7 @@ static const struct app_cfg *find_app(const struct config *cfg, const char *name
 
 static void orphan_free(struct orphan *o)
 {
+	output_free(o->output);
 	sd_event_source_disable_unref(o->exit_src);
 	sd_event_source_disable_unref(o->kill_timer);
 	close(o->pidfd);
@@ -187,8 +191,33 @@ static void take_listeners(struct orphan *o, const struct config *cfg,
 	}
 }
 
+/* @o's stdout and stderr, when they are the pipe the batond before read
+ * (output.c): it lost its reader with that batond, and the worker's next write
+ * would fail with EPIPE, or end it with SIGPIPE. A pipe can be opened again
+ * through /proc: its lines are logged as any worker's, "APP[GEN.WORKER]: ".
+ * Not when fd 1 is not a pipe (a journal stream) or is batond's own stderr. */
+static void take_output(struct orphan *o)
+{
+	char path[64];
+	struct stat st, own;
+	snprintf(path, sizeof(path), "/proc/%d/fd/1", (int)o->pid);
+	if (stat(path, &st) < 0 || !S_ISFIFO(st.st_mode) ||
+	    (fstat(STDERR_FILENO, &own) == 0 && own.st_dev == st.st_dev && own.st_ino == st.st_ino))
+		return;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	int r = output_restore(o->rc->event, fd, -1, o->app->name, o->generation, o->worker,
+			       &o->output);
+	if (r < 0) {
+		log_warn("%s: orphaned worker pid %d: its output is not read: %s", o->app->name,
+			 (int)o->pid, strerror(-r));
+		close(fd);
+	}
+}
+
 static struct orphan *orphan_adopt(struct recover *rc, const struct app_cfg *app, pid_t pid,
-				   unsigned generation, unsigned long long start)
+				   unsigned generation, unsigned worker, unsigned long long start)
 {
 	if (pid <= 1 || pid == getpid() || !start || start_ticks(pid) != start ||
 	    !is_worker_of(pid, app->name))
@@ -213,6 +242,7 @@ static struct orphan *orphan_adopt(struct recover *rc, const struct app_cfg *app
 			     .app = app,
 			     .pid = pid,
 			     .generation = generation,
+			     .worker = worker,
 			     .pidfd = pidfd,
 			     .exit_src = o->exit_src};
 	rc->orphans[rc->n_orphans++] = o;
@@ -287,10 +317,13 @@ struct recover *recover_orphans(sd_event *event, const struct config *cfg,
 			struct orphan *o = orphan_adopt(
 			    rc, app, json_object_get_int(json_object_object_get(w, "pid")),
 			    (unsigned)json_object_get_int(json_object_object_get(w, "generation")),
+			    (unsigned)json_object_get_int(json_object_object_get(w, "worker")),
 			    (unsigned long long)json_object_get_int64(
 				json_object_object_get(w, "start")));
-			if (o)
+			if (o) {
 				take_listeners(o, cfg, listeners);
+				take_output(o);
+			}
 		}
 	}
 	json_object_put(state);
@@ -398,6 +431,7 @@ void recover_record(struct recover *rc, const struct daemon *d)
 						       json_object_new_string(a->cfg->name));
 				json_object_object_add(o, "generation",
 						       json_object_new_int((int)a->gens[k]->id));
+				json_object_object_add(o, "worker", json_object_new_int((int)w));
 				json_object_object_add(o, "pid", json_object_new_int(pid));
 				json_object_object_add(o, "start",
 						       json_object_new_int64((int64_t)start));

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <linux/close_range.h>
+#include <syslog.h>
+#include <systemd/sd-journal.h>
 
 extern char **environ;
 
@@ -133,6 +135,24 @@ static int child_become(const struct spawn_creds *c)
 	return -1;
 }
 
+/* The worker's stdout and stderr to a journal stream of its own, identified
+ * by the app's name, with "<N>" prefixes read as priorities, as systemd does
+ * for a service. Connected from the child, so that the journal records the
+ * worker's pid, uid and cgroup (_PID=, _UID=), which batond's own lines about
+ * it carry as WORKER_PID=. sd_journal_stream_fd makes only system calls
+ * (socket, shutdown, setsockopt, connect, write of a header on the stack), so
+ * it is safe between fork and exec of batond, which has one thread. Without
+ * a journal to connect to, the worker keeps batond's stderr. */
+static void child_journal_stream(const char *app)
+{
+	int fd = sd_journal_stream_fd(app, LOG_INFO, 1);
+	if (fd < 0)
+		return;
+	dup2(fd, 1);
+	dup2(fd, 2);
+	close(fd);
+}
+
 /* Runs in the child. Only async-signal-safe calls from here on. */
 static void __attribute__((noreturn))
 child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, int exec_fd)
@@ -177,12 +197,20 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 	if (!err && req->program_fd >= 0 &&
 	    (program_hi = fcntl(req->program_fd, F_DUPFD_CLOEXEC, floor)) < 0)
 		err = errno;
+	int stdio_hi = -1;
+	if (!err && req->stdio_fd >= 0 &&
+	    (stdio_hi = fcntl(req->stdio_fd, F_DUPFD_CLOEXEC, floor)) < 0)
+		err = errno;
 	for (size_t i = 0; i <= n && !err; i++)
 		if (dup2(high[i], 3 + (int)i) < 0) /* dup2 clears FD_CLOEXEC on the copy */
 			err = errno;
+	if (!err && stdio_hi >= 0 && (dup2(stdio_hi, 1) < 0 || dup2(stdio_hi, 2) < 0))
+		err = errno;
 	int step = SPAWN_FDS;
 	if (!err && req->creds && (step = child_become(req->creds)) >= 0)
 		err = errno;
+	if (!err && req->stdio_journal)
+		child_journal_stream(req->app);
 	if (!err) {
 		step = SPAWN_EXEC;
 		/* Everything above our range closes at exec; the exec pipe stays usable

@@ -67,6 +67,11 @@ struct spawn_req {
 	 * (borrowed, O_CLOEXEC): its cgroups (cgroup.c). */
 	const int *cgroup_fds;
 	size_t n_cgroup_fds;
+	/* The worker's stdout and stderr (fds 1 and 2): @stdio_fd (borrowed; a
+	 * pipe batond reads), or with @stdio_journal a journal stream of its own
+	 * whose identifier is @app, connected in the child; neither: batond's. */
+	int stdio_fd;
+	bool stdio_journal;
 };
 
 /* Starts the worker. On success returns 0 with:

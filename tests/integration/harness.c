@@ -21,6 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 
 #include <setjmp.h>
@@ -195,6 +197,38 @@ int harness_teardown(void **state)
 	kill_children();
 	remove_stale_cgroups(false);
 	return 0;
+}
+
+void journal_namespace_enter(void)
+{
+	if (geteuid() != 0) {
+		print_message("skipped: needs root for a mount namespace with a journal socket\n");
+		skip();
+	}
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") < 0) {
+		print_message("skipped: cannot make a mount namespace: %s\n", strerror(errno));
+		skip();
+	}
+	assert_int_equal(mkdir("/run/systemd", 0755), 0);
+	assert_int_equal(mkdir("/run/systemd/journal", 0755), 0);
+}
+
+void journal_namespace_leave(void)
+{
+	umount2("/run", MNT_DETACH);
+}
+
+void batond_log_is_journal_stream(const struct batond *b)
+{
+	struct stat st;
+	int log = open(b->log, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(log >= 0 && fstat(log, &st) == 0);
+	close(log);
+	char stream[64];
+	snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", stream, 1);
 }
 
 long long now_ms(void)

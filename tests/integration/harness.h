@@ -125,5 +125,16 @@ void loadgen_report(const char *out_path, long *ok, long *failed);
 int harness_teardown(void **state);
 #define harness_test(f) cmocka_unit_test_teardown(f, harness_teardown)
 
+/* A mount namespace of this process's own with a fresh tmpfs on /run and the
+ * directory /run/systemd/journal in it, where a test binds its own journal
+ * sockets. Skips the test (saying why) without root or namespaces; undo with
+ * journal_namespace_leave. */
+void journal_namespace_enter(void);
+void journal_namespace_leave(void);
+/* Makes b->log now and sets JOURNAL_STREAM to name it, so that the batond
+ * started next takes its stderr for the journal's stream; unset it after
+ * batond_start. */
+void batond_log_is_journal_stream(const struct batond *b);
+
 /* Monotonic ms. */
 long long now_ms(void);

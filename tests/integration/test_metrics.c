@@ -314,32 +314,14 @@ static const char *journal_entry_with(int journal, const char *const *want)
  * mount namespace of its own. */
 static void worker_lines_reach_the_journal_with_their_fields(void **state)
 {
-	if (geteuid() != 0) {
-		print_message("skipped: needs root for a mount namespace with a journal socket\n");
-		skip();
-	}
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("tmpfs", "/run", "tmpfs", 0, "mode=0755") < 0) {
-		print_message("skipped: cannot make a mount namespace: %s\n", strerror(errno));
-		skip();
-	}
-	assert_int_equal(mkdir("/run/systemd", 0755), 0);
-	assert_int_equal(mkdir("/run/systemd/journal", 0755), 0);
+	journal_namespace_enter();
 	int journal = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_un sa = {.sun_family = AF_UNIX, .sun_path = "/run/systemd/journal/socket"};
 	assert_int_equal(bind(journal, (struct sockaddr *)&sa, sizeof(sa)), 0);
 
 	struct batond b;
 	batond_prepare(&b);
-	/* batond's stderr is b.log: made now, so that JOURNAL_STREAM can name it. */
-	struct stat st;
-	int log = open(b.log, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-	assert_true(log >= 0 && fstat(log, &st) == 0);
-	close(log);
-	char stream[64];
-	snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
-		 (unsigned long long)st.st_ino);
-	setenv("JOURNAL_STREAM", stream, 1);
+	batond_log_is_journal_stream(&b);
 	batond_write_config(
 	    &b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
 		"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n");
@@ -368,7 +350,7 @@ static void worker_lines_reach_the_journal_with_their_fields(void **state)
 	assert_false(batond_log_contains(&b, "worker 0 (pid"));
 	assert_int_equal(batond_stop(&b), 0);
 	close(journal);
-	umount2("/run", MNT_DETACH);
+	journal_namespace_leave();
 }
 
 int main(void)

@@ -18,16 +18,22 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-/* Waits (bounded) for @pid, a worker orphaned to this test (its subreaper). */
+/* Waits (bounded) for @pid, a worker orphaned to this test (its subreaper);
+ * true if it exited with status 0 (drained, not killed). */
 static bool reaped(pid_t pid, int timeout_ms)
 {
 	long long deadline = now_ms() + timeout_ms;
-	while (waitpid(pid, NULL, WNOHANG) != pid)
+	int status;
+	while (waitpid(pid, &status, WNOHANG) != pid)
 		if (now_ms() > deadline)
 			return false;
 		else
 			usleep(10000);
-	return true;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		print_message("pid %d: %s %d\n", (int)pid,
+			      WIFEXITED(status) ? "exited with status" : "killed by signal",
+			      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 static void a_batond_killed_without_systemd_takes_its_listener_back_from_its_workers(void **state)
@@ -62,9 +68,12 @@ static void a_batond_killed_without_systemd_takes_its_listener_back_from_its_wor
 		assert_true(batond_log_contains(&b, want));
 	}
 	assert_true(wait_workers(&b, "ready", 2, 10000));
-	/* Once the new generation serves, the old workers drain and exit. */
+	/* Once the new generation serves, the old workers drain and exit, saying
+	 * so on their stdout, whose pipe lost its reader with the batond before:
+	 * the new one reads it (else their first line would end them: SIGPIPE). */
 	assert_true(reaped(old[0], 20000));
 	assert_true(reaped(old[1], 20000));
+	assert_true(batond_wait_log(&b, "]: drained, exiting", 5000));
 	assert_true(
 	    batond_wait_log(&b, "every worker of the batond before this one is gone", 5000));
 
