@@ -31,8 +31,8 @@ extern "C" {
 #define BATON_API
 #endif
 
-#define BATON_NAME_MAX 64 /* listener names, without the NUL */
-#define BATON_TAG_MAX  64 /* connection tags, without the NUL */
+#define BATON_NAME_MAX	64   /* listener names, without the NUL */
+#define BATON_TAG_MAX	64   /* connection tags, without the NUL */
 #define BATON_STATE_MAX 8192 /* state bytes of a parked connection */
 
 /* ---- Setup ---------------------------------------------------------------- */
@@ -174,6 +174,33 @@ BATON_API int baton_conn_done(unsigned count);
  * not have. */
 BATON_API int baton_park(int fd, const char *listener, const char *tag, const void *state,
 			 size_t state_len);
+
+/* One connection for baton_park_many(): the arguments of baton_park(), and the
+ * client's address if the application has it (from accept), which spares a
+ * getpeername() per connection. */
+struct baton_park_conn {
+	int fd;
+	const char *listener; /* 1..BATON_NAME_MAX bytes */
+	const char *tag;      /* NULL or "" for none */
+	const void *state;    /* @state_len bytes, at most BATON_STATE_MAX */
+	size_t state_len;
+	const struct sockaddr *peer; /* NULL: asked of the socket */
+	socklen_t peer_len;	     /* at most sizeof(struct sockaddr_storage) */
+};
+
+/* Parks @n connections as baton_park() parks one, in as few messages as batond
+ * takes: up to 253 per message (fewer when their state does not fit 64 KiB)
+ * with a batond that says it takes batches (HELLO_PARK_MANY, docs/protocol.md),
+ * else one per message. Every entry is checked first: a missing or too long
+ * name, a tag too long, state_len without state, a bad peer_len (-EINVAL), a
+ * negative fd (-EBADF) or too much state (-EMSGSIZE) fails the call with nothing
+ * parked. Returns how many were parked, from the start of @conns (their fds are
+ * closed; the rest are still the caller's): @n, or fewer when a message could
+ * not be sent after some were (a call with the rest then returns the error:
+ * -EAGAIN when the channel is full for over 1 s, -ECONNRESET/-EPIPE when batond
+ * is gone, -EBADF for an fd that is not open). Or a negative errno with nothing
+ * parked; -ENXIO without a channel; -EINVAL for @n above INT_MAX. */
+BATON_API int baton_park_many(const struct baton_park_conn *conns, size_t n);
 
 #ifdef __cplusplus
 }

@@ -64,10 +64,11 @@ static struct {
 	size_t n_listeners;
 	int channel; /* -1: no BATON_FD */
 	bool channel_eof;
+	bool park_many; /* batond's HELLO said PARK may carry a batch */
 	uint32_t last_request_id;
-	uint32_t done_pending; /* MSG_CONN_DONE count not sent yet */
-	uint64_t conns_handed; /* connections returned by baton_next_event() */
-	uint64_t conns_done;   /* connections reported by baton_conn_done() */
+	uint32_t done_pending;	   /* MSG_CONN_DONE count not sent yet */
+	uint64_t conns_handed;	   /* connections returned by baton_next_event() */
+	uint64_t conns_done;	   /* connections reported by baton_conn_done() */
 	long long done_since_msec; /* when the oldest unsent count was reported */
 	struct batch *head, *tail;
 	struct batch *retired; /* holds the state bytes of the last event returned */
@@ -447,7 +448,12 @@ static int channel_read_one(struct request *req)
 	case MSG_ERROR:
 		r = answer(req, m);
 		break;
-	default: /* MSG_HELLO; proto_recv refused every type a worker does not take */
+	case MSG_HELLO:
+		if (m->hdr.flags & HELLO_PARK_MANY)
+			st.park_many = true;
+		r = 0;
+		break;
+	default: /* proto_recv refused every type a worker does not take */
 		r = 0;
 		break;
 	}
@@ -606,51 +612,124 @@ int baton_conn_done(unsigned count)
 	return flush_done();
 }
 
-int baton_park(int fd, const char *listener, const char *tag, const void *state, size_t state_len)
+static int park_check(const struct baton_park_conn *c)
 {
-	size_t name_len = listener ? strlen(listener) : 0, tag_len = tag ? strlen(tag) : 0;
-	if (fd < 0)
+	size_t name_len = c->listener ? strlen(c->listener) : 0,
+	       tag_len = c->tag ? strlen(c->tag) : 0;
+	if (c->fd < 0)
 		return -EBADF;
 	if (name_len == 0 || name_len > BATON_NAME_MAX || tag_len > BATON_TAG_MAX ||
-	    (state_len && !state))
+	    (c->state_len && !c->state) || (c->peer_len && !c->peer) ||
+	    c->peer_len > sizeof(struct sockaddr_storage))
 		return -EINVAL;
-	if (state_len > BATON_STATE_MAX)
+	if (c->state_len > BATON_STATE_MAX)
 		return -EMSGSIZE;
-	int r = channel_usable();
-	if (r < 0)
-		return r;
+	return 0;
+}
 
+/* Appends @c's record to @buf (capacity @cap) at *offset. Returns 0, -EMSGSIZE
+ * when it does not fit, or -EBADF. */
+static int park_put(uint8_t *buf, size_t cap, size_t *offset, const struct baton_park_conn *c)
+{
 	struct sockaddr_storage peer;
-	socklen_t peer_len = sizeof(peer);
-	if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) < 0) {
-		if (errno == EBADF)
-			return -EBADF;
-		peer_len = 0; /* not connected, or not a socket: parked all the same */
+	socklen_t peer_len = c->peer_len;
+	if (c->peer) {
+		memcpy(&peer, c->peer, peer_len);
+	} else {
+		peer_len = sizeof(peer);
+		if (getpeername(c->fd, (struct sockaddr *)&peer, &peer_len) < 0) {
+			if (errno == EBADF)
+				return -EBADF;
+			peer_len = 0; /* not connected, or not a socket: parked all the same */
+		}
 	}
-	struct proto_conn c = {
-	    .name = listener,
-	    .name_len = (uint8_t)name_len,
-	    .tag = tag,
-	    .tag_len = (uint8_t)tag_len,
+	struct proto_conn rec = {
+	    .name = c->listener,
+	    .name_len = (uint8_t)strlen(c->listener),
+	    .tag = c->tag,
+	    .tag_len = (uint8_t)(c->tag ? strlen(c->tag) : 0),
 	    .addr = &peer,
 	    .addr_len = (uint16_t)(peer_len > sizeof(peer) ? sizeof(peer) : peer_len),
-	    .state = state,
-	    .state_len = (uint16_t)state_len,
+	    .state = c->state,
+	    .state_len = (uint16_t)c->state_len,
 	};
+	return proto_conn_put(buf, cap, offset, &rec);
+}
+
+/* batond's HELLO (which says whether PARK takes batches) answers ours: it is
+ * queued by now, unless batond has not read ours yet. Events read meanwhile
+ * are queued for baton_next_event(). */
+static void read_pending(void)
+{
+	for (int i = 0; i < 64 && !st.park_many; i++) {
+		int r = channel_read_one(NULL);
+		if (r < 0 && r != -EPROTO && r != -EBADMSG && r != -EMSGSIZE)
+			return;
+	}
+}
+
+/* The largest MSG_PARK payload our end of the channel sends: a SEQPACKET
+ * datagram must fit the send buffer (less the kernel's 32 bytes). */
+static size_t park_payload_max(void)
+{
+	int sndbuf = 0;
+	socklen_t len = sizeof(sndbuf);
+	if (getsockopt(st.channel, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 || sndbuf < 1024)
+		sndbuf = 1024;
+	size_t max = (size_t)sndbuf - 32 - sizeof(struct proto_hdr);
+	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
+}
+
+int baton_park_many(const struct baton_park_conn *conns, size_t n)
+{
+	if (n > INT_MAX || (n && !conns))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		int r = park_check(&conns[i]);
+		if (r < 0)
+			return r;
+	}
+	int r = channel_usable();
+	if (r < 0 || n == 0)
+		return r;
+	read_pending();
+	size_t per_msg = st.park_many ? PROTO_MAX_FDS : 1, cap = park_payload_max();
 	uint8_t *buf = malloc(PROTO_MAX_PAYLOAD);
 	if (!buf)
 		return -ENOMEM;
-	size_t len = 0;
-	r = proto_conn_put(buf, PROTO_MAX_PAYLOAD, &len, &c);
-	if (r == 0) {
+	size_t parked = 0;
+	while (parked < n) {
+		int fds[PROTO_MAX_FDS];
+		size_t len = 0, k = 0;
+		for (; k < per_msg && parked + k < n; k++) {
+			r = park_put(buf, cap, &len, &conns[parked + k]);
+			if (r < 0)
+				break;
+			fds[k] = conns[parked + k].fd;
+		}
+		/* Not even one fits: the state limit keeps that from happening
+		 * unless the application shrank the channel's send buffer. */
+		if (k == 0)
+			break;
 		uint32_t id = ++st.last_request_id;
 		r = channel_send(st.channel, MSG_PARK, id ? id : ++st.last_request_id, buf, len,
-				 &fd, 1);
+				 fds, k);
+		if (r < 0)
+			break;
+		proto_close_fds(fds, k); /* batond has them now */
+		parked += k;
+		r = 0;
 	}
 	free(buf);
-	if (r == 0)
-		close(fd);
-	return r;
+	return parked > 0 ? (int)parked : r;
+}
+
+int baton_park(int fd, const char *listener, const char *tag, const void *state, size_t state_len)
+{
+	struct baton_park_conn c = {
+	    .fd = fd, .listener = listener, .tag = tag, .state = state, .state_len = state_len};
+	int r = baton_park_many(&c, 1);
+	return r < 0 ? r : 0;
 }
 
 /* ---- Notify --------------------------------------------------------------- */

@@ -4,6 +4,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -20,7 +21,7 @@ static const struct type_rule type_rules[MSG_TYPE_MAX] = {
     [MSG_CTL_STOP] = {0, 0, 0},	    [MSG_CTL_REPLY] = {0, 0, 4},
     [MSG_LISTENER_GET] = {0, 0, 1}, [MSG_LISTENER] = {1, 1, 1},
     [MSG_DRAIN] = {0, 0, 0},	    [MSG_CONN] = {1, PROTO_MAX_FDS, 8},
-    [MSG_CONN_DONE] = {0, 0, 4},    [MSG_PARK] = {1, 1, 8},
+    [MSG_CONN_DONE] = {0, 0, 4},    [MSG_PARK] = {1, PROTO_MAX_FDS, 8},
     [MSG_CTL_RELOAD] = {0, 0, 0},   [MSG_CTL_SCALE] = {0, 0, 3},
     [MSG_CTL_METRICS] = {0, 0, 0},  [MSG_CTL_REEXEC] = {0, 0, 0},
 };
@@ -334,4 +335,40 @@ int proto_conn_get(const uint8_t *buf, size_t len, size_t *offset, struct proto_
 	size_t next = start + pad4(rec);
 	*offset = next < len ? next : len;
 	return 0;
+}
+
+int proto_conns_check(const uint8_t *buf, size_t len, size_t n)
+{
+	size_t offset = 0;
+	struct proto_conn c;
+	for (size_t i = 0; i < n; i++)
+		if (proto_conn_get(buf, len, &offset, &c) < 0)
+			return -EBADMSG;
+	return offset == len ? 0 : -EBADMSG;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+	return (x > y) - (x < y);
+}
+
+void proto_close_fds(int *fds, size_t n)
+{
+	if (n > 1)
+		qsort(fds, n, sizeof(*fds), cmp_int);
+	for (size_t i = 0; i < n;) {
+		if (fds[i] < 0) {
+			i++;
+			continue;
+		}
+		size_t j = i + 1;
+		while (j < n && fds[j] == fds[j - 1] + 1)
+			j++;
+		/* A kernel without close_range (before 5.9): one by one. */
+		if (j - i == 1 || close_range((unsigned)fds[i], (unsigned)fds[j - 1], 0) < 0)
+			for (size_t k = i; k < j; k++)
+				close(fds[k]);
+		i = j;
+	}
 }

@@ -42,21 +42,23 @@ enum proto_type {
 	MSG_DRAIN,	  /* batond -> worker: stop taking new work */
 	MSG_CONN,	  /* batond -> worker: 1..253 connections, records in payload */
 	MSG_CONN_DONE,	  /* worker -> batond: uint32 count of finished connections */
-	MSG_PARK,	  /* worker -> batond: 1 live connection and its state record */
+	MSG_PARK,	  /* worker -> batond: 1..253 live connections, records in payload */
 	MSG_CTL_RELOAD,	  /* batonctl -> batond: read the configuration again, apply it */
 	MSG_CTL_SCALE,	  /* batonctl -> batond: "APP N", run N workers of APP */
 	MSG_CTL_METRICS,  /* batonctl -> batond: the Prometheus text exposition */
-	MSG_CTL_REEXEC,	  /* batonctl -> batond: exec a new batond in place; payload: its path or empty */
+	MSG_CTL_REEXEC,	  /* batonctl -> batond: exec a new batond in place; payload: its path or
+			     empty */
 	MSG_TYPE_MAX,
 };
 
-#define CTL_JSON       0x0001 /* MSG_CTL_STATUS: answer in JSON */
-#define CTL_FRAMES     0x0002 /* any control request: the client takes a reply in frames */
-#define CTL_MORE       0x0004 /* MSG_CTL_REPLY: another frame of this reply follows */
-#define CTL_CHECK      0x0008 /* MSG_CTL_STATUS: code ESRCH if an app has no serving generation */
-#define CTL_WAIT_DRAIN 0x0010 /* MSG_CTL_UPGRADE: answer once the old generations are gone too */
-#define DRAIN_NOW      0x0020 /* MSG_DRAIN: finish now, park live connections; SIGKILL follows */
-#define CONN_ADOPTED   0x0001 /* conn record: parked by a previous generation */
+#define CTL_JSON	0x0001 /* MSG_CTL_STATUS: answer in JSON */
+#define CTL_FRAMES	0x0002 /* any control request: the client takes a reply in frames */
+#define CTL_MORE	0x0004 /* MSG_CTL_REPLY: another frame of this reply follows */
+#define CTL_CHECK	0x0008 /* MSG_CTL_STATUS: code ESRCH if an app has no serving generation */
+#define CTL_WAIT_DRAIN	0x0010 /* MSG_CTL_UPGRADE: answer once the old generations are gone too */
+#define DRAIN_NOW	0x0020 /* MSG_DRAIN: finish now, park live connections; SIGKILL follows */
+#define HELLO_PARK_MANY 0x0040 /* batond's MSG_HELLO on a worker channel: PARK may carry 1..253 */
+#define CONN_ADOPTED	0x0001 /* conn record: parked by a previous generation */
 
 /* Text of one MSG_CTL_REPLY / MSG_ERROR frame, after the int32 code. */
 #define PROTO_STATUS_TEXT_MAX (PROTO_MAX_PAYLOAD - 4)
@@ -129,7 +131,7 @@ size_t proto_utf8_cut(const char *text, size_t text_bytes, size_t max_bytes);
  * the config allows it: 1 to PROTO_NAME_MAX bytes of A-Z a-z 0-9 _ . - */
 bool proto_name_valid(const char *name, size_t name_bytes);
 
-/* One record per fd of MSG_CONN (and the one record of MSG_PARK), packed back to
+/* One record per fd of MSG_CONN and MSG_PARK, packed back to
  * back in the payload, each starting at a 4-byte boundary:
  *   uint16 flags, uint8 name_len, uint8 tag_len, uint16 addr_len, uint16 state_len,
  *   name, tag, sockaddr (addr_len bytes), state (state_len bytes), pad to 4. */
@@ -150,3 +152,11 @@ int proto_conn_put(uint8_t *buf, size_t cap, size_t *offset, const struct proto_
 /* Reads the record at *offset of a payload of @len bytes; pointers point into buf.
  * Returns 0 or -EBADMSG. */
 int proto_conn_get(const uint8_t *buf, size_t len, size_t *offset, struct proto_conn *ret);
+/* Checks that a payload of @len bytes is exactly @n records (a MSG_CONN's or a
+ * MSG_PARK's, one per fd), nothing after the last. Returns 0 or -EBADMSG. */
+int proto_conns_check(const uint8_t *buf, size_t len, size_t n);
+
+/* Closes @n fds (taken; their order in @fds is lost): one close_range() per run
+ * of consecutive numbers. fds received in one message, or accepted one after
+ * the other, are mostly such a run: a batch costs one syscall, not one per fd. */
+void proto_close_fds(int *fds, size_t n);

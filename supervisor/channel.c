@@ -79,16 +79,37 @@ static void reply_listener(struct channel *ch, const struct proto_msg *m)
 	proto_send_status(ch->fd, MSG_ERROR, m->hdr.request_id, ENOENT, text);
 }
 
-/* Returns false if the worker misbehaved. */
+/* One record per fd, each handed on (or refused and closed) on its own: one
+ * refusal closes that connection, not the batch. Returns false if the worker
+ * misbehaved (a bad record closes the whole message's fds). */
 static bool handle_park(struct channel *ch, struct proto_msg *m)
 {
-	struct proto_conn rec;
-	size_t off = 0;
-	if (proto_conn_get(m->payload, m->hdr.payload_bytes, &off, &rec) < 0) {
-		log_warn("%s: bad PARK record; connection closed", ch->who);
-		return false; /* proto_msg_release closes the fd */
+	if (proto_conns_check(m->payload, m->hdr.payload_bytes, m->nfds) < 0) {
+		log_warn("%s: bad PARK record; %zu connection%s closed", ch->who, m->nfds,
+			 m->nfds == 1 ? "" : "s");
+		return false; /* proto_msg_release closes the fds */
 	}
-	return ch->ops->park(ch->userdata, proto_msg_take_fd(m, 0), &rec) != -EPERM;
+	bool ok = true;
+	size_t off = 0;
+	for (size_t i = 0; i < m->nfds; i++) {
+		struct proto_conn rec;
+		proto_conn_get(m->payload, m->hdr.payload_bytes, &off, &rec);
+		if (ch->ops->park(ch->userdata, proto_msg_take_fd(m, i), &rec) == -EPERM)
+			ok = false;
+	}
+	return ok;
+}
+
+/* Our HELLO answers the worker's: it says what this batond takes (PARK in
+ * batches). A worker that does not see it (full channel, an older batond)
+ * parks one connection per message, which every batond takes. */
+static void reply_hello(struct channel *ch)
+{
+	static const char hello[] = "batond " BATON_VERSION;
+	int r =
+	    proto_send(ch->fd, MSG_HELLO, HELLO_PARK_MANY, 0, hello, sizeof(hello) - 1, NULL, 0);
+	if (r < 0 && r != -EAGAIN && r != -EPIPE && r != -ECONNRESET)
+		log_warn("%s: cannot answer HELLO: %s", ch->who, strerror(-r));
 }
 
 /* Returns false if the worker misbehaved. */
@@ -97,6 +118,7 @@ static bool handle(struct channel *ch, struct proto_msg *m)
 	switch (m->hdr.type) {
 	case MSG_HELLO:
 		ch->said_hello = true;
+		reply_hello(ch);
 		break;
 	case MSG_LISTENER_GET:
 		reply_listener(ch, m);

@@ -19,8 +19,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define BATCH_MAX     64 /* connections accepted or routed per round */
-#define ACCEPT_ROUNDS 4	 /* rounds per wake-up, so one busy listener cannot starve the loop */
+#define BATCH_MAX     64	    /* connections accepted per round */
+#define ROUTE_MAX     PROTO_MAX_FDS /* routed per round: a full MSG_CONN to one worker */
+#define ACCEPT_ROUNDS 4 /* rounds per wake-up, so one busy listener cannot starve the loop */
 
 struct held {
 	int fd;
@@ -114,6 +115,16 @@ static struct dgen *find_gen(const struct dispatch *dp, unsigned id)
 		if (dp->gens[i].id == id)
 			return &dp->gens[i];
 	return NULL;
+}
+
+/* Frees what @h owns but its fd (sent, or closed with others). */
+static void held_forget(struct held *h)
+{
+	free(h->state);
+	free(h->tag);
+	h->fd = -1;
+	h->state = NULL;
+	h->tag = NULL;
 }
 
 static void held_close(struct held *h)
@@ -313,15 +324,18 @@ static size_t send_group(struct dispatch *dp, const struct dgen *g, unsigned ind
 			sent += k;
 			continue;
 		}
+		/* The worker has its own copies now: ours go in one close_range()
+		 * per run of consecutive fds (fds[] is sorted on the way). */
+		proto_close_fds(fds, k);
 		for (size_t i = 0; i < k; i++)
-			held_close(items[sent + i]); /* the worker has its own copy now */
+			held_forget(items[sent + i]);
 		g->slots[index].delivered += k;
 		sent += k;
 	}
 	return sent;
 }
 
-/* One round: up to BATCH_MAX connections from the head, routed and sent.
+/* One round: up to ROUTE_MAX connections from the head, routed and sent.
  * Returns how many left the queue plus how many workers were found full: while
  * that is not 0, another round may route what is left to other workers. */
 static size_t flush_round(struct dispatch *dp)
@@ -329,9 +343,9 @@ static size_t flush_round(struct dispatch *dp)
 	const struct dgen *g = find_gen(dp, dp->serving);
 	if (!g || dp->count == 0)
 		return 0;
-	size_t n = dp->count < BATCH_MAX ? dp->count : BATCH_MAX;
-	struct held round[BATCH_MAX];
-	int to[BATCH_MAX];
+	size_t n = dp->count < ROUTE_MAX ? dp->count : ROUTE_MAX;
+	struct held round[ROUTE_MAX];
+	int to[ROUTE_MAX];
 	unsigned pending[g->n_workers];
 	memset(pending, 0, sizeof(pending));
 	size_t taken = 0;
@@ -344,13 +358,13 @@ static size_t flush_round(struct dispatch *dp)
 		pending[w]++;
 	}
 	size_t delivered = 0;
-	bool sent[BATCH_MAX] = {false};
+	bool sent[ROUTE_MAX] = {false};
 	for (size_t i = 0; i < taken; i++) {
 		int w = to[i];
 		if (w < 0)
 			continue;
-		struct held *items[BATCH_MAX];
-		size_t idx[BATCH_MAX], k = 0;
+		struct held *items[ROUTE_MAX];
+		size_t idx[ROUTE_MAX], k = 0;
 		for (size_t j = i; j < taken; j++)
 			if (to[j] == w) {
 				idx[k] = j;

@@ -2,10 +2,11 @@
 /* A libbaton dispatch worker that keeps per-connection state: each line a
  * client sends is answered "gen G count N from F", N counting the lines of that
  * connection and F the tag it came with ("gen1" when generation 1 parked it, "-"
- * for none). On DRAIN (or SIGTERM) it parks every open connection with its count
- * in a state of BATON_STATE_MAX bytes (the rest a pattern the next one checks)
- * and the tag "genG", so that the next generation continues the count on the
- * same TCP connection: live handoff, end to end.
+ * for none). On DRAIN (or SIGTERM) it parks every open connection, all in one
+ * baton_park_many(), with its count in a state of BATON_STATE_MAX bytes (the
+ * rest a pattern the next one checks; --state-bytes N for less) and the tag
+ * "genG", so that the next generation continues the count on the same TCP
+ * connection: live handoff, end to end.
  * With --hold it drains as a websocket server would: it keeps serving its open
  * connections (exiting once the clients closed them all) and parks them only
  * when batond finishes its generation early (DRAIN with BATON_DRAIN_NOW).
@@ -32,7 +33,8 @@ static struct pollfd pfds[2 + MAX_CONNS];
 static uint32_t counts[MAX_CONNS];
 static char froms[MAX_CONNS][BATON_TAG_MAX + 1];
 static size_t n_conns;
-static uint8_t state[BATON_STATE_MAX];
+static uint8_t state[MAX_CONNS][BATON_STATE_MAX];
+static size_t state_bytes = BATON_STATE_MAX;
 
 static void drop(size_t i)
 {
@@ -45,17 +47,27 @@ static void drop(size_t i)
 static void park_all(const char *gen)
 {
 	char tag[BATON_TAG_MAX + 1];
+	static struct baton_park_conn conns[MAX_CONNS];
 	snprintf(tag, sizeof(tag), "gen%s", gen ? gen : "?");
-	for (size_t k = sizeof(uint32_t); k < sizeof(state); k++)
-		state[k] = (uint8_t)k;
-	while (n_conns > 0) {
-		int fd = pfds[2].fd;
-		memcpy(state, &counts[0], sizeof(counts[0]));
-		if (baton_park(fd, "http", tag, state, sizeof(state)) < 0)
-			close(fd);
-		baton_conn_done(1);
-		drop(0);
+	for (size_t i = 0; i < n_conns; i++) {
+		memcpy(state[i], &counts[i], sizeof(counts[i]));
+		for (size_t k = sizeof(uint32_t); k < state_bytes; k++)
+			state[i][k] = (uint8_t)k;
+		conns[i] = (struct baton_park_conn){.fd = pfds[2 + i].fd,
+						    .listener = "http",
+						    .tag = tag,
+						    .state = state[i],
+						    .state_len = state_bytes};
 	}
+	int r = baton_park_many(conns, n_conns);
+	/* What could not be parked is closed. */
+	for (size_t i = r > 0 ? (size_t)r : 0; i < n_conns; i++)
+		close(pfds[2 + i].fd);
+	if (r < (int)n_conns)
+		fprintf(stderr, "parksrv: parked %d of %zu connections: %s\n", r < 0 ? 0 : r,
+			n_conns, r < 0 ? strerror(-r) : "");
+	baton_conn_done((unsigned)n_conns);
+	n_conns = 0;
 }
 
 /* The count a parked connection carried, 0 if its state is not whole. */
@@ -63,9 +75,9 @@ static uint32_t adopted_count(const struct baton_event *ev)
 {
 	const uint8_t *p = ev->state;
 	uint32_t count = 0;
-	if (ev->state_len != sizeof(state))
+	if (ev->state_len != state_bytes)
 		return 0;
-	for (size_t k = sizeof(uint32_t); k < sizeof(state); k++)
+	for (size_t k = sizeof(uint32_t); k < state_bytes; k++)
 		if (p[k] != (uint8_t)k)
 			return 0;
 	memcpy(&count, p, sizeof(count));
@@ -97,6 +109,13 @@ int main(int argc, char **argv)
 	const char *gen = getenv("BATON_GENERATION");
 	long flood = argc == 3 && strcmp(argv[1], "--park-flood") == 0 ? atol(argv[2]) : 0;
 	bool hold = argc == 2 && strcmp(argv[1], "--hold") == 0, draining = false;
+	if (argc == 3 && strcmp(argv[1], "--state-bytes") == 0) {
+		state_bytes = strtoul(argv[2], NULL, 10);
+		if (state_bytes < sizeof(uint32_t) || state_bytes > BATON_STATE_MAX) {
+			fprintf(stderr, "parksrv: --state-bytes: 4 to %d\n", BATON_STATE_MAX);
+			return 2;
+		}
+	}
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);

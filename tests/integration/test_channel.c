@@ -152,6 +152,56 @@ static void parked_connection_continues_in_the_next_generation(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* 500 connections, each with its count as state: the old generation parks them
+ * all at once (in PARKs of up to 253), batond hands them on in CONNs of up to
+ * 253, and every one answers the new generation, on the same TCP connection,
+ * with its count carried over. batond keeps none of them. */
+#define MANY_PARKED 500
+
+static void hundreds_of_parked_connections_go_over_in_batches_and_every_one_answers(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"%s\", \"--state-bytes\", \"16\" }\n"
+		 "  listeners = { \"http\" }\n  mode = dispatch\n}\n",
+		 PARKSRV_PATH);
+	batond_write_config(&b, conf);
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	int fds_before = count_fds_settled(b.pid);
+	static int fd[MANY_PARKED];
+	char reply[64], want[64];
+	for (int i = 0; i < MANY_PARKED; i++) {
+		fd[i] = tcp_connect(b.port);
+		assert_true(fd[i] >= 0);
+		for (int n = 1; n <= 1 + i % 2; n++) {
+			exchange(fd[i], reply, sizeof(reply));
+			snprintf(want, sizeof(want), "gen 1 count %d from -\n", n);
+			assert_string_equal(reply, want);
+		}
+	}
+	char out[1024];
+	for (int gen = 2; gen <= 3; gen++) {
+		assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+		for (int i = 0; i < MANY_PARKED; i++) {
+			exchange(fd[i], reply, sizeof(reply));
+			snprintf(want, sizeof(want), "gen %d count %d from gen%d\n", gen,
+				 gen + i % 2, gen - 1);
+			if (strcmp(reply, want) != 0)
+				fail_msg("connection %d: \"%s\", not \"%s\"", i, reply, want);
+		}
+	}
+	assert_int_equal(app_status(&b, "web", "parks_refused"), 0);
+	/* Handed on: batond holds what it held before the upgrades. */
+	assert_int_equal(count_fds_when(b.pid, fds_before, 5000), fds_before);
+	for (int i = 0; i < MANY_PARKED; i++)
+		close(fd[i]);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 /* A worker that parks connections while serving (never asked to drain) gets
  * them refused and closed; at the third it is cut off. batond keeps no fd of
  * them: it had 19,998 once, and could no longer fork. */
@@ -192,6 +242,7 @@ int main(void)
 	    harness_test(worker_gets_its_own_listeners_by_name_and_never_another_apps),
 	    harness_test(bad_messages_from_a_worker_are_refused_with_their_fds_closed),
 	    harness_test(parked_connection_continues_in_the_next_generation),
+	    harness_test(hundreds_of_parked_connections_go_over_in_batches_and_every_one_answers),
 	    harness_test(a_worker_that_floods_park_while_serving_is_cut_off_and_batond_keeps_no_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -424,7 +424,7 @@ static void more_fds_than_the_type_allows_are_refused_and_closed(void **state)
 	int fds[2], keep;
 	make_fds(fds, 2, &keep);
 	raw_send_msg(f->sv[0], hdr_of(MSG_LISTENER, 4, 2), 4, fds, 2);
-	raw_send_msg(f->sv[0], hdr_of(MSG_PARK, 8, 2), 8, fds, 2);
+	raw_send_msg(f->sv[0], hdr_of(MSG_CONN_DONE, 4, 2), 4, fds, 2);
 	close_fds(fds, 2);
 	close(keep);
 	assert_int_equal(proto_recv(f->sv[1], ROLE_WORKER_CLIENT, &msg), -EBADMSG);
@@ -433,6 +433,58 @@ static void more_fds_than_the_type_allows_are_refused_and_closed(void **state)
 	raw_send_msg(f->sv[0], hdr_of(MSG_LISTENER, 4, 0), 4, NULL, 0);
 	assert_int_equal(proto_recv(f->sv[1], ROLE_WORKER_CLIENT, &msg), -EBADMSG);
 	assert_channel_still_works(f, ROLE_WORKER_CLIENT);
+}
+
+/* A PARK carries 1 to 253 connections, one record per fd, nothing after the last. */
+static void a_park_of_many_connections_round_trips_and_its_records_are_checked(void **state)
+{
+	struct fixture *f = *state;
+	static uint8_t payload[PROTO_MAX_PAYLOAD];
+	size_t len = 0;
+	int fds[PROTO_MAX_FDS], keep;
+	make_fds(fds, PROTO_MAX_FDS, &keep);
+	for (size_t i = 0; i < PROTO_MAX_FDS; i++) {
+		struct proto_conn c = {
+		    .name = "http", .name_len = 4, .state = &i, .state_len = sizeof(i)};
+		assert_int_equal(proto_conn_put(payload, sizeof(payload), &len, &c), 0);
+	}
+	assert_int_equal(proto_send(f->sv[0], MSG_PARK, 0, 1, payload, len, fds, PROTO_MAX_FDS), 0);
+	assert_int_equal(proto_recv(f->sv[1], ROLE_WORKER_SERVER, &msg), 1);
+	assert_int_equal(msg.nfds, PROTO_MAX_FDS);
+	assert_int_equal(proto_conns_check(msg.payload, msg.hdr.payload_bytes, msg.nfds), 0);
+	/* One record more or less than fds, or bytes after the last, is refused. */
+	assert_int_equal(proto_conns_check(msg.payload, msg.hdr.payload_bytes, msg.nfds - 1),
+			 -EBADMSG);
+	assert_int_equal(proto_conns_check(msg.payload, msg.hdr.payload_bytes, msg.nfds + 1),
+			 -EBADMSG);
+	assert_int_equal(proto_conns_check(msg.payload, msg.hdr.payload_bytes + 4, msg.nfds),
+			 -EBADMSG);
+	proto_msg_release(&msg);
+	close_fds(fds, PROTO_MAX_FDS);
+	close(keep);
+}
+
+/* proto_close_fds closes exactly what it is given, runs and strays alike. */
+static void close_fds_closes_runs_and_strays_and_nothing_else(void **state)
+{
+	int fds[40], keep;
+	make_fds(fds, 40, &keep);
+	int before = count_fds(0);
+	/* Every other one of the first 20 (strays), then the last 20 (a run,
+	 * shuffled): the ones left out stay open. */
+	int batch[30];
+	size_t n = 0;
+	for (size_t i = 0; i < 20; i += 2)
+		batch[n++] = fds[i];
+	for (size_t i = 39; i >= 20; i--)
+		batch[n++] = fds[i];
+	proto_close_fds(batch, n);
+	assert_int_equal(count_fds(0), before - 30);
+	for (size_t i = 0; i < 40; i++)
+		assert_int_equal(fcntl(fds[i], F_GETFD) >= 0, i < 20 && i % 2 == 1);
+	for (size_t i = 1; i < 20; i += 2)
+		close(fds[i]);
+	close(keep);
 }
 
 static void header_fd_count_must_match_the_fds_received(void **state)
@@ -634,6 +686,8 @@ int main(void)
 	    T(unknown_version_or_reserved_bits_are_refused),
 	    T(fds_on_a_type_that_takes_none_are_refused_and_closed),
 	    T(more_fds_than_the_type_allows_are_refused_and_closed),
+	    T(a_park_of_many_connections_round_trips_and_its_records_are_checked),
+	    cmocka_unit_test(close_fds_closes_runs_and_strays_and_nothing_else),
 	    T(header_fd_count_must_match_the_fds_received),
 	    T(a_type_the_role_does_not_take_is_refused_and_its_fds_closed),
 	    T(truncated_control_data_is_refused_and_what_arrived_closed),

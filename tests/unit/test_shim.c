@@ -641,6 +641,95 @@ static void park_hands_the_connection_and_its_state_to_batond(void **state)
 	close(batond);
 }
 
+/* Receives one MSG_PARK: its records checked against conns @first.. (state
+ * "c<i>", the peer given for even i), each fd the live end of @peers[i].
+ * Returns how many it carried. */
+static size_t receive_parks(int batond, size_t first, const int *peers)
+{
+	assert_int_equal(proto_recv(batond, ROLE_WORKER_SERVER, &msg), 1);
+	assert_int_equal(msg.hdr.type, MSG_PARK);
+	assert_int_equal(proto_conns_check(msg.payload, msg.hdr.payload_bytes, msg.nfds), 0);
+	size_t off = 0;
+	for (size_t k = 0; k < msg.nfds; k++) {
+		size_t i = first + k;
+		struct proto_conn c;
+		char want[16];
+		assert_int_equal(proto_conn_get(msg.payload, msg.hdr.payload_bytes, &off, &c), 0);
+		snprintf(want, sizeof(want), "c%zu", i);
+		assert_int_equal(c.state_len, strlen(want));
+		assert_memory_equal(c.state, want, c.state_len);
+		assert_memory_equal(c.name, "ws", 2);
+		if (i % 2 == 0) {
+			struct sockaddr_in sin;
+			assert_int_equal(c.addr_len, sizeof(sin));
+			memcpy(&sin, c.addr, sizeof(sin));
+			assert_int_equal(ntohs(sin.sin_port), 1000 + i);
+		}
+		char ch;
+		assert_int_equal(write(peers[i], "z", 1), 1);
+		assert_int_equal(read(msg.fds[k], &ch, 1), 1);
+	}
+	size_t n = msg.nfds;
+	proto_msg_release(&msg);
+	return n;
+}
+
+#define PARK_MANY 600
+
+static void park_many_sends_up_to_253_per_message_once_batond_says_it_takes_them(void **state)
+{
+	int batond = init_with_channel();
+	static int conn[PARK_MANY], peers[PARK_MANY];
+	static char states[PARK_MANY][16];
+	static struct sockaddr_in addrs[PARK_MANY];
+	static struct baton_park_conn conns[PARK_MANY];
+	for (size_t i = 0; i < PARK_MANY; i++) {
+		int sv[2];
+		assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+		conn[i] = sv[0];
+		peers[i] = sv[1];
+		snprintf(states[i], sizeof(states[i]), "c%zu", i);
+		addrs[i] = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(1000 + i)};
+		conns[i] = (struct baton_park_conn){.fd = conn[i],
+						    .listener = "ws",
+						    .state = states[i],
+						    .state_len = strlen(states[i])};
+		if (i % 2 == 0) {
+			conns[i].peer = (const struct sockaddr *)&addrs[i];
+			conns[i].peer_len = sizeof(addrs[i]);
+		}
+	}
+	/* A bad entry anywhere: nothing is parked. */
+	conns[5].state_len = BATON_STATE_MAX + 1;
+	assert_int_equal(baton_park_many(conns, 8), -EMSGSIZE);
+	conns[5].state_len = strlen(states[5]);
+	conns[7].peer_len = sizeof(struct sockaddr_storage) + 1;
+	assert_int_equal(baton_park_many(conns, 8), -EINVAL);
+	conns[7].peer_len = 0;
+	assert_int_equal(fcntl(conn[0], F_GETFD) >= 0, 1);
+	assert_int_equal(proto_recv(batond, ROLE_WORKER_SERVER, &msg), -EAGAIN);
+
+	/* batond has not said it takes batches: one connection per PARK. */
+	int before = count_fds(0);
+	assert_int_equal(baton_park_many(conns, 3), 3);
+	assert_int_equal(count_fds(0), before - 3);
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(receive_parks(batond, i, peers), 1);
+
+	/* Its HELLO says it does: the other 597 go in 253 + 253 + 91. */
+	assert_int_equal(proto_send(batond, MSG_HELLO, HELLO_PARK_MANY, 0, "batond", 6, NULL, 0),
+			 0);
+	assert_int_equal(baton_park_many(conns + 3, PARK_MANY - 3), PARK_MANY - 3);
+	assert_int_equal(count_fds(0), before - PARK_MANY);
+	assert_int_equal(receive_parks(batond, 3, peers), 253);
+	assert_int_equal(receive_parks(batond, 256, peers), 253);
+	assert_int_equal(receive_parks(batond, 509, peers), 91);
+	assert_int_equal(proto_recv(batond, ROLE_WORKER_SERVER, &msg), -EAGAIN);
+	for (size_t i = 0; i < PARK_MANY; i++)
+		close(peers[i]);
+	close(batond);
+}
+
 /* ---- Notify --------------------------------------------------------------- */
 
 static void notify_sends_one_datagram_to_a_path_or_abstract_socket(void **state)
@@ -740,6 +829,7 @@ int main(void)
 	    T(conn_done_counts_reach_batond_even_through_a_full_channel),
 	    T(conn_done_is_batched_while_busy_and_sent_at_once_when_idle),
 	    T(park_hands_the_connection_and_its_state_to_batond),
+	    T(park_many_sends_up_to_253_per_message_once_batond_says_it_takes_them),
 	    T(notify_sends_one_datagram_to_a_path_or_abstract_socket),
 	};
 	signal(SIGPIPE, SIG_IGN); /* tests write to pipes whose readers are gone */
