@@ -24,13 +24,15 @@ static const struct type_rule type_rules[MSG_TYPE_MAX] = {
     [MSG_CONN_DONE] = {0, 0, 4},    [MSG_PARK] = {1, PROTO_MAX_FDS, 8},
     [MSG_CTL_RELOAD] = {0, 0, 0},   [MSG_CTL_SCALE] = {0, 0, 3},
     [MSG_CTL_METRICS] = {0, 0, 0},  [MSG_CTL_REEXEC] = {0, 0, 0},
+    [MSG_CTL_PROMOTE] = {0, 0, 1},  [MSG_CTL_ROLLBACK] = {0, 0, 1},
 };
 
 #define BIT(t) (1u << (t))
 static const uint32_t role_accepts[] = {
     [ROLE_CONTROL_SERVER] = BIT(MSG_HELLO) | BIT(MSG_CTL_STATUS) | BIT(MSG_CTL_UPGRADE) |
 			    BIT(MSG_CTL_STOP) | BIT(MSG_CTL_RELOAD) | BIT(MSG_CTL_SCALE) |
-			    BIT(MSG_CTL_METRICS) | BIT(MSG_CTL_REEXEC),
+			    BIT(MSG_CTL_METRICS) | BIT(MSG_CTL_REEXEC) | BIT(MSG_CTL_PROMOTE) |
+			    BIT(MSG_CTL_ROLLBACK),
     [ROLE_CONTROL_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_CTL_REPLY) | BIT(MSG_ERROR),
     [ROLE_WORKER_SERVER] =
 	BIT(MSG_HELLO) | BIT(MSG_LISTENER_GET) | BIT(MSG_CONN_DONE) | BIT(MSG_PARK),

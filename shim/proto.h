@@ -48,6 +48,8 @@ enum proto_type {
 	MSG_CTL_METRICS,  /* batonctl -> batond: the Prometheus text exposition */
 	MSG_CTL_REEXEC,	  /* batonctl -> batond: exec a new batond in place; payload: its path or
 			     empty */
+	MSG_CTL_PROMOTE,  /* batonctl -> batond: app name: its canary serves, with every worker */
+	MSG_CTL_ROLLBACK, /* batonctl -> batond: app name: its canary drains */
 	MSG_TYPE_MAX,
 };
 

@@ -81,10 +81,13 @@ static const struct gen_ops app_gen_ops = {
     .restarted = on_gen_restarted,
 };
 
-static struct channel *serving_channel(void *userdata, unsigned index)
+static struct channel *serving_channel(void *userdata, unsigned gen_id, unsigned index)
 {
 	struct app *a = userdata;
-	return a->serving ? gen_ready_channel(a->serving, index) : NULL;
+	struct gen *g = a->serving && a->serving->id == gen_id ? a->serving
+			: a->canary && a->canary->id == gen_id ? a->canary
+							       : NULL;
+	return g ? gen_ready_channel(g, index) : NULL;
 }
 
 static const struct dispatch_ops app_dispatch_ops = {.ready_channel = serving_channel};
@@ -270,6 +273,7 @@ void app_free(struct app *a)
 	}
 	free(a->gens);
 	sd_event_source_disable_unref(a->start_timer);
+	sd_event_source_disable_unref(a->canary_timer);
 	dispatch_free(a->dispatch);
 	version_put(a->version);
 	version_put(a->next_version);
@@ -287,8 +291,9 @@ static void gens_remove(struct app *a, struct gen *g)
 		}
 }
 
-/* Starts the next generation as a->starting. Returns 0 or a negative errno. */
-static int start_generation(struct app *a)
+/* Starts the next generation as a->starting, with @n_workers (0: all of
+ * them). Returns 0 or a negative errno. */
+static int start_generation(struct app *a, unsigned n_workers)
 {
 	/* Room first: a generation that runs must always be tracked. */
 	struct gen **gens = realloc(a->gens, (a->n_gens + 1) * sizeof(*gens));
@@ -297,7 +302,9 @@ static int start_generation(struct app *a)
 	a->gens = gens;
 	struct app_version *v = a->next_version ? a->next_version : a->version;
 	struct gen *g;
-	int r = gen_start(&v->gen_env, a->next_gen_id, a->scale ? a->scale : v->cfg->workers, &g);
+	if (!n_workers)
+		n_workers = a->scale ? a->scale : v->cfg->workers;
+	int r = gen_start(&v->gen_env, a->next_gen_id, n_workers, &g);
 	if (r < 0)
 		return r;
 	version_get(v);
@@ -333,7 +340,7 @@ void app_start(struct app *a)
 {
 	if (a->stopping || a->starting)
 		return;
-	int r = start_generation(a);
+	int r = start_generation(a, 0);
 	if (r < 0) {
 		log_err("%s: cannot start generation %u: %s", a->cfg->name, a->next_gen_id,
 			strerror(-r));
@@ -370,11 +377,32 @@ void app_upgrade(struct app *a, struct app_waiter *w)
 
 static void upgrade_begin(struct app *a)
 {
+	if (a->canary) {
+		/* Queued behind the canary's start. */
+		char text[200];
+		snprintf(text, sizeof(text),
+			 "%s: generation %u is a canary: batonctl promote %s, or rollback %s, "
+			 "before the next upgrade",
+			 a->cfg->name, a->canary->id, a->cfg->name, a->cfg->name);
+		waiters_finish(&a->waiters, EBUSY, text);
+		return;
+	}
 	a->upgrade_running = true;
 	a->start_timer = sd_event_source_disable_unref(a->start_timer);
-	log_info("%s: upgrade: starting generation %u%s", a->cfg->name, a->next_gen_id,
-		 a->serving ? "" : " (no generation serving)");
-	int r = start_generation(a);
+	/* canary = N: the new generation starts with N workers beside the serving
+	 * one, and gets the rest once promoted. */
+	const struct app_version *v = a->next_version ? a->next_version : a->version;
+	unsigned full = a->scale ? a->scale : v->cfg->workers;
+	unsigned canary = a->serving && v->cfg->canary < full ? v->cfg->canary : 0;
+	a->starting_canary = canary > 0;
+	a->canary_of = full;
+	if (canary)
+		log_info("%s: upgrade: starting generation %u as a canary, %u of %u workers",
+			 a->cfg->name, a->next_gen_id, canary, full);
+	else
+		log_info("%s: upgrade: starting generation %u%s", a->cfg->name, a->next_gen_id,
+			 a->serving ? "" : " (no generation serving)");
+	int r = start_generation(a, canary);
 	if (r < 0) {
 		if (a->next_version) {
 			version_put(a->next_version);
@@ -466,13 +494,10 @@ static void retire(struct app *a, struct gen *old, char *what, size_t len)
 		 (double)a->cfg->drain_timeout_usec / 1e6);
 }
 
-static void gen_ready(struct app *a, struct gen *g)
+/* @g serves from now on, with every worker; the generation that served
+ * retires (@what says how). */
+static void take_over(struct app *a, struct gen *g, char *what, size_t len)
 {
-	a->start_failures = 0;
-	if (a->stopping) {
-		gen_drain(g);
-		return;
-	}
 	struct gen *old = a->serving;
 	a->serving = g;
 	struct app_version *v = version_of(g);
@@ -489,9 +514,62 @@ static void gen_ready(struct app *a, struct gen *g)
 	gen_scale(g, a->scale ? a->scale : a->cfg->workers);
 	dispatch_serve(a->dispatch, g->id, g->n_workers); /* new connections go to it from now */
 	/* Only now, with the successor ready, may the old generation stop. */
-	char what[160] = "nothing to drain";
+	snprintf(what, len, "nothing to drain");
 	if (old)
-		retire(a, old, what, sizeof(what));
+		retire(a, old, what, len);
+}
+
+static int on_canary_timer(sd_event_source *s, uint64_t usec, void *userdata)
+{
+	struct app *a = userdata;
+	char text[800];
+	if (app_promote(a, text, sizeof(text)) == 0)
+		log_info("%s (canary-time)", text);
+	return 0;
+}
+
+/* @g, started with `canary` workers, takes their share of new connections
+ * beside the serving generation. */
+static void become_canary(struct app *a, struct gen *g)
+{
+	a->canary = g;
+	dispatch_canary(a->dispatch, g->id, g->n_workers, g->n_workers, a->canary_of);
+	uint64_t t = version_of(g)->cfg->canary_usec;
+	if (t && sd_event_add_time_relative(a->env->event, &a->canary_timer, CLOCK_MONOTONIC, t,
+					    10000, on_canary_timer, a) < 0)
+		log_warn("%s: cannot arm canary-time: generation %u stays a canary until "
+			 "batonctl promote",
+			 a->cfg->name, g->id);
+	char until[64] = "";
+	if (t)
+		snprintf(until, sizeof(until), ", promoted in %.3g s (canary-time)",
+			 (double)t / 1e6);
+	const char *text = outcome(
+	    a,
+	    "%s: generation %u ready in %llu ms as a canary: %u of %u workers beside generation "
+	    "%u%s; batonctl promote %s, or rollback %s",
+	    a->cfg->name, g->id, (unsigned long long)(g->ready_usec - g->started_usec) / 1000,
+	    g->n_workers, a->canary_of, a->serving->id, until, a->cfg->name, a->cfg->name);
+	log_info("%s", text);
+	upgrade_done(a, g, text);
+	upgrade_settled(a);
+}
+
+static void gen_ready(struct app *a, struct gen *g)
+{
+	a->start_failures = 0;
+	bool canary = a->starting_canary;
+	a->starting_canary = false;
+	if (a->stopping) {
+		gen_drain(g);
+		return;
+	}
+	if (canary && a->serving && a->upgrade_running) {
+		become_canary(a, g);
+		return;
+	}
+	char what[160];
+	take_over(a, g, what, sizeof(what));
 	if (a->upgrade_running) {
 		a->counters.upgrades++;
 		const char *text =
@@ -506,6 +584,7 @@ static void gen_ready(struct app *a, struct gen *g)
 
 static void gen_failed(struct app *a, struct gen *g)
 {
+	a->starting_canary = false;
 	gen_drain(g);
 	if (a->stopping)
 		return;
@@ -546,6 +625,11 @@ static void gen_gone(struct app *a, struct gen *g)
 	}
 	if (a->starting == g)
 		a->starting = NULL;
+	if (a->canary == g) {
+		a->canary = NULL;
+		a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
+		dispatch_canary(a->dispatch, 0, 0, 0, 1);
+	}
 	if (g->finishing) {
 		unsigned parked = g->parks - g->parks_at_finish;
 		log_warn("%s: generation %u, finished early, is gone: %u connection%s parked to "
@@ -675,6 +759,56 @@ void app_reconfigure(struct app *a, struct config_ref *root, const struct app_cf
 	mark(a);
 }
 
+int app_promote(struct app *a, char *text, size_t len)
+{
+	struct gen *g = a->canary;
+	if (!g) {
+		snprintf(text, len, "%s: no canary to promote", a->cfg->name);
+		return -ESRCH;
+	}
+	a->canary = NULL;
+	a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
+	dispatch_canary(a->dispatch, 0, 0, 0, 1);
+	unsigned was = g->n_workers;
+	char what[160];
+	take_over(a, g, what, sizeof(what));
+	a->counters.upgrades++;
+	snprintf(text, len, "%s",
+		 outcome(a, "%s: generation %u promoted from %u to %u workers; %s", a->cfg->name,
+			 g->id, was, g->n_workers, what));
+	log_info("%s", text);
+	mark(a);
+	return 0;
+}
+
+int app_rollback(struct app *a, char *text, size_t len)
+{
+	struct gen *g = a->canary;
+	if (!g) {
+		snprintf(text, len, "%s: no canary to roll back", a->cfg->name);
+		return -ESRCH;
+	}
+	a->canary = NULL;
+	a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
+	dispatch_canary(a->dispatch, 0, 0, 0, 1);
+	gen_drain(g);
+	bool reload = version_of(g) == a->next_version;
+	if (reload) {
+		/* The configuration loaded last is refused: keep the one before. */
+		version_put(a->next_version);
+		a->next_version = NULL;
+		a->config_stale = true;
+	}
+	a->counters.rollbacks++;
+	snprintf(text, len, "%s",
+		 outcome(a, "%s: canary generation %u rolled back; generation %u serving%s",
+			 a->cfg->name, g->id, a->serving ? a->serving->id : 0,
+			 reload ? " with its previous configuration" : ""));
+	log_info("%s", text);
+	mark(a);
+	return 0;
+}
+
 int app_scale(struct app *a, unsigned n)
 {
 	if (a->stopping)
@@ -690,6 +824,7 @@ void app_stop(struct app *a)
 {
 	a->stopping = true;
 	a->start_timer = sd_event_source_disable_unref(a->start_timer);
+	a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
 	waiters_finish(&a->waiters, ESHUTDOWN, "batond is stopping");
 	waiters_finish(&a->next_waiters, ESHUTDOWN, "batond is stopping");
 	waiters_finish(&a->drain_waiters, ESHUTDOWN, "batond is stopping");
@@ -785,6 +920,9 @@ void app_settle(struct app *a)
 		gen_retire_done(a->serving);
 		dispatch_serve(a->dispatch, a->serving->id, a->serving->n_workers);
 	}
+	if (a->canary)
+		dispatch_canary(a->dispatch, a->canary->id, a->canary->n_workers,
+				a->canary->n_workers, a->canary_of);
 	dispatch_kick(a->dispatch);
 }
 
@@ -798,6 +936,8 @@ const char *app_reexec_busy(const struct app *a)
 		return "an upgrade has someone waiting for it";
 	if (a->drain_waiters)
 		return "an upgrade --wait-drain waits for a drain";
+	if (a->canary)
+		return "a canary runs: batonctl promote or rollback it first";
 	return NULL;
 }
 
@@ -821,7 +961,8 @@ static size_t version_index(const struct app_version ***versions, size_t *n,
 struct json_object *app_save(const struct app *a, bool retired, struct reexec_save *s)
 {
 	struct json_object *j = json_object_new_object(), *gens = json_object_new_array(),
-			   *versions = json_object_new_array(), *counters = json_object_new_object();
+			   *versions = json_object_new_array(),
+			   *counters = json_object_new_object();
 	const struct app_version **vs = NULL;
 	size_t n_vs = 0;
 	rx_set_str(j, "name", a->cfg->name);
@@ -829,7 +970,8 @@ struct json_object *app_save(const struct app *a, bool retired, struct reexec_sa
 	rx_set_int(j, "version", (int64_t)version_index(&vs, &n_vs, a->version, s));
 	for (size_t i = 0; i < a->n_gens; i++) {
 		struct json_object *gj = gen_save(a->gens[i], s);
-		rx_set_int(gj, "version", (int64_t)version_index(&vs, &n_vs, version_of(a->gens[i]), s));
+		rx_set_int(gj, "version",
+			   (int64_t)version_index(&vs, &n_vs, version_of(a->gens[i]), s));
 		json_object_array_add(gens, gj);
 	}
 	for (size_t i = 0; i < n_vs; i++) {

@@ -94,8 +94,16 @@ struct app {
 	 * planned (drain_at_usec: overlap); draining; or gone (freed in
 	 * app_settle). There is no `replacing` generation any more: an upgrade
 	 * settles when its generation is ready, whatever still drains. */
-	struct gen *starting;		  /* the generation being brought up, or NULL */
-	struct gen *serving;		  /* the newest ready generation, or NULL */
+	struct gen *starting; /* the generation being brought up, or NULL */
+	struct gen *serving;  /* the newest ready generation, or NULL */
+	/* A ready generation newer than a->serving that runs `canary` workers
+	 * and takes their share of new connections beside it, until batonctl
+	 * promote (it serves, with every worker) or rollback (it drains). An
+	 * upgrade is refused meanwhile. */
+	struct gen *canary;
+	unsigned canary_of;		  /* the worker count it is a share of */
+	bool starting_canary;		  /* a->starting is to be a canary */
+	sd_event_source *canary_timer;	  /* canary-time: promotes it */
 	struct app_waiter *waiters;	  /* of the upgrade in progress */
 	struct app_waiter *next_waiters;  /* of the upgrade queued behind it */
 	struct app_waiter *drain_waiters; /* --wait-drain: upgrades done, older ones draining */
@@ -132,6 +140,12 @@ void app_reconfigure(struct app *a, struct config_ref *root, const struct app_cf
  * ones started, the highest drained), and so do the upgrades after it, until a
  * reload sets the count of the file again. Returns 0 or a negative errno. */
 int app_scale(struct app *a, unsigned n);
+/* batonctl promote: the canary serves, with every worker, and the generation
+ * it ran beside drains. batonctl rollback: the canary drains, the serving
+ * generation takes every new connection again. Each returns 0 with the outcome
+ * in @text, or -ESRCH (no canary) with the reason. */
+int app_promote(struct app *a, char *text, size_t len);
+int app_rollback(struct app *a, char *text, size_t len);
 /* Drain every generation; app_is_stopped once nothing is left. */
 void app_stop(struct app *a);
 bool app_is_stopped(const struct app *a);

@@ -66,6 +66,14 @@ static const struct command commands[] = {
      "configuration again, apply it, and start a new generation of every app.\n"
      "  --wait-drain  also wait until every older generation is gone\n",
      false, false, true, false},
+    {"promote", MSG_CTL_PROMOTE, "APP", 1, 1,
+     "APP's canary generation (canary = N in batond.conf) serves from now on,\n"
+     "with every worker; the generation it ran beside drains.\n",
+     false, false, true, false},
+    {"rollback", MSG_CTL_ROLLBACK, "APP", 1, 1,
+     "APP's canary generation drains; the generation it ran beside takes every\n"
+     "new connection again.\n",
+     false, false, true, false},
     {"reload", MSG_CTL_RELOAD, "", 0, 0,
      "Read the configuration again and apply what changed: apps whose processes\n"
      "start differently upgrade, the rest applies in place; errors change\n"
@@ -96,6 +104,8 @@ static void usage(FILE *f)
 		   "                    is ready (--wait-drain: and the old ones drained)\n"
 		   "  upgrade           after a deploy: read the configuration again, apply it,\n"
 		   "                    and start a new generation of every app\n"
+		   "  promote APP       APP's canary serves, with every worker\n"
+		   "  rollback APP      APP's canary drains\n"
 		   "  reload            read the configuration again and apply what changed:\n"
 		   "                    apps whose processes start differently upgrade, the\n"
 		   "                    rest applies in place; errors change nothing\n"
@@ -425,6 +435,9 @@ static const char *request_payload(const struct command *c, char **args, bool js
 		return args[0] ? args[0] : "";
 	case MSG_CTL_REEXEC:
 		return binary_path;
+	case MSG_CTL_PROMOTE:
+	case MSG_CTL_ROLLBACK:
+		return args[0];
 	case MSG_CTL_SCALE:
 		snprintf(scale, sizeof(scale), "%.*s %.10s", PROTO_NAME_MAX, args[0], args[1]);
 		return scale;

@@ -672,6 +672,8 @@ enum {
 	A_DRAIN_TIMEOUT,
 	A_OVERLAP,
 	A_MAX_DRAINING,
+	A_CANARY,
+	A_CANARY_TIME,
 	A_STOP_SIGNAL,
 	A_KILL_MODE,
 	A_ENVIRONMENT,
@@ -729,6 +731,17 @@ static const struct option app_options[N_APP_OPTIONS] = {
 			.offset = offsetof(struct app_cfg, max_draining),
 			.min = 1,
 			.max = 1024},
+    [A_CANARY] = {.name = "canary",
+		  .def = "0",
+		  .store = store_unsigned,
+		  .offset = offsetof(struct app_cfg, canary),
+		  .min = 0,
+		  .max = 1023},
+    [A_CANARY_TIME] = {.name = "canary-time",
+		       .def = "0",
+		       .store = store_seconds,
+		       .offset = offsetof(struct app_cfg, canary_usec),
+		       SECONDS(true)},
     [A_STOP_SIGNAL] = {.name = "stop-signal",
 		       .def = "TERM",
 		       .store = store_signal,
@@ -1070,6 +1083,14 @@ static void load_app(struct loader *ld, const struct conf_section *sec, const st
 		report(ld, app->line, "%s: exec is required", st.what);
 	if (st.n_values[A_LISTENERS] == 0)
 		report(ld, app->line, "%s: listeners: at least one listener is required", st.what);
+	if (app->canary && app->canary >= app->workers)
+		report(ld, value_line(&st, A_CANARY),
+		       "%s: canary: %u workers is not fewer than workers (%u): a canary is a part "
+		       "of a generation",
+		       st.what, app->canary, app->workers);
+	if (app->canary_usec && !app->canary)
+		report(ld, value_line(&st, A_CANARY_TIME), "%s: canary-time: set canary too",
+		       st.what);
 	for (size_t i = 0; app->mode == SERVE_DISPATCH && i < app->n_listeners; i++) {
 		const struct listener_cfg *l = &c->listeners[app->listener_idx[i]];
 

@@ -48,6 +48,10 @@ struct app_cfg {
 	uint64_t overlap_usec;
 	/* Generations that may drain at once; beyond, the oldest is finished early. */
 	unsigned max_draining;
+	/* An upgrade starts this many workers as a canary beside the serving
+	 * generation (0: none), promoted by batonctl promote or after canary_usec. */
+	unsigned canary;
+	uint64_t canary_usec; /* 0: until batonctl promote or rollback */
 	int stop_signal;
 	enum kill_mode kill_mode;
 	char **environment; /* NULL-terminated "K=V" */

@@ -365,16 +365,12 @@ static void handle_reload(struct ctl_conn *c, const struct proto_msg *m, bool up
 	reload_request(d, upgrade, reload_waiter, on_reload_started, req);
 }
 
-static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
+/* The app @m names in its payload, or NULL with the reason answered. */
+static struct app *named_app(struct ctl_conn *c, const struct proto_msg *m)
 {
 	struct daemon *d = c->ctl->d;
 	const char *name = (const char *)m->payload;
 	size_t name_len = m->hdr.payload_bytes;
-	struct app *only = NULL;
-	if (name_len == 0) {
-		handle_reload(c, m, true);
-		return;
-	}
 	/* Checked as the config checks names: "web\0junk" must not mean "web". */
 	if (!proto_name_valid(name, name_len)) {
 		char shown[PROTO_NAME_MAX * 4 + 8], text[512];
@@ -385,17 +381,27 @@ static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 			 shown, PROTO_NAME_MAX);
 		log_warn("control: %s", text);
 		conn_reply(c, m->hdr.request_id, EINVAL, text);
-		return;
+		return NULL;
 	}
 	for (size_t i = 0; i < d->n_apps; i++)
 		if (strcmp(d->apps[i]->cfg->name, name) == 0)
-			only = d->apps[i];
-	if (!only) {
-		char text[128];
-		snprintf(text, sizeof(text), "unknown app \"%.64s\"", name);
-		conn_reply(c, m->hdr.request_id, ENOENT, text);
+			return d->apps[i];
+	char text[128];
+	snprintf(text, sizeof(text), "unknown app \"%.64s\"", name);
+	conn_reply(c, m->hdr.request_id, ENOENT, text);
+	return NULL;
+}
+
+static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
+{
+	struct daemon *d = c->ctl->d;
+	if (m->hdr.payload_bytes == 0) {
+		handle_reload(c, m, true);
 		return;
 	}
+	struct app *only = named_app(c, m);
+	if (!only)
+		return;
 	if (d->stopping) {
 		conn_reply(c, m->hdr.request_id, ESHUTDOWN, "batond is stopping");
 		return;
@@ -411,6 +417,18 @@ static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 		return;
 	}
 	app_upgrade(only, w);
+}
+
+/* promote APP, rollback APP: what becomes of its canary. */
+static void handle_canary(struct ctl_conn *c, const struct proto_msg *m)
+{
+	struct app *a = named_app(c, m);
+	if (!a)
+		return;
+	char text[800];
+	int r = m->hdr.type == MSG_CTL_PROMOTE ? app_promote(a, text, sizeof(text))
+					       : app_rollback(a, text, sizeof(text));
+	conn_reply(c, m->hdr.request_id, -r, text);
 }
 
 /* "APP N": app APP runs N workers from now on (app_scale). */
@@ -514,6 +532,10 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 		break;
 	case MSG_CTL_REEXEC:
 		handle_reexec(c, m);
+		break;
+	case MSG_CTL_PROMOTE:
+	case MSG_CTL_ROLLBACK:
+		handle_canary(c, m);
 		break;
 	case MSG_CTL_STOP: {
 		struct ctl_req *req = req_new(c, m, 1);

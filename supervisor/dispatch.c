@@ -73,6 +73,9 @@ struct dispatch {
 	struct dgen *gens;		/* the serving generation and those before it still alive */
 	size_t n_gens;
 	unsigned serving; /* generation id, 0 for none */
+	unsigned canary;  /* generation id, 0 for none: takes canary_num/canary_den */
+	unsigned canary_num, canary_den;
+	uint64_t routed, canary_routed; /* connections placed since the canary came */
 	unsigned rr_next;
 	bool stopped;
 	bool flushing;
@@ -191,7 +194,7 @@ static void ring_pop_front(struct dispatch *dp, struct held *ret)
 static struct channel *ready_channel(struct dispatch *dp, const struct dgen *g, unsigned i,
 				     bool sendable)
 {
-	struct channel *ch = dp->ops->ready_channel(dp->userdata, i);
+	struct channel *ch = dp->ops->ready_channel(dp->userdata, g->id, i);
 	if (!ch || !channel_is_open(ch) || (sendable && !channel_can_send(ch)))
 		return NULL;
 	struct dslot *slot = &g->slots[i];
@@ -202,10 +205,11 @@ static struct channel *ready_channel(struct dispatch *dp, const struct dgen *g, 
 
 static bool any_worker_ready(struct dispatch *dp, bool sendable)
 {
-	const struct dgen *g = find_gen(dp, dp->serving);
-	for (unsigned i = 0; g && i < g->n_workers; i++)
-		if (ready_channel(dp, g, i, sendable))
-			return true;
+	const struct dgen *gs[2] = {find_gen(dp, dp->serving), find_gen(dp, dp->canary)};
+	for (int k = 0; k < 2; k++)
+		for (unsigned i = 0; gs[k] && i < gs[k]->n_workers; i++)
+			if (ready_channel(dp, gs[k], i, sendable))
+				return true;
 	return false;
 }
 
@@ -335,43 +339,65 @@ static size_t send_group(struct dispatch *dp, const struct dgen *g, unsigned ind
 	return sent;
 }
 
+/* Which of @gs (0: serving, 1: canary) the next connection should go to: the
+ * canary while its share of what was placed is below canary_num/canary_den. */
+static int route(const struct dispatch *dp, const struct dgen *const gs[2])
+{
+	if (!gs[1])
+		return 0;
+	if (!gs[0])
+		return 1;
+	return dp->canary_routed * dp->canary_den < (dp->routed + 1) * dp->canary_num;
+}
+
 /* One round: up to ROUTE_MAX connections from the head, routed and sent.
  * Returns how many left the queue plus how many workers were found full: while
  * that is not 0, another round may route what is left to other workers. */
 static size_t flush_round(struct dispatch *dp)
 {
-	const struct dgen *g = find_gen(dp, dp->serving);
-	if (!g || dp->count == 0)
+	const struct dgen *gs[2] = {find_gen(dp, dp->serving), find_gen(dp, dp->canary)};
+	if ((!gs[0] && !gs[1]) || dp->count == 0)
 		return 0;
 	size_t n = dp->count < ROUTE_MAX ? dp->count : ROUTE_MAX;
 	struct held round[ROUTE_MAX];
-	int to[ROUTE_MAX];
-	unsigned pending[g->n_workers];
-	memset(pending, 0, sizeof(pending));
+	int to[ROUTE_MAX], which[ROUTE_MAX];
+	unsigned pending0[gs[0] ? gs[0]->n_workers : 1], pending1[gs[1] ? gs[1]->n_workers : 1];
+	memset(pending0, 0, sizeof(pending0));
+	memset(pending1, 0, sizeof(pending1));
+	unsigned *pending[2] = {pending0, pending1};
 	size_t taken = 0;
 	for (; taken < n; taken++) {
-		int w = pick(dp, g, ring_at(dp, 0), pending);
+		int c = route(dp, gs);
+		int w = pick(dp, gs[c], ring_at(dp, 0), pending[c]);
+		if (w < 0 && gs[!c]) {
+			/* Its share's generation cannot take it now: the other one. */
+			c = !c;
+			w = pick(dp, gs[c], ring_at(dp, 0), pending[c]);
+		}
 		if (w < 0)
 			break;
 		ring_pop_front(dp, &round[taken]);
 		to[taken] = w;
-		pending[w]++;
+		which[taken] = c;
+		pending[c][w]++;
+		dp->routed++;
+		dp->canary_routed += c == 1;
 	}
 	size_t delivered = 0;
 	bool sent[ROUTE_MAX] = {false};
 	for (size_t i = 0; i < taken; i++) {
-		int w = to[i];
+		int w = to[i], c = which[i];
 		if (w < 0)
 			continue;
 		struct held *items[ROUTE_MAX];
 		size_t idx[ROUTE_MAX], k = 0;
 		for (size_t j = i; j < taken; j++)
-			if (to[j] == w) {
+			if (to[j] == w && which[j] == c) {
 				idx[k] = j;
 				items[k++] = &round[j];
 				to[j] = -1;
 			}
-		size_t n_sent = send_group(dp, g, (unsigned)w, items, k);
+		size_t n_sent = send_group(dp, gs[c], (unsigned)w, items, k);
 		for (size_t j = 0; j < n_sent; j++)
 			sent[idx[j]] = true;
 		/* A worker found full counts too: the rest may go to another. */
@@ -652,9 +678,10 @@ void dispatch_stop(struct dispatch *dp)
 	update_accepting(dp);
 }
 
-void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers)
+/* Counters for generation @gen_id with @n_workers, kept or made. Returns
+ * false when out of memory. */
+static bool track_gen(struct dispatch *dp, unsigned gen_id, unsigned n_workers)
 {
-	dp->serving = gen_id;
 	struct dgen *known = find_gen(dp, gen_id);
 	if (known && known->n_workers != n_workers) {
 		/* Scaled: slots of workers still there keep their counts. */
@@ -668,7 +695,7 @@ void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers)
 		}
 	}
 	if (!gen_id || known)
-		return;
+		return true;
 	struct dgen *gens = realloc(dp->gens, (dp->n_gens + 1) * sizeof(*gens));
 	struct dslot *slots = calloc(n_workers ? n_workers : 1, sizeof(*slots));
 	if (gens)
@@ -678,11 +705,26 @@ void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers)
 		 * comes back with the next generation. */
 		log_err("%s: generation %u: out of memory for dispatch", dp->app->name, gen_id);
 		free(slots);
-		dp->serving = 0;
-		return;
+		return false;
 	}
 	dp->gens[dp->n_gens++] =
 	    (struct dgen){.id = gen_id, .n_workers = n_workers, .slots = slots};
+	return true;
+}
+
+void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers)
+{
+	dp->serving = track_gen(dp, gen_id, n_workers) ? gen_id : 0;
+}
+
+void dispatch_canary(struct dispatch *dp, unsigned gen_id, unsigned n_workers, unsigned share_num,
+		     unsigned share_den)
+{
+	if (gen_id != dp->canary)
+		dp->routed = dp->canary_routed = 0;
+	dp->canary = track_gen(dp, gen_id, n_workers) ? gen_id : 0;
+	dp->canary_num = share_num;
+	dp->canary_den = share_den ? share_den : 1;
 }
 
 void dispatch_forget(struct dispatch *dp, unsigned gen_id)
@@ -694,6 +736,8 @@ void dispatch_forget(struct dispatch *dp, unsigned gen_id)
 	*g = dp->gens[--dp->n_gens];
 	if (dp->serving == gen_id)
 		dp->serving = 0;
+	if (dp->canary == gen_id)
+		dp->canary = 0;
 }
 
 void dispatch_conn_done(struct dispatch *dp, unsigned gen_id, unsigned index, uint32_t n)

@@ -19,9 +19,10 @@ struct dispatch;
 struct proto_conn;
 
 struct dispatch_ops {
-	/* The channel of worker @index of the serving generation if that worker
-	 * takes connections now, else NULL. Asked afresh each time, never kept. */
-	struct channel *(*ready_channel)(void *userdata, unsigned index);
+	/* The channel of worker @index of generation @gen_id (the serving one or
+	 * the canary) if that worker takes connections now, else NULL. Asked
+	 * afresh each time, never kept. */
+	struct channel *(*ready_channel)(void *userdata, unsigned gen_id, unsigned index);
 };
 
 struct dispatch_listener_stats {
@@ -47,6 +48,11 @@ void dispatch_set_config(struct dispatch *dp, const struct config *cfg,
 void dispatch_free(struct dispatch *dp);
 /* Generation @gen_id (0: none) with @n_workers serves from now on. */
 void dispatch_serve(struct dispatch *dp, unsigned gen_id, unsigned n_workers);
+/* Generation @gen_id (0: none) with @n_workers is a canary: it takes
+ * @share_num/@share_den of the new connections, the serving generation the
+ * rest (either takes all while the other has no worker that can take one). */
+void dispatch_canary(struct dispatch *dp, unsigned gen_id, unsigned n_workers, unsigned share_num,
+		     unsigned share_den);
 /* Generation @gen_id is gone: its counters too. */
 void dispatch_forget(struct dispatch *dp, unsigned gen_id);
 /* Something changed that may let connections move: a worker became ready or

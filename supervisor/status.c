@@ -129,7 +129,8 @@ static double seconds_until(const struct daemon *d, uint64_t usec)
 	return usec > now ? (double)(usec - now) / 1e6 : 0;
 }
 
-/* What @g does for its app: starting, serving, overlapping (ready, serves on
+/* What @g does for its app: starting, serving, canary (ready, takes its share
+ * of new connections beside the serving one), overlapping (ready, serves on
  * until its drain, see overlap), draining, finishing (draining, finished
  * early by max-draining) or gone. */
 static const char *gen_role(const struct app *a, const struct gen *g)
@@ -138,7 +139,7 @@ static const char *gen_role(const struct app *a, const struct gen *g)
 	case GEN_STARTING:
 		return "starting";
 	case GEN_READY:
-		return g == a->serving ? "serving" : "overlapping";
+		return g == a->serving ? "serving" : g == a->canary ? "canary" : "overlapping";
 	case GEN_DRAINING:
 		return g->finishing ? "finishing" : "draining";
 	case GEN_GONE:
@@ -274,6 +275,7 @@ static struct json_object *json_app(const struct daemon *d, const struct app *a)
 		  add_uint(o, "parks_refused", a->counters.parks_refused) &&
 		  add_uint(o, "finished_early", a->counters.finished_early) &&
 		  add_uint(o, "max_draining", a->cfg->max_draining) &&
+		  add_uint(o, "canary", a->canary ? a->canary->id : 0) &&
 		  add_bool(o, "config_current", !a->config_stale) &&
 		  add_uint(o, "scaled_to", a->scale) &&
 		  add_bool(o, "upgrade_running", a->upgrade_running) &&
@@ -375,6 +377,9 @@ static void render_text(const struct daemon *d, FILE *f)
 			fprintf(f, "generation %u serving", a->serving->id);
 		else
 			fprintf(f, "no generation serving");
+		if (a->canary)
+			fprintf(f, ", generation %u a canary (%u of %u workers)", a->canary->id,
+				a->canary->n_workers, a->canary_of);
 		fprintf(f, "; %u upgrade%s, %u rolled back, %u restart%s%s\n", a->counters.upgrades,
 			a->counters.upgrades == 1 ? "" : "s", a->counters.rollbacks,
 			a->counters.restarts, a->counters.restarts == 1 ? "" : "s",

@@ -191,12 +191,109 @@ overlap_keeps_the_old_generation_serving_while_the_new_one_is_not_accepting(void
 	assert_true(with < 500);
 }
 
+/* Connections batond dispatched to each generation 1..7 of app "web" (over its
+ * workers), from one status. */
+static void delivered(const struct batond *b, long long per_gen[8])
+{
+	struct json_object *st = status_json(b), *apps, *gens, *v;
+	memset(per_gen, 0, 8 * sizeof(*per_gen));
+	assert_true(json_object_object_get_ex(st, "apps", &apps));
+	struct json_object *app = json_object_array_get_idx(apps, 0);
+	assert_true(json_object_object_get_ex(app, "generations", &gens));
+	for (size_t i = 0; i < json_object_array_length(gens); i++) {
+		struct json_object *g = json_object_array_get_idx(gens, i), *workers;
+		int id = json_object_object_get_ex(g, "id", &v) ? json_object_get_int(v) : 0;
+		if (id < 1 || id > 7 || !json_object_object_get_ex(g, "workers", &workers))
+			continue;
+		for (size_t k = 0; k < json_object_array_length(workers); k++)
+			if (json_object_object_get_ex(json_object_array_get_idx(workers, k),
+						      "delivered", &v))
+				per_gen[id] += json_object_get_int64(v);
+	}
+	json_object_put(st);
+}
+
+/* Waits (bounded) until app "web" has no generation @id. */
+static void wait_gone(const struct batond *b, int id)
+{
+	char want[64];
+	snprintf(want, sizeof(want), "web: generation %d gone", id);
+	assert_true(batond_wait_log(b, want, 30000));
+}
+
+/* With 4 workers and canary = 1, the canary generation takes a quarter of the
+ * new connections beside the serving one (dispatch places them); promoted, it
+ * takes them all and the old generation drains; the next canary, rolled back,
+ * drains and leaves the promoted one serving. No request fails meanwhile. */
+static void a_canary_takes_its_share_then_promote_and_rollback_lose_no_request(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@HELLO@\" }\n  listeners = { \"http\" }\n"
+				"  mode = dispatch\n  workers = 4\n  canary = 1\n}\n");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 4, 10000));
+	char lg_out[400], out[1024];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	pid_t lg = loadgen_start(&b, 4, LOADGEN_CEILING_MS, lg_out);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_non_null(strstr(out, " as a canary: 1 of 4 workers beside generation 1; "
+				    "batonctl promote web, or rollback web"));
+	assert_int_equal(gens_with_role(&b, "canary"), 1);
+	assert_int_equal(app_status(&b, "web", "canary"), 2);
+	long long base[8], now[8];
+	delivered(&b, base);
+	long long deadline = now_ms() + 60000, total = 0, canary = 0;
+	while (total < 1200) {
+		assert_true(now_ms() < deadline);
+		usleep(50000);
+		delivered(&b, now);
+		canary = now[2] - base[2];
+		total = now[1] - base[1] + canary;
+	}
+	double share = (double)canary / (double)total;
+	fprintf(stderr, "canary: %lld of %lld connections (%.3f)\n", canary, total, share);
+	assert_true(share > 0.20 && share < 0.30);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "promote", "web", NULL), 0);
+	assert_non_null(
+	    strstr(out, "web: generation 2 promoted from 1 to 4 workers; generation 1 draining"));
+	wait_gone(&b, 1);
+	assert_true(wait_workers(&b, "ready", 4, 10000));
+	/* The next canary, rolled back. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_non_null(strstr(out, "web: generation 3 ready in "));
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 1);
+	assert_non_null(strstr(out, "web: generation 3 is a canary: batonctl promote web, or "
+				    "rollback web, before the next upgrade"));
+	delivered(&b, now);
+	long long before = now[3];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "rollback", "web", NULL), 0);
+	assert_non_null(strstr(out, "web: canary generation 3 rolled back; generation 2 serving"));
+	wait_gone(&b, 3);
+	assert_true(before > 0); /* it had served its share */
+	char body[256];
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+		assert_non_null(strstr(body, "generation 2 "));
+	}
+	assert_int_equal(batonctl(&b, out, sizeof(out), "rollback", "web", NULL), 1);
+	assert_non_null(strstr(out, "web: no canary to roll back"));
+	long ok, failed;
+	assert_int_equal(loadgen_stop(lg, lg_out, &ok, &failed), 0);
+	assert_int_equal(failed, 0);
+	assert_int_equal(app_status(&b, "web", "upgrades"), 1);
+	assert_int_equal(app_status(&b, "web", "rollbacks"), 1);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    harness_test(upgrades_back_to_back_never_wait_for_draining_generations),
 	    harness_test(
 		overlap_keeps_the_old_generation_serving_while_the_new_one_is_not_accepting),
+	    harness_test(a_canary_takes_its_share_then_promote_and_rollback_lose_no_request),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

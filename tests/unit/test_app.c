@@ -804,6 +804,108 @@ static void with_overlap_the_old_generation_serves_on_then_drains(void **state)
 	assert_true(run_until(generation_gone, (void *)1));
 }
 
+/* Connections per generation id (1..7) that its workers received. */
+struct by_gen {
+	unsigned conns[8];
+	unsigned total, want;
+};
+
+static unsigned gen_of_pid(pid_t pid)
+{
+	for (size_t i = 0; i < t.a->n_gens; i++)
+		for (unsigned k = 0; k < t.a->gens[i]->n_workers; k++)
+			if (t.a->gens[i]->workers[k]->pid == pid)
+				return t.a->gens[i]->id;
+	return 0;
+}
+
+/* Reads what batond sent to every fake worker, counting by generation. */
+static bool received_by_gen(void *arg)
+{
+	struct by_gen *bg = arg;
+	static struct proto_msg m;
+	for (size_t k = 0; k < t.n_workers; k++) {
+		unsigned id = gen_of_pid(t.workers[k].pid);
+		while (id && proto_recv(t.workers[k].channel, ROLE_WORKER_CLIENT, &m) > 0) {
+			if (m.hdr.type == MSG_CONN) {
+				bg->conns[id < 8 ? id : 0] += (unsigned)m.nfds;
+				bg->total += (unsigned)m.nfds;
+			}
+			proto_msg_release(&m);
+		}
+	}
+	return bg->total >= bg->want;
+}
+
+static void deliver_by_gen(struct by_gen *bg, int n)
+{
+	int fds[32];
+	connect_clients(fds, n, "127.0.0.1");
+	bg->want += (unsigned)n;
+	assert_true(run_until(received_by_gen, bg));
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+static void a_canary_takes_its_share_until_promoted_or_rolled_back(void **state)
+{
+	t.app_cfg.canary = 1;
+	start_dispatch(4, POLICY_LEAST_LOADED);
+	struct waiter_result r = {0};
+	upgrade(&r);
+	assert_int_equal(t.a->starting->n_workers, 1);
+	newest_ready();
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.text, "web: generation 2 ready in "));
+	assert_non_null(strstr(r.text, " ms as a canary: 1 of 4 workers beside generation 1; "
+				       "batonctl promote web, or rollback web"));
+	assert_int_equal(t.a->serving->id, 1);
+	assert_int_equal(t.a->canary->id, 2);
+	assert_int_equal(t.a->gens[0]->state, GEN_READY); /* generation 1 serves on */
+	/* 1 of 4 workers: a quarter of the new connections. */
+	struct by_gen bg = {0};
+	for (int i = 0; i < 4; i++)
+		deliver_by_gen(&bg, 10);
+	assert_int_equal(bg.conns[2], 10);
+	assert_int_equal(bg.conns[1], 30);
+	/* No upgrade while a canary runs. */
+	struct waiter_result refused = {0};
+	upgrade(&refused);
+	assert_true(refused.done);
+	assert_int_equal(refused.code, EBUSY);
+	assert_string_equal(refused.text, "web: generation 2 is a canary: batonctl promote web, "
+					  "or rollback web, before the next upgrade");
+	/* Promoted: every worker, every new connection; generation 1 drains. */
+	char text[800];
+	assert_int_equal(app_promote(t.a, text, sizeof(text)), 0);
+	assert_string_equal(text, "web: generation 2 promoted from 1 to 4 workers; generation 1 "
+				  "draining (drain-timeout 5 s)");
+	assert_null(t.a->canary);
+	assert_int_equal(t.a->serving->id, 2);
+	newest_ready();
+	assert_true(run_until(generation_gone, (void *)1));
+	bg = (struct by_gen){0};
+	deliver_by_gen(&bg, 12);
+	assert_int_equal(bg.conns[2], 12);
+	/* The next canary is rolled back: generation 2 takes everything again. */
+	struct waiter_result r3 = {0};
+	upgrade(&r3);
+	newest_ready();
+	assert_true(run_until(waiter_done, &r3));
+	assert_int_equal(t.a->canary->id, 3);
+	assert_int_equal(app_rollback(t.a, text, sizeof(text)), 0);
+	assert_string_equal(text, "web: canary generation 3 rolled back; generation 2 serving");
+	assert_true(run_until(generation_gone, (void *)3));
+	bg = (struct by_gen){0};
+	deliver_by_gen(&bg, 12);
+	assert_int_equal(bg.conns[2], 12);
+	assert_int_equal(app_rollback(t.a, text, sizeof(text)), -ESRCH);
+	assert_string_equal(text, "web: no canary to roll back");
+	assert_int_equal(t.a->counters.upgrades, 1);
+	assert_int_equal(t.a->counters.rollbacks, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -814,6 +916,7 @@ int main(void)
 	    T(an_upgrade_that_waits_for_the_drain_is_done_once_the_old_generation_is_gone),
 	    T(beyond_max_draining_the_oldest_is_finished_early),
 	    T(with_overlap_the_old_generation_serves_on_then_drains),
+	    T(a_canary_takes_its_share_until_promoted_or_rolled_back),
 	    T(a_crashing_worker_restarts_after_100_200_400_ms_and_100_again_once_stable),
 	    T(a_worker_ready_after_its_generation_failed_never_serves),
 	    T(least_loaded_sends_to_the_worker_with_fewest_open_connections),

@@ -158,6 +158,8 @@ static void omitted_options_take_their_defaults(void **state)
 	assert_int_equal(app->hold_timeout_usec, 10000000);
 	assert_int_equal(app->overlap_usec, 0);
 	assert_int_equal(app->max_draining, 4);
+	assert_int_equal(app->canary, 0);
+	assert_int_equal(app->canary_usec, 0);
 	config_free(cfg);
 }
 
@@ -203,6 +205,8 @@ static void every_option_is_read(void **state)
 		 "  hold-timeout = 2.25\n"
 		 "  overlap = 0.3\n"
 		 "  max-draining = 1\n"
+		 "  canary = 1\n"
+		 "  canary-time = 60\n"
 		 "}\n",
 		 group, owner);
 	cfg = load_ok(text);
@@ -234,6 +238,8 @@ static void every_option_is_read(void **state)
 	assert_int_equal(app->ready_timeout_usec, 500000);
 	assert_int_equal(app->overlap_usec, 300000);
 	assert_int_equal(app->max_draining, 1);
+	assert_int_equal(app->canary, 1);
+	assert_int_equal(app->canary_usec, 60000000);
 	assert_int_equal(app->drain_timeout_usec, 0);
 	assert_int_equal(app->stop_signal, SIGQUIT);
 	assert_int_equal(app->kill_mode, KILL_GROUP);
@@ -447,6 +453,23 @@ static void numbers_out_of_range_or_malformed_are_refused(void **state)
 	    "0.000001..31536000 seconds\n"
 	    "batond.conf:13: app \"a\": max-draining: 0 is out of range 1..1024\n"
 	    "batond.conf:14: app \"a\": overlap: \"-1\" is not a number of seconds\n");
+}
+
+static void a_canary_must_be_fewer_workers_than_the_app_has(void **state)
+{
+	assert_errors("listener l { address = \"tcp://127.0.0.1:80\" }\n"
+		      "app a {\n"
+		      "  exec = { \"/bin/true\" } listeners = { \"l\" }\n"
+		      "  workers = 2\n"
+		      "  canary = 2\n"
+		      "}\n"
+		      "app b {\n"
+		      "  exec = { \"/bin/true\" } listeners = { \"l\" }\n"
+		      "  canary-time = 30\n"
+		      "}\n",
+		      "batond.conf:5: app \"a\": canary: 2 workers is not fewer than workers (2): "
+		      "a canary is a part of a generation\n"
+		      "batond.conf:9: app \"b\": canary-time: set canary too\n");
 }
 
 static void names_that_cannot_go_into_listen_fdnames_are_refused(void **state)
@@ -941,6 +964,7 @@ int main(void)
 	    T(a_listener_needs_an_address),
 	    T(a_choice_outside_its_list_names_the_valid_ones),
 	    T(numbers_out_of_range_or_malformed_are_refused),
+	    T(a_canary_must_be_fewer_workers_than_the_app_has),
 	    T(names_that_cannot_go_into_listen_fdnames_are_refused),
 	    T(a_udp_listener_in_a_dispatch_app_is_refused),
 	    T(unix_only_options_on_a_tcp_listener_are_refused),
