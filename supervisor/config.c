@@ -313,23 +313,25 @@ static void store_control_socket(struct section_state *st, const struct option *
 	store_string(st, o, v, n, obj);
 }
 
-/* The control socket's group, by name as control.c looks it up: it must exist
- * now, not only when control.c makes the socket, so that --check and a reload
- * catch a missing one. */
+/* The control socket's group (and read-group), by name as control.c looks it
+ * up: it must exist now, not only when control.c makes the socket, so that
+ * --check and a reload catch a missing one. */
 static void store_control_group(struct section_state *st, const struct option *o,
 				const struct conf_value *v, size_t n, void *obj)
 {
 	struct config *c = obj;
+	gid_t *gid = strcmp(o->name, "group") == 0 ? &c->control_gid : &c->control_read_gid;
 	int r = -EINVAL;
 
 	if (*v->text && !strchr(v->text, ':'))
-		r = lookup_group(v->text, &c->control_gid);
+		r = lookup_group(v->text, gid);
 	if (r == -EINVAL)
-		report(st->ld, v->line, "control: group: \"%s\" is not a group name", v->text);
+		report(st->ld, v->line, "control: %s: \"%s\" is not a group name", o->name,
+		       v->text);
 	else if (r == -ENOENT)
-		report(st->ld, v->line, "control: group: no such group \"%s\"", v->text);
+		report(st->ld, v->line, "control: %s: no such group \"%s\"", o->name, v->text);
 	else if (r < 0)
-		report(st->ld, v->line, "control: group: \"%s\": %s", v->text, strerror(-r));
+		report(st->ld, v->line, "control: %s: \"%s\": %s", o->name, v->text, strerror(-r));
 	store_string(st, o, v, n, obj);
 }
 
@@ -626,7 +628,7 @@ static void store_metrics_address(struct section_state *st, const struct option 
 	store_string(st, o, v, n, obj);
 }
 
-enum { CONTROL_SOCKET, CONTROL_MODE, CONTROL_GROUP, N_CONTROL_OPTIONS };
+enum { CONTROL_SOCKET, CONTROL_MODE, CONTROL_GROUP, CONTROL_READ_GROUP, N_CONTROL_OPTIONS };
 static const struct option control_options[N_CONTROL_OPTIONS] = {
     [CONTROL_SOCKET] = {.name = "socket",
 			.def = DEFAULT_CONTROL_SOCKET,
@@ -639,6 +641,9 @@ static const struct option control_options[N_CONTROL_OPTIONS] = {
     [CONTROL_GROUP] = {.name = "group",
 		       .store = store_control_group,
 		       .offset = offsetof(struct config, control_group)},
+    [CONTROL_READ_GROUP] = {.name = "read-group",
+			    .store = store_control_group,
+			    .offset = offsetof(struct config, control_read_group)},
 };
 
 enum { L_ADDRESS, L_BACKLOG, L_REUSEPORT, L_MODE, L_OWNER, L_TAG, N_LISTENER_OPTIONS };
@@ -904,6 +909,7 @@ static void load_control(struct loader *ld, const struct conf_section *sec, stru
 	struct section_state st;
 
 	c->control_gid = (gid_t)-1;
+	c->control_read_gid = (gid_t)-1;
 	if (!section_state_init(&st, ld, sec))
 		return;
 	apply_options(&st, control_options, N_CONTROL_OPTIONS, sec, c);
@@ -1324,6 +1330,7 @@ void config_free(struct config *cfg)
 	free(cfg->apps);
 	free(cfg->control_socket);
 	free(cfg->control_group);
+	free(cfg->control_read_group);
 	free(cfg->metrics_address);
 	free(cfg->path);
 	free(cfg);

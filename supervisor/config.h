@@ -91,6 +91,10 @@ struct config {
 	mode_t control_mode;  /* default 0600 */
 	char *control_group;  /* may be NULL; members may use the control socket */
 	gid_t control_gid;    /* control_group looked up at load; (gid_t)-1 if none */
+	/* may be NULL; its members may use the commands that only read (status,
+	 * metrics) */
+	char *control_read_group;
+	gid_t control_read_gid; /* (gid_t)-1 if none */
 	/* The metrics section: the address as written, NULL when there is none. */
 	char *metrics_address;
 	struct listen_addr metrics_addr;

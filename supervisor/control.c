@@ -60,6 +60,8 @@ struct ctl_out {
 struct ctl_conn {
 	struct control *ctl;
 	int fd;
+	uid_t uid;	/* the peer's, at connect (SO_PEERCRED) */
+	bool read_only; /* admitted by read-group only: status and metrics */
 	sd_event_source *src;
 	sd_event_source *stall_timer; /* armed while answers wait for the client */
 	bool hello;
@@ -77,8 +79,11 @@ struct control {
 	sd_event_source *src;
 	sd_event_source *resume_timer; /* listening again after running out of fds */
 	char *path;
-	gid_t group;
-	bool has_group;
+	/* Who may do what (set_groups): root and batond's uid everything, members
+	 * of group everything, members of read_group what only reads. */
+	gid_t group, read_group;
+	bool has_group, has_read_group;
+	char *group_name, *read_group_name;
 	unsigned n_conns;
 	struct ctl_conn *conns;
 };
@@ -478,7 +483,8 @@ static void handle_reexec(struct ctl_conn *c, const struct proto_msg *m)
 	const char *path = (const char *)m->payload;
 	size_t len = m->hdr.payload_bytes;
 	if (len && (strlen(path) != len || path[0] != '/' || len >= PATH_MAX)) {
-		conn_reply(c, m->hdr.request_id, EINVAL, "reexec: the program must be an absolute path");
+		conn_reply(c, m->hdr.request_id, EINVAL,
+			   "reexec: the program must be an absolute path");
 		return;
 	}
 	struct ctl_req *req = req_new(c, m, 1);
@@ -489,6 +495,69 @@ static void handle_reexec(struct ctl_conn *c, const struct proto_msg *m)
 	req->reexec = true;
 	/* Told only of a failure: success is answered by the new image. */
 	reexec_request(c->ctl->d, len ? path : NULL, on_upgrade_done, req);
+}
+
+enum peer_access { PEER_DENIED, PEER_READ, PEER_ALL };
+
+/* What the peer of @fd may do, from the credentials and groups the kernel
+ * recorded when it connected (SO_PEERCRED, SO_PEERGROUPS): nothing read later
+ * from /proc, where its pid may be another process's by then. */
+static enum peer_access peer_access(const struct control *ctl, int fd, struct ucred *cred)
+{
+	socklen_t len = sizeof(*cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
+		return PEER_DENIED;
+	if (cred->uid == 0 || cred->uid == geteuid())
+		return PEER_ALL;
+	gid_t small[64], *groups = small;
+	len = sizeof(small);
+	int r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+	if (r < 0 && errno == ERANGE && (groups = malloc(len)))
+		r = getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len);
+	size_t n = r == 0 ? len / sizeof(gid_t) : 0;
+	bool in_group = ctl->has_group && cred->gid == ctl->group;
+	bool in_read_group = ctl->has_read_group && cred->gid == ctl->read_group;
+	for (size_t i = 0; i < n; i++) {
+		in_group |= ctl->has_group && groups[i] == ctl->group;
+		in_read_group |= ctl->has_read_group && groups[i] == ctl->read_group;
+	}
+	if (groups != small)
+		free(groups);
+	return in_group ? PEER_ALL : in_read_group ? PEER_READ : PEER_DENIED;
+}
+
+/* ' or a member of group "baton"', or what would configure one. */
+static void who_may_change(const struct control *ctl, char *buf, size_t len)
+{
+	if (ctl->has_group)
+		snprintf(buf, len, "root, batond's uid (%u) or a member of group \"%s\"",
+			 (unsigned)geteuid(), ctl->group_name);
+	else
+		snprintf(buf, len,
+			 "root, batond's uid (%u) or a member of a control group (none is "
+			 "configured: control { group = ... })",
+			 (unsigned)geteuid());
+}
+
+/* Copies the groups of @cfg's control section. */
+static int set_groups(struct control *ctl, const struct config *cfg)
+{
+	char *name = cfg->control_group ? strdup(cfg->control_group) : NULL;
+	char *read_name = cfg->control_read_group ? strdup(cfg->control_read_group) : NULL;
+	if ((cfg->control_group && !name) || (cfg->control_read_group && !read_name)) {
+		free(name);
+		free(read_name);
+		return -ENOMEM;
+	}
+	free(ctl->group_name);
+	free(ctl->read_group_name);
+	ctl->group_name = name;
+	ctl->read_group_name = read_name;
+	ctl->has_group = cfg->control_gid != (gid_t)-1 && name;
+	ctl->group = ctl->has_group ? cfg->control_gid : 0;
+	ctl->has_read_group = cfg->control_read_gid != (gid_t)-1 && read_name;
+	ctl->read_group = ctl->has_read_group ? cfg->control_read_gid : 0;
+	return 0;
 }
 
 static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
@@ -503,6 +572,26 @@ static void handle_message(struct ctl_conn *c, const struct proto_msg *m)
 	}
 	if (!c->hello) {
 		conn_reply(c, m->hdr.request_id, EPROTO, "the first message must be HELLO");
+		return;
+	}
+	if (c->read_only && m->hdr.type != MSG_CTL_STATUS && m->hdr.type != MSG_CTL_METRICS) {
+		static const char *const names[] = {[MSG_CTL_UPGRADE] = "upgrade",
+						    [MSG_CTL_RELOAD] = "reload",
+						    [MSG_CTL_SCALE] = "scale",
+						    [MSG_CTL_REEXEC] = "reexec",
+						    [MSG_CTL_STOP] = "stop"};
+		const char *what =
+		    m->hdr.type < sizeof(names) / sizeof(names[0]) && names[m->hdr.type]
+			? names[m->hdr.type]
+			: "this request";
+		char text[512], who[256];
+		who_may_change(c->ctl, who, sizeof(who));
+		snprintf(text, sizeof(text),
+			 "permission denied: %s changes batond, and uid %u may only read (a member "
+			 "of group \"%s\"): it takes %s",
+			 what, (unsigned)c->uid, c->ctl->read_group_name ?: "", who);
+		log_warn("control: %s", text);
+		conn_reply(c, m->hdr.request_id, EACCES, text);
 		return;
 	}
 	switch (m->hdr.type) {
@@ -596,39 +685,6 @@ static int on_conn(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 	return 0;
 }
 
-static bool peer_in_group(pid_t pid, gid_t gid)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	char line[4096];
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "Gid:", 4) != 0 && strncmp(line, "Groups:", 7) != 0)
-			continue;
-		char *p = strchr(line, ':') + 1, *end;
-		for (unsigned long v; (v = strtoul(p, &end, 10)), end != p; p = end)
-			if (v == gid) {
-				found = true;
-				break;
-			}
-	}
-	fclose(f);
-	return found;
-}
-
-static bool peer_allowed(struct control *ctl, int fd, struct ucred *cred)
-{
-	socklen_t len = sizeof(*cred);
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, &len) < 0)
-		return false;
-	if (cred->uid == 0 || cred->uid == geteuid())
-		return true;
-	return ctl->has_group && (cred->gid == ctl->group || peer_in_group(cred->pid, ctl->group));
-}
-
 static int on_resume(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct control *ctl = userdata;
@@ -693,11 +749,16 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 			close(cfd);
 			continue;
 		}
-		if (!peer_allowed(ctl, cfd, &cred)) {
-			char text[128];
-			snprintf(text, sizeof(text),
-				 "permission denied: uid %u is not root, batond's uid%s", cred.uid,
-				 ctl->has_group ? " or in the control group" : "");
+		enum peer_access access = peer_access(ctl, cfd, &cred);
+		if (access == PEER_DENIED) {
+			char text[512], who[256];
+			who_may_change(ctl, who, sizeof(who));
+			int n = snprintf(text, sizeof(text), "permission denied: uid %u is not %s",
+					 cred.uid, who);
+			if (ctl->has_read_group && n > 0 && (size_t)n < sizeof(text))
+				snprintf(text + n, sizeof(text) - (size_t)n,
+					 "; members of group \"%s\" may read (status, metrics)",
+					 ctl->read_group_name);
 			log_warn("control: refused pid %d: %s", (int)cred.pid, text);
 			proto_send_status(cfd, MSG_ERROR, 0, EACCES, text);
 			close(cfd);
@@ -723,9 +784,9 @@ int control_open(struct daemon *d, struct control **ret)
 	ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	int r;
 	/* Looked up when the config was read: no NSS here. */
-	if (cfg->control_gid != (gid_t)-1) {
-		ctl->group = cfg->control_gid;
-		ctl->has_group = true;
+	if ((r = set_groups(ctl, cfg)) < 0) {
+		log_err("control socket: %s", strerror(-r));
+		goto fail;
 	}
 	ctl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (ctl->fd < 0) {
@@ -769,6 +830,8 @@ fail:
 		close(ctl->fd);
 	if (ctl->reserve_fd >= 0)
 		close(ctl->reserve_fd);
+	free(ctl->group_name);
+	free(ctl->read_group_name);
 	free(ctl->path);
 	free(ctl);
 	return r;
@@ -790,6 +853,8 @@ void control_close(struct control *ctl)
 	if (ctl->reserve_fd >= 0)
 		close(ctl->reserve_fd);
 	unlink(ctl->path);
+	free(ctl->group_name);
+	free(ctl->read_group_name);
 	free(ctl->path);
 	free(ctl);
 }
@@ -834,6 +899,10 @@ static int conn_add(struct control *ctl, int fd, struct ctl_conn **ret)
 	c->ctl = ctl;
 	c->fd = fd;
 	c->out_tail = &c->out;
+	/* Asked again of the kernel for a connection carried across a re-exec. */
+	struct ucred cred = {0};
+	c->read_only = peer_access(ctl, fd, &cred) != PEER_ALL;
+	c->uid = cred.uid;
 	ctl->n_conns++;
 	c->next = ctl->conns;
 	if (ctl->conns)
@@ -852,10 +921,8 @@ int control_restore(struct daemon *d, struct json_object *j, struct control **re
 	ctl->d = d;
 	ctl->fd = (int)rx_int(j, "fd", -1);
 	ctl->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (cfg->control_gid != (gid_t)-1) {
-		ctl->group = cfg->control_gid;
-		ctl->has_group = true;
-	}
+	if (set_groups(ctl, cfg) < 0)
+		return -ENOMEM;
 	if (ctl->fd < 0)
 		return -EBADMSG;
 	int r = sd_event_add_io(d->event, &ctl->src, ctl->fd, EPOLLIN, on_accept, ctl);
@@ -910,8 +977,8 @@ int control_prepare(const struct control *ctl, const struct config *nc, int *ret
 		return -errno;
 	}
 	char why[512];
-	int r = unix_path_bind(fd, nc->control_socket, nc->control_mode, (uid_t)-1,
-			       nc->control_gid, true, why, sizeof(why));
+	int r = unix_path_bind(fd, nc->control_socket, nc->control_mode, (uid_t)-1, nc->control_gid,
+			       true, why, sizeof(why));
 	if (r == -EADDRINUSE)
 		snprintf(err, err_len, "%s is in use by a running batond", nc->control_socket);
 	else if (r < 0)
@@ -931,12 +998,13 @@ int control_prepare(const struct control *ctl, const struct config *nc, int *ret
 
 void control_apply(struct control *ctl, const struct config *nc, int fd)
 {
-	ctl->has_group = nc->control_gid != (gid_t)-1;
-	ctl->group = ctl->has_group ? nc->control_gid : 0;
+	if (set_groups(ctl, nc) < 0)
+		log_warn("control: out of memory: who may connect stays as it was");
 	if (fd < 0) {
 		/* The same path: its directories were checked when it was bound. */
 		if (fchmodat(AT_FDCWD, ctl->path, nc->control_mode, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    fchownat(AT_FDCWD, ctl->path, (uid_t)-1, nc->control_gid, AT_SYMLINK_NOFOLLOW) < 0)
+		    fchownat(AT_FDCWD, ctl->path, (uid_t)-1, nc->control_gid, AT_SYMLINK_NOFOLLOW) <
+			0)
 			log_warn("control socket %s: cannot apply its new mode or group: %s",
 				 ctl->path, strerror(errno));
 		return;
@@ -945,8 +1013,8 @@ void control_apply(struct control *ctl, const struct config *nc, int fd)
 	sd_event_source *src = NULL;
 	int r = path ? sd_event_add_io(ctl->d->event, &src, fd, EPOLLIN, on_accept, ctl) : -ENOMEM;
 	if (r < 0) {
-		log_err("control socket %s: %s; batond stays at %s", nc->control_socket, strerror(-r),
-			ctl->path);
+		log_err("control socket %s: %s; batond stays at %s", nc->control_socket,
+			strerror(-r), ctl->path);
 		free(path);
 		close(fd);
 		unlink(nc->control_socket);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The control socket batonctl talks to: AF_UNIX SOCK_SEQPACKET, peers checked
- * with SO_PEERCRED, requests answered with the wire protocol. It never accepts
+ * with SO_PEERCRED and SO_PEERGROUPS (group: everything, read-group: status
+ * and metrics), requests answered with the wire protocol. It never accepts
  * fds. Owns the socket path while batond runs. */
 #pragma once
 

@@ -46,7 +46,16 @@ static void assert_output(const char *out, const char *needle)
 
 /* Runs a program with @argv, output into @out; returns its exit status. With
  * @uid >= 0 it runs as that user. */
+/* As run(), as @uid with gid @uid and @group (>= 0) as its only supplementary
+ * group. */
+static int run_in_group(const char *const *argv, int uid, int group, char *out, size_t len);
+
 static int run(const char *const *argv, int uid, char *out, size_t len)
+{
+	return run_in_group(argv, uid, -1, out, len);
+}
+
+static int run_in_group(const char *const *argv, int uid, int group, char *out, size_t len)
 {
 	char path[] = "/tmp/baton-run.XXXXXX";
 	int fd = mkstemp(path);
@@ -57,6 +66,9 @@ static int run(const char *const *argv, int uid, char *out, size_t len)
 	if (pid == 0) {
 		dup2(fd, 1);
 		dup2(fd, 2);
+		gid_t supplementary = (gid_t)group;
+		if (group >= 0 && setgroups(1, &supplementary) < 0)
+			_exit(126);
 		if (uid >= 0 && (setgid((gid_t)uid) < 0 || setuid((uid_t)uid) < 0))
 			_exit(126);
 		execv(argv[0], (char **)argv);
@@ -123,6 +135,15 @@ static void upgrade_of_a_batond_without_apps_answers_at_once(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* A copy of batonctl that anyone may run (/root is 0700), in b's directory. */
+static void batonctl_for_anyone(const struct batond *b, char *path, size_t len)
+{
+	snprintf(path, len, "%s/batonctl", b->dir);
+	const char *cp[] = {"/bin/cp", BATONCTL_PATH, path, NULL};
+	char out[1024];
+	assert_int_equal(run(cp, -1, out, sizeof(out)), 0);
+}
+
 static void batonctl_of_another_user_is_refused(void **state)
 {
 	if (geteuid() != 0)
@@ -136,15 +157,15 @@ static void batonctl_of_another_user_is_refused(void **state)
 	batond_write_config(&b, conf);
 	batond_start(&b);
 	assert_int_equal(chmod(b.sock, 0666), 0); /* batond made it 0600 */
-	/* A copy nobody can run, wherever the build tree lives (/root is 0700). */
-	char ctl[400];
-	snprintf(ctl, sizeof(ctl), "%s/batonctl", b.dir);
-	const char *cp[] = {"/bin/cp", BATONCTL_PATH, ctl, NULL};
-	char out[1024];
-	assert_int_equal(run(cp, -1, out, sizeof(out)), 0);
+	char ctl[400], out[1024], want[300];
+	batonctl_for_anyone(&b, ctl, sizeof(ctl));
 	const char *argv[] = {ctl, "-s", b.sock, "status", NULL};
 	assert_int_equal(run(argv, 65534, out, sizeof(out)), 4);
-	assert_output(out, "permission denied: uid 65534 is not root, batond's uid");
+	snprintf(want, sizeof(want),
+		 "permission denied: uid 65534 is not root, batond's uid (%u) or a member of a "
+		 "control group (none is configured: control { group = ... })",
+		 (unsigned)geteuid());
+	assert_output(out, want);
 	/* With the socket's own mode, the kernel refuses first: same exit code. */
 	assert_int_equal(chmod(b.sock, 0600), 0);
 	assert_int_equal(run(argv, 65534, out, sizeof(out)), 4);
@@ -458,6 +479,51 @@ static int run_batond(const struct batond *b, char *out, size_t len)
 {
 	const char *argv[] = {BATOND_PATH, "-c", b->conf, NULL};
 	return run(argv, -1, out, len);
+}
+
+/* Membership counts as the kernel recorded it at connect (SO_PEERGROUPS): a
+ * supplementary group is enough. read-group admits to status and metrics
+ * only, and a refusal says what would allow it. */
+static void a_read_group_member_may_read_and_is_told_what_changing_takes(void **state)
+{
+	if (geteuid() != 0 || !getgrnam("adm") || !getgrnam("users"))
+		skip(); /* other users, and groups adm and users */
+	struct batond b;
+	batond_prepare(&b);
+	assert_int_equal(chmod(b.dir, 0755), 0);
+	write_config_with_control(
+	    &b, "  mode = 0666\n  group = \"adm\"\n  read-group = \"users\"\n", HTTP WEB_APP);
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	gid_t adm = getgrnam("adm")->gr_gid, users = getgrnam("users")->gr_gid;
+	char ctl[400], out[4096];
+	batonctl_for_anyone(&b, ctl, sizeof(ctl));
+	const char *status[] = {ctl, "-s", b.sock, "status", NULL};
+	const char *metrics[] = {ctl, "-s", b.sock, "metrics", NULL};
+	const char *upgrade[] = {ctl, "-s", b.sock, "upgrade", "web", NULL};
+	assert_int_equal(run_in_group(status, 65534, (int)users, out, sizeof(out)), 0);
+	assert_output(out, "app web: generation 1 serving");
+	assert_int_equal(run_in_group(metrics, 65534, (int)users, out, sizeof(out)), 0);
+	assert_int_equal(run_in_group(upgrade, 65534, (int)users, out, sizeof(out)), 4);
+	char want[512];
+	snprintf(
+	    want, sizeof(want),
+	    "permission denied: upgrade changes batond, and uid 65534 may only read (a member "
+	    "of group \"users\"): it takes root, batond's uid (%u) or a member of group \"adm\"",
+	    (unsigned)geteuid());
+	assert_output(out, want);
+	assert_int_equal(app_status(&b, "web", "serving"), 1);
+	/* A member of group: everything. */
+	assert_int_equal(run_in_group(upgrade, 65534, (int)adm, out, sizeof(out)), 0);
+	assert_int_equal(app_status(&b, "web", "serving"), 2);
+	/* Neither: refused at connect, told both. */
+	assert_int_equal(run_in_group(status, 65534, 65534, out, sizeof(out)), 4);
+	snprintf(want, sizeof(want),
+		 "permission denied: uid 65534 is not root, batond's uid (%u) or a member of group "
+		 "\"adm\"; members of group \"users\" may read (status, metrics)",
+		 (unsigned)geteuid());
+	assert_output(out, want);
+	assert_int_equal(batond_stop(&b), 0);
 }
 
 static void the_control_socket_is_born_with_its_mode_and_group(void **state)
@@ -1047,6 +1113,7 @@ int main(void)
 	    harness_test(a_port_in_use_stops_start_up_with_file_line_and_address),
 	    harness_test(a_missing_binary_at_first_start_is_retried_while_batond_stays_up),
 	    harness_test(the_control_socket_is_born_with_its_mode_and_group),
+	    harness_test(a_read_group_member_may_read_and_is_told_what_changing_takes),
 	    harness_test(a_control_socket_in_a_directory_others_can_write_is_refused),
 	    harness_test(a_symlink_planted_at_the_control_socket_is_not_followed),
 	    harness_test(an_app_name_with_a_nul_or_a_byte_outside_the_alphabet_is_refused),

@@ -928,6 +928,18 @@ static void cgroup_limits_and_notify_access_are_read(void **state)
 	    "batond.conf:5: app \"a\": notify-access: \"some\" is not one of main, all\n");
 }
 
+static void a_read_group_is_looked_up_as_the_group_is(void **state)
+{
+	struct config *cfg = load_ok("control {\n  read-group = \"root\"\n}\n");
+
+	assert_string_equal(cfg->control_read_group, "root");
+	assert_int_equal(cfg->control_read_gid, 0);
+	assert_int_equal(cfg->control_gid, (gid_t)-1);
+	config_free(cfg);
+	assert_errors("control {\n  read-group = \"no-such-group-here\"\n}\n",
+		      "batond.conf:2: control: read-group: no such group \"no-such-group-here\"\n");
+}
+
 static void a_missing_file_is_reported_with_its_errno(void **state)
 {
 	struct config *cfg = (struct config *)0x1;
@@ -948,6 +960,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(the_documented_example_config_loads),
 	    T(cgroup_limits_and_notify_access_are_read),
+	    T(a_read_group_is_looked_up_as_the_group_is),
 	    T(omitted_options_take_their_defaults),
 	    T(every_option_is_read),
 	    T(every_address_kind_is_accepted),
