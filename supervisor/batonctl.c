@@ -25,14 +25,14 @@ enum {
 	EXIT_NO_BATOND = 3, /* nothing listening on the control socket */
 	EXIT_DENIED = 4,    /* the control socket refused us */
 	EXIT_UNKNOWN_APP = 5,
-	EXIT_NOT_SERVING = 6, /* status --check: an app has no serving generation */
+	EXIT_NOT_SERVING = 6, /* status: an app has no serving generation */
 	EXIT_TIMEOUT = 7,     /* no whole answer within --timeout */
 };
 
 #define EXIT_STATUS_HELP                                                                           \
 	"Exit status: 0 done; 1 failed (e.g. rolled back); 2 usage; 3 no batond;\n"                \
 	"4 permission denied; 5 unknown app; 6 an app has no serving generation\n"                 \
-	"(status --check); 7 no answer within --timeout.\n"
+	"(status); 7 no answer within --timeout.\n"
 
 #define MAX_TIMEOUT_SECONDS 31536000.0 /* a year: beyond it, a typo */
 
@@ -55,10 +55,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"status", MSG_CTL_STATUS, "[--json] [--check]", 0, 0,
-     "Apps, generations, workers and listeners.\n"
-     "  --json    the same as one JSON object (docs/status-json.md)\n"
-     "  --check   exit 6 when an app has no serving generation\n",
+    {"status", MSG_CTL_STATUS, "[--json]", 0, 0,
+     "Apps, generations, workers and listeners; exits 6 (the status printed all\n"
+     "the same) when an app has no serving generation.\n"
+     "  --json    the same as one JSON object (docs/status-json.md)\n",
      true, true, false, false},
     {"upgrade", MSG_CTL_UPGRADE, "[--wait-drain] [APP]", 0, 1,
      "Start a new generation of APP and wait until it is ready; the old one\n"
@@ -99,7 +99,8 @@ static const struct command commands[] = {
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: batonctl [-s SOCKET] [-t SECONDS] COMMAND [ARGS]\n"
-		   "  status [--json] [--check]  apps, generations, workers, listeners\n"
+		   "  status [--json]   apps, generations, workers, listeners (exit 6: an app\n"
+		   "                    has no serving generation)\n"
 		   "  upgrade [--wait-drain] APP  start a new generation of APP, wait until it\n"
 		   "                    is ready (--wait-drain: and the old ones drained)\n"
 		   "  upgrade           after a deploy: read the configuration again, apply it,\n"
@@ -428,7 +429,10 @@ static const char *request_payload(const struct command *c, char **args, bool js
 	*flags = 0;
 	switch (c->type) {
 	case MSG_CTL_STATUS:
-		*flags = (json ? CTL_JSON : 0) | (check ? CTL_CHECK : 0);
+		/* Always checked: a status that says "fine" while an app serves
+		 * nothing misleads every script that looks at the exit status.
+		 * --check, which asked for it before, is still accepted. */
+		*flags = (json ? CTL_JSON : 0) | CTL_CHECK;
 		return NULL;
 	case MSG_CTL_UPGRADE:
 		*flags = wait_drain ? CTL_WAIT_DRAIN : 0;
@@ -511,8 +515,8 @@ int main(int argc, char **argv)
 	char *text = receive_reply(cmd, fd, m, &code, &len);
 	close(fd);
 	free(m);
-	/* status --check: the status all the same, on stdout. */
-	bool not_serving = cmd->type == MSG_CTL_STATUS && check && code == ESRCH;
+	/* An app serves nothing: the status all the same, on stdout. */
+	bool not_serving = cmd->type == MSG_CTL_STATUS && code == ESRCH;
 	FILE *out = code && !not_serving ? stderr : stdout;
 	fwrite(text, 1, len, out);
 	if (len == 0 || text[len - 1] != '\n')
