@@ -176,7 +176,8 @@ static int version_make(struct app *a, struct config_ref *root, const struct app
 	}
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		size_t idx = cfg->listener_idx[i];
-		v->listen_fds[i] = adopt ? listener_fds[i] : fcntl(listener_fds[idx], F_DUPFD_CLOEXEC, 3);
+		v->listen_fds[i] =
+		    adopt ? listener_fds[i] : fcntl(listener_fds[idx], F_DUPFD_CLOEXEC, 3);
 		if (v->listen_fds[i] < 0) {
 			int r = -errno;
 			version_put(v);
@@ -617,8 +618,25 @@ static void gen_failed(struct app *a, struct gen *g)
 		schedule_start(a);
 }
 
+const double app_drain_bucket_seconds[APP_DRAIN_BUCKETS] = {0.01, 0.05, 0.1, 0.5, 1,
+							    5,	  10,	30,  60,  300};
+
+static void drain_observe(struct app_counters *c, uint64_t usec)
+{
+	for (size_t i = 0; i < APP_DRAIN_BUCKETS; i++)
+		if ((double)usec <= app_drain_bucket_seconds[i] * 1e6) {
+			c->drain_buckets[i]++;
+			break;
+		}
+	c->drains++;
+	c->drain_usec_sum += usec;
+}
+
 static void gen_gone(struct app *a, struct gen *g)
 {
+	/* A generation that served and was replaced, not one that failed to start. */
+	if (g->ready_usec && g->drain_started_usec && g->gone_usec >= g->drain_started_usec)
+		drain_observe(&a->counters, g->gone_usec - g->drain_started_usec);
 	if (a->serving == g) {
 		a->serving = NULL;
 		dispatch_serve(a->dispatch, 0, 0);
@@ -997,6 +1015,13 @@ struct json_object *app_save(const struct app *a, bool retired, struct reexec_sa
 	rx_set_int(counters, "restarts", a->counters.restarts);
 	rx_set_int(counters, "parks_refused", a->counters.parks_refused);
 	rx_set_int(counters, "finished_early", a->counters.finished_early);
+	struct json_object *buckets = json_object_new_array();
+	for (size_t i = 0; i < APP_DRAIN_BUCKETS; i++)
+		json_object_array_add(buckets,
+				      json_object_new_int64((int64_t)a->counters.drain_buckets[i]));
+	rx_set(counters, "drain_buckets", buckets);
+	rx_set_int(counters, "drains", (int64_t)a->counters.drains);
+	rx_set_int(counters, "drain_usec_sum", (int64_t)a->counters.drain_usec_sum);
 	rx_set_str(counters, "last_outcome", a->counters.last_outcome);
 	rx_set(j, "counters", counters);
 	rx_set(j, "dispatch", dispatch_save(a->dispatch, s));
@@ -1066,6 +1091,15 @@ int app_restore(const struct app_env *env, const struct reexec_load *ld, struct 
 	a->counters.restarts = (unsigned)rx_int(c, "restarts", 0);
 	a->counters.parks_refused = (unsigned)rx_int(c, "parks_refused", 0);
 	a->counters.finished_early = (unsigned)rx_int(c, "finished_early", 0);
+	struct json_object *buckets;
+	if (c && json_object_object_get_ex(c, "drain_buckets", &buckets) &&
+	    json_object_is_type(buckets, json_type_array))
+		for (size_t i = 0; i < APP_DRAIN_BUCKETS && i < json_object_array_length(buckets);
+		     i++)
+			a->counters.drain_buckets[i] = (unsigned long long)json_object_get_int64(
+			    json_object_array_get_idx(buckets, i));
+	a->counters.drains = (unsigned long long)rx_int(c, "drains", 0);
+	a->counters.drain_usec_sum = (uint64_t)rx_int(c, "drain_usec_sum", 0);
 	snprintf(a->counters.last_outcome, sizeof(a->counters.last_outcome), "%s",
 		 rx_str(c, "last_outcome") ?: "");
 	struct json_object *dj;

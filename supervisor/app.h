@@ -70,12 +70,23 @@ struct app_env {
 	struct cgroups *cgroups; /* NULL: none (cgroup.h) */
 };
 
+/* The drain durations of an app's generations that served, from the start of
+ * their drain to the end of their last process, counted per upper bound
+ * (seconds, inclusive; not cumulative): baton_app_drain_duration_seconds. */
+#define APP_DRAIN_BUCKETS 10
+extern const double app_drain_bucket_seconds[APP_DRAIN_BUCKETS];
+
 struct app_counters {
 	unsigned upgrades;	 /* completed */
 	unsigned rollbacks;	 /* failed new generations */
 	unsigned restarts;	 /* crashed workers restarted */
 	unsigned parks_refused;	 /* parked connections batond closed instead */
 	unsigned finished_early; /* draining generations finished early (max-draining) */
+	/* Drains that took at most app_drain_bucket_seconds[i] (and more than the
+	 * bucket before); longer ones count only in drains. */
+	unsigned long long drain_buckets[APP_DRAIN_BUCKETS];
+	unsigned long long drains;
+	uint64_t drain_usec_sum;
 	char last_outcome[800];
 };
 

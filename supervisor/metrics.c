@@ -172,6 +172,35 @@ static void render_apps(const struct daemon *d, FILE *f)
 	}
 }
 
+/* How long generations took to drain, per app: a histogram in seconds. */
+static void render_drains(const struct daemon *d, FILE *f)
+{
+	static const char name[] = "baton_app_drain_duration_seconds";
+	family(f, name, "histogram",
+	       "Time a replaced generation of the app took to drain, from its drain to the end "
+	       "of its last process.");
+	for (size_t i = 0; i < d->n_apps; i++) {
+		const struct app *a = d->apps[i];
+		const struct app_counters *c = &a->counters;
+		unsigned long long cumulative = 0;
+		for (size_t k = 0; k < APP_DRAIN_BUCKETS; k++) {
+			cumulative += c->drain_buckets[k];
+			fprintf(f, "%s_bucket{app=\"", name);
+			label_value(f, a->cfg->name);
+			fprintf(f, "\",le=\"%g\"} %llu\n", app_drain_bucket_seconds[k], cumulative);
+		}
+		fprintf(f, "%s_bucket{app=\"", name);
+		label_value(f, a->cfg->name);
+		fprintf(f, "\",le=\"+Inf\"} %llu\n", c->drains);
+		fprintf(f, "%s_sum{app=\"", name);
+		label_value(f, a->cfg->name);
+		fprintf(f, "\"} %.6f\n", (double)c->drain_usec_sum / 1e6);
+		fprintf(f, "%s_count{app=\"", name);
+		label_value(f, a->cfg->name);
+		fprintf(f, "\"} %llu\n", c->drains);
+	}
+}
+
 /* Open fds, counted in /proc/self/fd (the directory's own fd left out). */
 static long count_open_fds(void)
 {
@@ -258,6 +287,7 @@ char *metrics_render(const struct daemon *d)
 	family(f, "baton_build_info", "gauge", "Version of batond, in the label; always 1.");
 	fprintf(f, "baton_build_info{version=\"%s\"} 1\n", BATON_VERSION);
 	render_apps(d, f);
+	render_drains(d, f);
 	render_states(d, f);
 	render_listeners(d, f);
 	render_process(f);

@@ -117,6 +117,11 @@ static void assert_counts(const char *text)
 	assert_sample(text, "baton_app_upgrades_total{app=\"web\"} 1");
 	assert_sample(text, "baton_app_rollbacks_total{app=\"web\"} 0");
 	assert_sample(text, "baton_app_worker_restarts_total{app=\"web\"} 0");
+	/* Generation 1 drained (upgrade --wait-drain), in less than 60 s. */
+	assert_sample(text, "baton_app_drain_duration_seconds_count{app=\"web\"} 1");
+	assert_sample(text, "baton_app_drain_duration_seconds_bucket{app=\"web\",le=\"+Inf\"} 1");
+	assert_sample(text, "baton_app_drain_duration_seconds_bucket{app=\"web\",le=\"60\"} 1");
+	assert_true(sample_value(text, "baton_app_drain_duration_seconds_sum{app=\"web\"}") > 0);
 	assert_sample(text, "baton_workers{app=\"web\",state=\"ready\"} 2");
 	assert_sample(text, "baton_workers{app=\"web\",state=\"starting\"} 0");
 	assert_sample(text,
@@ -144,7 +149,7 @@ static void metrics_over_http_and_batonctl_pass_promtool_and_count_what_happened
 	char body[256], out[4096];
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
-	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL), 0);
 
 	char path[400], url[128];
 	snprintf(path, sizeof(path), "%s/http.prom", b.dir);
