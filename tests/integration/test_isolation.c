@@ -61,16 +61,22 @@ static void proc_line(pid_t pid, const char *file, const char *key, char *out, s
 	fclose(f);
 }
 
-/* A copy of the test server that nobody may run, wherever the build tree is
- * (/root is 0700), in b's directory, made enterable. */
-static void start_as_nobody(struct batond *b, const char *extra)
+/* A fresh b with a copy of the test server that nobody may run, wherever the
+ * build tree is (/root is 0700), in b's directory, made enterable. */
+static void prepare_for_nobody(struct batond *b)
 {
 	batond_prepare(b);
 	assert_int_equal(chmod(b->dir, 0755), 0);
-	char cmd[700], conf[2048];
+	char cmd[700];
 	snprintf(cmd, sizeof(cmd), "cp %s %s/testsrv && chmod 0755 %s/testsrv", TESTSRV_PATH,
 		 b->dir, b->dir);
 	assert_int_equal(system(cmd), 0);
+}
+
+static void start_as_nobody(struct batond *b, const char *extra)
+{
+	char conf[2048];
+	prepare_for_nobody(b);
 	snprintf(conf, sizeof(conf),
 		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
 		 "app web {\n  exec = { \"@DIR@/testsrv\" }\n  listeners = { \"http\" }\n"
@@ -504,6 +510,87 @@ static void without_cgroups_workers_are_tracked_by_process_group_and_batond_says
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* ---- notify-access ------------------------------------------------------- */
+
+/* App web runs as nobody a script that says READY=1 through systemd-notify, a
+ * child of the worker (which, not root, cannot claim the worker's pid: the
+ * datagram carries systemd-notify's own), then execs the test server without
+ * notifying; notify-access = @access. @setup as for batond_start_in. */
+static void start_notifying_through_a_helper(struct batond *b, const char *access,
+					     void (*setup)(void))
+{
+	char path[400], conf[2048];
+	prepare_for_nobody(b);
+	snprintf(path, sizeof(path), "%s/app.sh", b->dir);
+	FILE *f = fopen(path, "we");
+	assert_non_null(f);
+	fprintf(f,
+		"#!/bin/sh\nsystemd-notify --ready --status=\"helper says ready\"\n"
+		"exec %s/testsrv --no-notify\n",
+		b->dir);
+	fclose(f);
+	assert_int_equal(chmod(path, 0755), 0);
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"@DIR@/app.sh\" }\n  listeners = { \"http\" }\n"
+		 "  user = \"nobody\"\n  notify-access = %s\n  ready-timeout = 3\n}\n",
+		 access);
+	batond_write_config(b, conf);
+	batond_start_in(b, setup);
+}
+
+/* With cgroups (@setup NULL, skipped where batond has none) or by process
+ * group (@setup cgroup2_read_only). */
+static void check_a_helper_makes_the_worker_ready(void (*setup)(void))
+{
+	struct batond b;
+	char body[256], out[4096];
+	start_notifying_through_a_helper(&b, "all", setup);
+	if (setup)
+		assert_false(batond_uses_cgroups(&b));
+	else if (skip_without_cgroups(&b)) {
+		batond_stop(&b);
+		return;
+	}
+	if (!wait_workers(&b, "ready", 1, 10000)) {
+		batond_dump_log(&b);
+		fail_msg("READY=1 from systemd-notify did not make the worker ready");
+	}
+	assert_int_equal(app_status(&b, "web", "serving"), 1);
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_non_null(strstr(out, "status: helper says ready"));
+	/* And so does the next generation's. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_int_equal(app_status(&b, "web", "serving"), 2);
+	assert_false(batond_log_contains(&b, "which is not a worker"));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+static void notify_access_all_takes_ready_from_a_helper_in_the_workers_cgroup(void **state)
+{
+	check_a_helper_makes_the_worker_ready(NULL);
+}
+
+static void notify_access_all_takes_ready_from_a_helper_in_the_workers_process_group(void **state)
+{
+	check_a_helper_makes_the_worker_ready(cgroup2_read_only);
+}
+
+static void notify_access_main_drops_a_helpers_ready(void **state)
+{
+	struct batond b;
+	start_notifying_through_a_helper(&b, "main", NULL);
+	/* The first generation never becomes ready: batond says why and retries. */
+	if (!batond_wait_log(&b, "which is not a worker", 10000) ||
+	    !batond_wait_log(&b, "generation 1 not ready within 3 s (ready-timeout)", 10000)) {
+		batond_dump_log(&b);
+		fail_msg("a helper's READY=1 was not dropped under notify-access = main");
+	}
+	assert_int_equal(app_status(&b, "web", "serving"), 0);
+	batond_stop(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,6 +602,9 @@ int main(void)
 	    harness_test(a_daemon_a_worker_forked_dies_when_its_generation_drains),
 	    harness_test(a_refused_binary_that_daemonizes_leaves_nothing_serving),
 	    harness_test(without_cgroups_workers_are_tracked_by_process_group_and_batond_says_so),
+	    harness_test(notify_access_all_takes_ready_from_a_helper_in_the_workers_cgroup),
+	    harness_test(notify_access_all_takes_ready_from_a_helper_in_the_workers_process_group),
+	    harness_test(notify_access_main_drops_a_helpers_ready),
 	};
 	/* Without root, say why and count as skipped (ctest: SKIP_REGULAR_EXPRESSION). */
 	if (need_root_and_nobody(NULL) < 0) {
