@@ -74,7 +74,7 @@ expect_contents() {
 }
 expect_contents "$work"/debs/batond_*.deb /etc/baton/batond.conf \
 	/lib/systemd/system/batond.service /lib/systemd/system/batond@.service /lib/systemd/system/batond.socket \
-	/usr/bin/batonctl /usr/sbin/batond \
+	/usr/bin/batonctl /usr/sbin/batond /usr/share/bash-completion/completions/batonctl \
 	/usr/share/doc/batond/README.md /usr/share/doc/batond/changelog /usr/share/doc/batond/copyright \
 	/usr/share/doc/batond/dispatch.md /usr/share/doc/batond/systemd.md \
 	/usr/share/doc/batond/examples/batond.conf \

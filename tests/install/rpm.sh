@@ -38,6 +38,7 @@ expect_files() {
 		fail "$pkg does not hold the expected files (- expected, + found): $(cat "$work/files.diff")"
 }
 expect_files batond /etc/baton/batond.conf /usr/bin/batonctl /usr/sbin/batond \
+	/usr/share/bash-completion/completions/batonctl \
 	/usr/lib/systemd/system/batond.service /usr/lib/systemd/system/batond@.service \
 	/usr/lib/systemd/system/batond.socket /usr/lib/sysusers.d/baton.conf \
 	/usr/share/doc/batond/README.md /usr/share/doc/batond/dispatch.md /usr/share/doc/batond/systemd.md \

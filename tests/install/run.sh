@@ -32,7 +32,8 @@ check_tree() {
 		"$sysconfdir/baton/batond.conf" "$sysconfdir/baton/batond.conf.example" \
 		"$prefix/lib/systemd/system/batond.service" "$prefix/lib/systemd/system/batond@.service" \
 		"$prefix/lib/systemd/system/batond.socket" \
-		"$prefix/share/man/man8/batond.8" "$prefix/share/man/man3/libbaton.3"; do
+		"$prefix/share/man/man8/batond.8" "$prefix/share/man/man3/libbaton.3" \
+		"$prefix/share/bash-completion/completions/batonctl"; do
 		[ -e "$root$f" ] || fail "$f was not installed"
 	done
 	# Every absolute path a unit starts or reads is one that was installed.
