@@ -21,8 +21,10 @@
 
 #define START_BACKOFF_BASE_USEC (500 * 1000ULL)
 #define START_BACKOFF_MAX_USEC	(30 * 1000000ULL)
+#define PROBATION_RESTARTS	3 /* restarts on probation that revert to the pinned one */
 
 static void upgrade_begin(struct app *a);
+static void unpin(struct app *a);
 
 /* Records the outcome of an upgrade; returns it, for the waiters. */
 static const char *__attribute__((format(printf, 2, 3)))
@@ -71,6 +73,10 @@ static void on_gen_restarted(void *userdata, struct gen *g)
 {
 	struct app *a = userdata;
 	a->counters.restarts++;
+	if (g->id == a->probation_gen) {
+		a->probation_restarts++;
+		mark(a); /* probation_check decides */
+	}
 }
 
 static const struct gen_ops app_gen_ops = {
@@ -231,6 +237,7 @@ int app_new(const struct app_env *env, struct config_ref *root, const struct app
 	a->env = env;
 	a->cfg = cfg;
 	a->next_gen_id = 1;
+	a->pinned_program_fd = -1;
 	struct app_version *v;
 	int r = version_new(a, root, cfg, listener_fds, &v);
 	if (r < 0) {
@@ -275,10 +282,32 @@ void app_free(struct app *a)
 	free(a->gens);
 	sd_event_source_disable_unref(a->start_timer);
 	sd_event_source_disable_unref(a->canary_timer);
+	unpin(a);
 	dispatch_free(a->dispatch);
 	version_put(a->version);
 	version_put(a->next_version);
 	free(a);
+}
+
+static void unpin(struct app *a)
+{
+	version_put(a->pinned);
+	if (a->pinned_program_fd >= 0)
+		close(a->pinned_program_fd);
+	a->pinned = NULL;
+	a->pinned_program_fd = -1;
+	a->pinned_gen = 0;
+	a->probation_gen = 0;
+}
+
+/* @old, just replaced, is what batonctl rollback and probation go back to. */
+static void pin(struct app *a, const struct gen *old)
+{
+	unpin(a);
+	a->pinned = version_get(version_of(old));
+	a->pinned_program_fd =
+	    old->program_fd >= 0 ? fcntl(old->program_fd, F_DUPFD_CLOEXEC, 3) : -1;
+	a->pinned_gen = old->id;
 }
 
 static void gens_remove(struct app *a, struct gen *g)
@@ -293,19 +322,21 @@ static void gens_remove(struct app *a, struct gen *g)
 }
 
 /* Starts the next generation as a->starting, with @n_workers (0: all of
- * them). Returns 0 or a negative errno. */
-static int start_generation(struct app *a, unsigned n_workers)
+ * them), from the pinned configuration and program with @pinned. Returns 0 or
+ * a negative errno. */
+static int start_generation(struct app *a, unsigned n_workers, bool pinned)
 {
 	/* Room first: a generation that runs must always be tracked. */
 	struct gen **gens = realloc(a->gens, (a->n_gens + 1) * sizeof(*gens));
 	if (!gens)
 		return -ENOMEM;
 	a->gens = gens;
-	struct app_version *v = a->next_version ? a->next_version : a->version;
+	struct app_version *v = pinned ? a->pinned : a->next_version ? a->next_version : a->version;
 	struct gen *g;
 	if (!n_workers)
 		n_workers = a->scale ? a->scale : v->cfg->workers;
-	int r = gen_start(&v->gen_env, a->next_gen_id, n_workers, &g);
+	int r = gen_start(&v->gen_env, a->next_gen_id, n_workers,
+			  pinned ? a->pinned_program_fd : -1, &g);
 	if (r < 0)
 		return r;
 	version_get(v);
@@ -341,7 +372,7 @@ void app_start(struct app *a)
 {
 	if (a->stopping || a->starting)
 		return;
-	int r = start_generation(a, 0);
+	int r = start_generation(a, 0, false);
 	if (r < 0) {
 		log_err("%s: cannot start generation %u: %s", a->cfg->name, a->next_gen_id,
 			strerror(-r));
@@ -388,22 +419,38 @@ static void upgrade_begin(struct app *a)
 		waiters_finish(&a->waiters, EBUSY, text);
 		return;
 	}
+	bool revert = a->revert_requested;
+	a->revert_requested = false;
+	if (revert && !a->pinned) {
+		char text[200];
+		snprintf(text, sizeof(text), "%s: nothing to roll back to: no generation is pinned",
+			 a->cfg->name);
+		waiters_finish(&a->waiters, ESRCH, text);
+		return;
+	}
 	a->upgrade_running = true;
 	a->start_timer = sd_event_source_disable_unref(a->start_timer);
 	/* canary = N: the new generation starts with N workers beside the serving
-	 * one, and gets the rest once promoted. */
-	const struct app_version *v = a->next_version ? a->next_version : a->version;
+	 * one, and gets the rest once promoted. A rollback is no canary. */
+	const struct app_version *v = revert		? a->pinned
+				      : a->next_version ? a->next_version
+							: a->version;
 	unsigned full = a->scale ? a->scale : v->cfg->workers;
-	unsigned canary = a->serving && v->cfg->canary < full ? v->cfg->canary : 0;
+	unsigned canary = a->serving && !revert && v->cfg->canary < full ? v->cfg->canary : 0;
+	a->revert_gen = revert ? a->next_gen_id : 0;
 	a->starting_canary = canary > 0;
 	a->canary_of = full;
 	if (canary)
 		log_info("%s: upgrade: starting generation %u as a canary, %u of %u workers",
 			 a->cfg->name, a->next_gen_id, canary, full);
+	else if (revert)
+		log_info("%s: rollback: starting generation %u from generation %u's program and "
+			 "configuration (%s)",
+			 a->cfg->name, a->next_gen_id, a->pinned_gen, a->revert_reason);
 	else
 		log_info("%s: upgrade: starting generation %u%s", a->cfg->name, a->next_gen_id,
 			 a->serving ? "" : " (no generation serving)");
-	int r = start_generation(a, canary);
+	int r = start_generation(a, canary, revert);
 	if (r < 0) {
 		if (a->next_version) {
 			version_put(a->next_version);
@@ -518,6 +565,46 @@ static void take_over(struct app *a, struct gen *g, char *what, size_t len)
 	snprintf(what, len, "nothing to drain");
 	if (old)
 		retire(a, old, what, len);
+	/* What it replaced is pinned for a rollback; after a rollback nothing is
+	 * (the generation rolled back from must not come back by itself). */
+	bool revert = g->id == a->revert_gen;
+	if (old && !revert)
+		pin(a, old);
+	else if (revert)
+		unpin(a);
+	a->probation_gen = 0;
+	uint64_t now;
+	if (a->pinned && a->cfg->probation_usec &&
+	    sd_event_now(a->env->event, CLOCK_MONOTONIC, &now) >= 0) {
+		a->probation_gen = g->id;
+		a->probation_until_usec = now + a->cfg->probation_usec;
+		a->probation_restarts = 0;
+	}
+}
+
+/* A generation on probation whose workers restarted PROBATION_RESTARTS times
+ * within it: back to the pinned one, as batonctl rollback does. */
+static void probation_check(struct app *a)
+{
+	uint64_t now;
+	if (!a->probation_gen || a->stopping ||
+	    sd_event_now(a->env->event, CLOCK_MONOTONIC, &now) < 0)
+		return;
+	if (now >= a->probation_until_usec) {
+		log_info("%s: generation %u passed its probation", a->cfg->name, a->probation_gen);
+		a->probation_gen = 0;
+		return;
+	}
+	if (a->probation_restarts < PROBATION_RESTARTS)
+		return;
+	snprintf(a->revert_reason, sizeof(a->revert_reason),
+		 "generation %u restarted %u times within its probation of %.3g s",
+		 a->probation_gen, a->probation_restarts, (double)a->cfg->probation_usec / 1e6);
+	log_err("%s: %s: rolling back to generation %u's program and configuration", a->cfg->name,
+		a->revert_reason, a->pinned_gen);
+	a->probation_gen = 0;
+	a->revert_requested = true;
+	app_upgrade(a, NULL);
 }
 
 static int on_canary_timer(sd_event_source *s, uint64_t usec, void *userdata)
@@ -571,7 +658,15 @@ static void gen_ready(struct app *a, struct gen *g)
 	}
 	char what[160];
 	take_over(a, g, what, sizeof(what));
-	if (a->upgrade_running) {
+	if (a->upgrade_running && g->id == a->revert_gen) {
+		a->counters.rollbacks++;
+		const char *text =
+		    outcome(a, "%s: rolled back (%s): generation %u ready in %llu ms; %s",
+			    a->cfg->name, a->revert_reason, g->id,
+			    (unsigned long long)(g->ready_usec - g->started_usec) / 1000, what);
+		upgrade_done(a, g, text);
+		upgrade_settled(a);
+	} else if (a->upgrade_running) {
 		a->counters.upgrades++;
 		const char *text =
 		    outcome(a, "%s: generation %u ready in %llu ms; %s", a->cfg->name, g->id,
@@ -827,6 +922,24 @@ int app_rollback(struct app *a, char *text, size_t len)
 	return 0;
 }
 
+void app_revert(struct app *a, struct app_waiter *w)
+{
+	if (!a->pinned) {
+		char text[200];
+		snprintf(text, sizeof(text),
+			 "%s: nothing to roll back to: no canary, and no generation is pinned",
+			 a->cfg->name);
+		if (w) {
+			w->done(w->userdata, ESRCH, text);
+			free(w);
+		}
+		return;
+	}
+	snprintf(a->revert_reason, sizeof(a->revert_reason), "batonctl rollback");
+	a->revert_requested = true;
+	app_upgrade(a, w);
+}
+
 int app_scale(struct app *a, unsigned n)
 {
 	if (a->stopping)
@@ -934,6 +1047,7 @@ void app_settle(struct app *a)
 		bound_draining(a);
 	}
 	drained_check(a);
+	probation_check(a);
 	if (a->serving) {
 		gen_retire_done(a->serving);
 		dispatch_serve(a->dispatch, a->serving->id, a->serving->n_workers);
@@ -956,6 +1070,8 @@ const char *app_reexec_busy(const struct app *a)
 		return "an upgrade --wait-drain waits for a drain";
 	if (a->canary)
 		return "a canary runs: batonctl promote or rollback it first";
+	if (a->probation_gen)
+		return "a generation is on probation";
 	return NULL;
 }
 

@@ -115,6 +115,18 @@ struct app {
 	unsigned canary_of;		  /* the worker count it is a share of */
 	bool starting_canary;		  /* a->starting is to be a canary */
 	sd_event_source *canary_timer;	  /* canary-time: promotes it */
+	/* The configuration and program (O_PATH, -1 if none) of the generation
+	 * replaced last, for batonctl rollback and probation; NULL when nothing
+	 * is pinned (before the first upgrade, after a rollback). */
+	struct app_version *pinned;
+	int pinned_program_fd;
+	unsigned pinned_gen;
+	unsigned probation_gen;	       /* serving on probation (0: none) */
+	uint64_t probation_until_usec; /* CLOCK_MONOTONIC */
+	unsigned probation_restarts;   /* its workers' restarts since it took over */
+	bool revert_requested;	       /* the next upgrade starts from the pinned one */
+	unsigned revert_gen;	       /* the generation such an upgrade started */
+	char revert_reason[200];
 	struct app_waiter *waiters;	  /* of the upgrade in progress */
 	struct app_waiter *next_waiters;  /* of the upgrade queued behind it */
 	struct app_waiter *drain_waiters; /* --wait-drain: upgrades done, older ones draining */
@@ -157,6 +169,10 @@ int app_scale(struct app *a, unsigned n);
  * in @text, or -ESRCH (no canary) with the reason. */
 int app_promote(struct app *a, char *text, size_t len);
 int app_rollback(struct app *a, char *text, size_t len);
+/* batonctl rollback without a canary: a new generation from the pinned
+ * configuration and program, as an upgrade (readiness, then the current one
+ * drains); @w (may be NULL) is told the outcome, ESRCH when nothing is pinned. */
+void app_revert(struct app *a, struct app_waiter *w);
 /* Drain every generation; app_is_stopped once nothing is left. */
 void app_stop(struct app *a);
 bool app_is_stopped(const struct app *a);

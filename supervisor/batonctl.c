@@ -72,7 +72,9 @@ static const struct command commands[] = {
      false, false, true, false},
     {"rollback", MSG_CTL_ROLLBACK, "APP", 1, 1,
      "APP's canary generation drains; the generation it ran beside takes every\n"
-     "new connection again.\n",
+     "new connection again. Without a canary: start a new generation from the\n"
+     "program and configuration of the one replaced last, and wait until it is\n"
+     "ready.\n",
      false, false, true, false},
     {"reload", MSG_CTL_RELOAD, "", 0, 0,
      "Read the configuration again and apply what changed: apps whose processes\n"
@@ -106,7 +108,8 @@ static void usage(FILE *f)
 		   "  upgrade           after a deploy: read the configuration again, apply it,\n"
 		   "                    and start a new generation of every app\n"
 		   "  promote APP       APP's canary serves, with every worker\n"
-		   "  rollback APP      APP's canary drains\n"
+		   "  rollback APP      APP's canary drains; without one, back to the program\n"
+		   "                    and configuration of the generation replaced last\n"
 		   "  reload            read the configuration again and apply what changed:\n"
 		   "                    apps whose processes start differently upgrade, the\n"
 		   "                    rest applies in place; errors change nothing\n"

@@ -52,6 +52,9 @@ struct app_cfg {
 	 * generation (0: none), promoted by batonctl promote or after canary_usec. */
 	unsigned canary;
 	uint64_t canary_usec; /* 0: until batonctl promote or rollback */
+	/* After a generation takes over, the one it replaced stays pinned this
+	 * long: restarts of the new one revert to it (0: no probation). */
+	uint64_t probation_usec;
 	int stop_signal;
 	enum kill_mode kill_mode;
 	char **environment; /* NULL-terminated "K=V" */

@@ -397,19 +397,12 @@ static struct app *named_app(struct ctl_conn *c, const struct proto_msg *m)
 	return NULL;
 }
 
-static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
+/* A waiter whose outcome answers @m, or NULL with the reason answered. */
+static struct app_waiter *answer_waiter(struct ctl_conn *c, const struct proto_msg *m)
 {
-	struct daemon *d = c->ctl->d;
-	if (m->hdr.payload_bytes == 0) {
-		handle_reload(c, m, true);
-		return;
-	}
-	struct app *only = named_app(c, m);
-	if (!only)
-		return;
-	if (d->stopping) {
+	if (c->ctl->d->stopping) {
 		conn_reply(c, m->hdr.request_id, ESHUTDOWN, "batond is stopping");
-		return;
+		return NULL;
 	}
 	struct ctl_req *req = req_new(c, m, 1);
 	struct app_waiter *w = req ? reload_waiter(req) : NULL;
@@ -419,17 +412,37 @@ static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
 			free(req);
 		}
 		conn_reply(c, m->hdr.request_id, ENOMEM, "out of memory");
-		return;
 	}
-	app_upgrade(only, w);
+	return w;
 }
 
-/* promote APP, rollback APP: what becomes of its canary. */
+static void handle_upgrade(struct ctl_conn *c, const struct proto_msg *m)
+{
+	if (m->hdr.payload_bytes == 0) {
+		handle_reload(c, m, true);
+		return;
+	}
+	struct app *only = named_app(c, m);
+	if (!only)
+		return;
+	struct app_waiter *w = answer_waiter(c, m);
+	if (w)
+		app_upgrade(only, w);
+}
+
+/* promote APP, rollback APP: what becomes of its canary; without one,
+ * rollback starts the pinned generation again, answered as an upgrade. */
 static void handle_canary(struct ctl_conn *c, const struct proto_msg *m)
 {
 	struct app *a = named_app(c, m);
 	if (!a)
 		return;
+	if (m->hdr.type == MSG_CTL_ROLLBACK && !a->canary) {
+		struct app_waiter *w = answer_waiter(c, m);
+		if (w)
+			app_revert(a, w);
+		return;
+	}
 	char text[800];
 	int r = m->hdr.type == MSG_CTL_PROMOTE ? app_promote(a, text, sizeof(text))
 					       : app_rollback(a, text, sizeof(text));

@@ -754,7 +754,8 @@ static void worker_free(struct worker *w)
 	free(w);
 }
 
-int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, struct gen **ret)
+int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, int program_fd,
+	      struct gen **ret)
 {
 	struct gen *g = calloc(1, sizeof(*g));
 	if (!g)
@@ -780,7 +781,8 @@ int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, struct
 	 * after a rollback, a worker of the generation still serving that crashes
 	 * must not come back as the binary that was just refused. If it cannot be
 	 * opened, exec by path reports why. */
-	g->program_fd = open(env->cfg->argv[0], O_PATH | O_CLOEXEC);
+	g->program_fd = program_fd >= 0 ? fcntl(program_fd, F_DUPFD_CLOEXEC, 3)
+					: open(env->cfg->argv[0], O_PATH | O_CLOEXEC);
 	int r = arm_timer(g, env->cfg->ready_timeout_usec, on_gen_timer);
 	if (r < 0) {
 		if (g->program_fd >= 0)

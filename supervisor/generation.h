@@ -132,10 +132,13 @@ struct gen {
 	struct cgroup *cgroup;	  /* app-NAME/gen-ID, NULL without cgroups */
 };
 
-/* Creates generation @id and spawns its workers. Returns 0, or a negative
- * errno with *ret untouched if nothing could be started. A worker that cannot
- * be spawned marks the generation failed (reported through changed). */
-int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, struct gen **ret);
+/* Creates generation @id and spawns its workers, each running @program_fd (an
+ * O_PATH fd of the program, borrowed: a rollback's pinned one) or, when it is
+ * -1, the file env->cfg->argv[0] names now. Returns 0, or a negative errno
+ * with *ret untouched if nothing could be started. A worker that cannot be
+ * spawned marks the generation failed (reported through changed). */
+int gen_start(const struct gen_env *env, unsigned id, unsigned n_workers, int program_fd,
+	      struct gen **ret);
 /* A serving generation runs @n workers from now on: new ones are started
  * (each with ready-timeout), the highest indexes drain and go. -EBUSY unless
  * it serves. */

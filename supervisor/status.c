@@ -280,6 +280,10 @@ static struct json_object *json_app(const struct daemon *d, const struct app *a)
 		  add_uint(o, "scaled_to", a->scale) &&
 		  add_bool(o, "upgrade_running", a->upgrade_running) &&
 		  add(o, "last_outcome", json_text(a->counters.last_outcome));
+	double probation_s = a->probation_gen ? seconds_until(d, a->probation_until_usec) : 0;
+	ok = ok && add_uint(o, "pinned", a->pinned_gen) &&
+	     add_uint(o, "probation", a->probation_gen) &&
+	     add(o, "probation_s", json_seconds(probation_s));
 	for (size_t k = 0; ok && k < a->n_gens; k++)
 		ok = append(gens, json_generation(d, a, a->gens[k]));
 	if (ok && add(o, "generations", gens))
@@ -380,6 +384,11 @@ static void render_text(const struct daemon *d, FILE *f)
 		if (a->canary)
 			fprintf(f, ", generation %u a canary (%u of %u workers)", a->canary->id,
 				a->canary->n_workers, a->canary_of);
+		if (a->probation_gen)
+			fprintf(f, ", on probation for %.1f s more",
+				seconds_until(d, a->probation_until_usec));
+		if (a->pinned_gen)
+			fprintf(f, ", generation %u pinned for rollback", a->pinned_gen);
 		fprintf(f, "; %u upgrade%s, %u rolled back, %u restart%s%s\n", a->counters.upgrades,
 			a->counters.upgrades == 1 ? "" : "s", a->counters.rollbacks,
 			a->counters.restarts, a->counters.restarts == 1 ? "" : "s",

@@ -466,6 +466,72 @@ static void environment_of_the_config_wins_over_batonds_own(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* probation = 30: a new build that crashes soon after READY=1 (a script that
+ * runs testsrv --crash-after-ms 300) restarts 3 times within its probation,
+ * and batond goes back to generation 1's binary (the file the path named then,
+ * since replaced) and configuration. No request is refused meanwhile: the
+ * listener stays open while workers crash. */
+static void a_build_that_crash_loops_on_probation_is_rolled_back_to_the_pinned_binary(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char bin[400];
+	snprintf(bin, sizeof(bin), "%s/app", b.dir);
+	copy_file(TESTSRV_PATH, bin);
+	batond_write_config(&b,
+			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			    "app web {\n  exec = { \"@DIR@/app\" }\n  listeners = { \"http\" }\n"
+			    "  workers = 2\n  probation = 30\n}\n");
+	batond_start(&b);
+	wait_ready(&b, 2);
+	char lg_out[400], out[2048];
+	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
+	pid_t lg = loadgen_start(&b, 4, LOADGEN_CEILING_MS, lg_out);
+	write_app(&b, "--crash-after-ms 300");
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_output(out, "web: generation 2 ready in ");
+	if (!batond_wait_log(&b,
+			     "web: generation 2 restarted 3 times within its probation of 30 s: "
+			     "rolling back to generation 1's program and configuration",
+			     30000) ||
+	    !batond_wait_log(&b, "web: generation 3 ready in ", 30000)) {
+		batond_dump_log(&b);
+		fail_msg("no rollback");
+	}
+	assert_serves_generation(&b, 3);
+	/* Generation 3 runs the file generation 1 ran, no longer at that path. */
+	pid_t pid;
+	assert_int_equal(worker_pids(&b, "ready", &pid, 1), 1);
+	char exe[64], target[512], want[512];
+	snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+	ssize_t n = readlink(exe, target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = 0;
+	snprintf(want, sizeof(want), "%s (deleted)", bin);
+	assert_string_equal(target, want);
+	/* The reason, in status and the log. */
+	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
+	assert_output(out, "last upgrade: web: rolled back (generation 2 restarted 3 times "
+			   "within its probation of 30 s): generation 3 ready in ");
+	assert_int_equal(app_status(&b, "web", "rollbacks"), 1);
+	assert_int_equal(app_status(&b, "web", "pinned"), 0);
+	long ok, failed;
+	loadgen_stop(lg, lg_out, &ok, &failed);
+	assert_true(ok > 0);
+	FILE *f = fopen(lg_out, "re");
+	char line[2048];
+	long refused = -1;
+	while (f && fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, " refused=");
+		if (strncmp(line, "loadgen: ", 9) == 0 && p)
+			refused = atol(p + 9);
+	}
+	if (f)
+		fclose(f);
+	assert_int_equal(refused, 0);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -480,6 +546,7 @@ int main(void)
 	    harness_test(drain_timeout_kills_what_a_wrapper_left_behind),
 	    harness_test(crashed_worker_is_restarted_and_the_listener_stays_open),
 	    harness_test(after_a_rollback_a_restarted_worker_runs_the_binary_it_started_with),
+	    harness_test(a_build_that_crash_loops_on_probation_is_rolled_back_to_the_pinned_binary),
 	    harness_test(a_restarted_worker_that_is_never_ready_is_killed_after_ready_timeout),
 	    harness_test(environment_of_the_config_wins_over_batonds_own),
 	};

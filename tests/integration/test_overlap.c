@@ -224,7 +224,8 @@ static void wait_gone(const struct batond *b, int id)
 /* With 4 workers and canary = 1, the canary generation takes a quarter of the
  * new connections beside the serving one (dispatch places them); promoted, it
  * takes them all and the old generation drains; the next canary, rolled back,
- * drains and leaves the promoted one serving. No request fails meanwhile. */
+ * drains and leaves the promoted one serving; rollback without a canary starts
+ * the generation promotion replaced again. No request fails meanwhile. */
 static void a_canary_takes_its_share_then_promote_and_rollback_lose_no_request(void **state)
 {
 	struct batond b;
@@ -277,13 +278,20 @@ static void a_canary_takes_its_share_then_promote_and_rollback_lose_no_request(v
 		assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
 		assert_non_null(strstr(body, "generation 2 "));
 	}
+	/* Without a canary, rollback goes back to the generation promotion
+	 * replaced (its program and configuration), then has nothing left. */
+	assert_int_equal(app_status(&b, "web", "pinned"), 1);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "rollback", "web", NULL), 0);
+	assert_non_null(strstr(out, "web: rolled back (batonctl rollback): generation 4 ready in "));
+	assert_int_equal(app_status(&b, "web", "serving"), 4);
 	assert_int_equal(batonctl(&b, out, sizeof(out), "rollback", "web", NULL), 1);
-	assert_non_null(strstr(out, "web: no canary to roll back"));
+	assert_non_null(
+	    strstr(out, "web: nothing to roll back to: no canary, and no generation is pinned"));
 	long ok, failed;
 	assert_int_equal(loadgen_stop(lg, lg_out, &ok, &failed), 0);
 	assert_int_equal(failed, 0);
 	assert_int_equal(app_status(&b, "web", "upgrades"), 1);
-	assert_int_equal(app_status(&b, "web", "rollbacks"), 1);
+	assert_int_equal(app_status(&b, "web", "rollbacks"), 2);
 	assert_int_equal(batond_stop(&b), 0);
 }
 

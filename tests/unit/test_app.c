@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -906,6 +907,72 @@ static void a_canary_takes_its_share_until_promoted_or_rolled_back(void **state)
 	assert_int_equal(t.a->counters.rollbacks, 1);
 }
 
+static void a_generation_that_restarts_3_times_on_probation_is_rolled_back(void **state)
+{
+	t.app_cfg.probation_usec = 30000 * MS;
+	start_serving();
+	struct waiter_result r = {0};
+	upgrade(&r);
+	newest_ready();
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(t.a->pinned_gen, 1);
+	assert_int_equal(t.a->probation_gen, 2);
+	/* Generation 2 crashes three times within its probation. */
+	for (int i = 0; i < 3; i++)
+		crash_and_restart_delay_ms();
+	assert_true(run_until(starting_is, (void *)3));
+	assert_int_equal(t.a->starting->program_fd >= 0, 1);
+	newest_ready();
+	assert_true(run_until(serving_is, (void *)3));
+	assert_non_null(strstr(t.a->counters.last_outcome,
+			       "web: rolled back (generation 2 restarted 3 times within its "
+			       "probation of 30 s): generation 3 ready in "));
+	assert_non_null(strstr(t.a->counters.last_outcome, "; generation 2 draining"));
+	assert_int_equal(t.a->counters.rollbacks, 1);
+	/* Nothing is pinned after a rollback, nor on probation. */
+	assert_int_equal(t.a->pinned_gen, 0);
+	assert_int_equal(t.a->probation_gen, 0);
+	struct waiter_result again = {0};
+	struct app_waiter *w = calloc(1, sizeof(*w));
+	w->done = on_done;
+	w->userdata = &again;
+	app_revert(t.a, w);
+	assert_true(again.done);
+	assert_int_equal(again.code, ESRCH);
+	assert_string_equal(again.text,
+			    "web: nothing to roll back to: no canary, and no generation is pinned");
+}
+
+static void rollback_starts_the_pinned_generation_again(void **state)
+{
+	start_serving();
+	struct waiter_result r = {0};
+	upgrade(&r);
+	newest_ready();
+	assert_true(run_until(waiter_done, &r));
+	assert_int_equal(t.a->pinned_gen, 1);
+	assert_int_equal(t.a->probation_gen, 0); /* probation = 0 */
+	struct waiter_result back = {0};
+	struct app_waiter *w = calloc(1, sizeof(*w));
+	w->done = on_done;
+	w->userdata = &back;
+	app_revert(t.a, w);
+	assert_int_equal(t.a->starting->id, 3);
+	/* It runs generation 1's program (its O_PATH), whatever the path names now. */
+	struct stat st3, st1;
+	assert_int_equal(fstat(t.a->starting->program_fd, &st3), 0);
+	assert_int_equal(fstat(t.a->pinned_program_fd, &st1), 0);
+	assert_int_equal(st3.st_ino, st1.st_ino);
+	newest_ready();
+	assert_true(run_until(waiter_done, &back));
+	assert_int_equal(back.code, 0);
+	assert_non_null(strstr(back.text, "web: rolled back (batonctl rollback): generation 3 "
+					  "ready in "));
+	assert_int_equal(t.a->serving->id, 3);
+	assert_int_equal(t.a->counters.upgrades, 1);
+	assert_int_equal(t.a->counters.rollbacks, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -917,6 +984,8 @@ int main(void)
 	    T(beyond_max_draining_the_oldest_is_finished_early),
 	    T(with_overlap_the_old_generation_serves_on_then_drains),
 	    T(a_canary_takes_its_share_until_promoted_or_rolled_back),
+	    T(a_generation_that_restarts_3_times_on_probation_is_rolled_back),
+	    T(rollback_starts_the_pinned_generation_again),
 	    T(a_crashing_worker_restarts_after_100_200_400_ms_and_100_again_once_stable),
 	    T(a_worker_ready_after_its_generation_failed_never_serves),
 	    T(least_loaded_sends_to_the_worker_with_fewest_open_connections),

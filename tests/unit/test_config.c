@@ -160,6 +160,7 @@ static void omitted_options_take_their_defaults(void **state)
 	assert_int_equal(app->max_draining, 4);
 	assert_int_equal(app->canary, 0);
 	assert_int_equal(app->canary_usec, 0);
+	assert_int_equal(app->probation_usec, 0);
 	config_free(cfg);
 }
 
@@ -207,6 +208,7 @@ static void every_option_is_read(void **state)
 		 "  max-draining = 1\n"
 		 "  canary = 1\n"
 		 "  canary-time = 60\n"
+		 "  probation = 45\n"
 		 "}\n",
 		 group, owner);
 	cfg = load_ok(text);
@@ -240,6 +242,7 @@ static void every_option_is_read(void **state)
 	assert_int_equal(app->max_draining, 1);
 	assert_int_equal(app->canary, 1);
 	assert_int_equal(app->canary_usec, 60000000);
+	assert_int_equal(app->probation_usec, 45000000);
 	assert_int_equal(app->drain_timeout_usec, 0);
 	assert_int_equal(app->stop_signal, SIGQUIT);
 	assert_int_equal(app->kill_mode, KILL_GROUP);
