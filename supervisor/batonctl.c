@@ -42,6 +42,11 @@ static const char *timeout_text; /* --timeout as given; NULL: wait as long as it
 static long long timeout_ms;
 static long long deadline_ms; /* CLOCK_MONOTONIC */
 static bool wait_drain;	      /* upgrade --wait-drain */
+/* On a terminal, an upgrade or reload shows its progress (progress_poll). */
+static bool progress;
+#define PROGRESS_POLL_MS 100
+
+static void progress_poll(bool announce);
 
 struct command {
 	const char *name;
@@ -92,7 +97,8 @@ static const struct command commands[] = {
      "  --binary PATH   the program to run (default: the one batond started as)\n",
      false, false, true, true},
     {"metrics", MSG_CTL_METRICS, "", 0, 0,
-     "batond's metrics in the Prometheus text format, as GET /metrics.\n", false, false, false, false},
+     "batond's metrics in the Prometheus text format, as GET /metrics.\n", false, false, false,
+     false},
     {"stop", MSG_CTL_STOP, "", 0, 0,
      "Drain every app and stop batond; returns once it has stopped.\n", false, false, true, false},
 };
@@ -318,11 +324,17 @@ static int receive(const struct command *cmd, int fd, struct proto_msg *m)
 {
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int n = poll(&p, 1, ms_left(cmd));
+		int left = ms_left(cmd);
+		bool poll_progress = progress;
+		if (poll_progress && (left < 0 || left > PROGRESS_POLL_MS))
+			left = PROGRESS_POLL_MS;
+		int n = poll(&p, 1, left);
 		if (n < 0 && errno != EINTR) {
 			fprintf(stderr, "batonctl: poll: %s\n", strerror(errno));
 			exit(EXIT_FAILED);
 		}
+		if (n == 0 && poll_progress)
+			progress_poll(true);
 		if (n <= 0)
 			continue; /* the deadline is checked above */
 		int r = proto_recv(fd, ROLE_CONTROL_CLIENT, m);
@@ -354,6 +366,32 @@ static void receive_or_die(const struct command *cmd, int fd, struct proto_msg *
 	}
 }
 
+/* Adds the CTL_REPLY frame @m to *@text (NUL-terminated, *@len bytes);
+ * @first: the reply's first frame, which sets *@code. Returns 1 when more
+ * frames follow, 0 after the last, -EBADMSG for anything but a frame of this
+ * reply, -EFBIG beyond PROTO_REPLY_MAX_BYTES, -ENOMEM. */
+static int frame_append(const struct proto_msg *m, bool first, char **text, size_t *len,
+			int32_t *code)
+{
+	int32_t frame_code;
+	const char *frame_text;
+	if (m->hdr.type != MSG_CTL_REPLY || proto_parse_status(m, &frame_code, &frame_text) < 0 ||
+	    (!first && frame_code != *code))
+		return -EBADMSG;
+	*code = frame_code;
+	size_t n = m->hdr.payload_bytes - 4;
+	if (n > PROTO_REPLY_MAX_BYTES - *len)
+		return -EFBIG;
+	char *grown = realloc(*text, *len + n + 1);
+	if (!grown)
+		return -ENOMEM;
+	memcpy(grown + *len, frame_text, n);
+	*len += n;
+	grown[*len] = 0;
+	*text = grown;
+	return m->hdr.flags & CTL_MORE ? 1 : 0;
+}
+
 /* The answer, reassembled from its CTL_REPLY frames: batonctl exits rather
  * than hand on less than all of it. */
 static char *receive_reply(const struct command *cmd, int fd, struct proto_msg *m,
@@ -375,33 +413,23 @@ static char *receive_reply(const struct command *cmd, int fd, struct proto_msg *
 					len);
 			exit(EXIT_FAILED);
 		}
-		int32_t frame_code;
-		const char *frame_text;
-		if (m->hdr.type != MSG_CTL_REPLY ||
-		    proto_parse_status(m, &frame_code, &frame_text) < 0 ||
-		    (!first && frame_code != code)) {
+		int r = frame_append(m, first, &text, &len, &code);
+		if (r == -EBADMSG) {
 			fprintf(stderr, "batonctl: unexpected answer from batond\n");
 			exit(EXIT_FAILED);
 		}
-		code = frame_code;
-		size_t n = m->hdr.payload_bytes - 4;
-		if (n > PROTO_REPLY_MAX_BYTES - len) {
+		if (r == -EFBIG) {
 			fprintf(stderr, "batonctl: batond's answer is larger than %d bytes\n",
 				PROTO_REPLY_MAX_BYTES);
 			exit(EXIT_FAILED);
 		}
-		char *grown = realloc(text, len + n + 1);
-		if (!grown) {
+		if (r < 0) {
 			fprintf(stderr, "batonctl: out of memory\n");
 			exit(EXIT_FAILED);
 		}
-		text = grown;
-		memcpy(text + len, frame_text, n);
-		len += n;
-		if (!(m->hdr.flags & CTL_MORE))
+		if (r == 0)
 			break;
 	}
-	text[len] = 0;
 	*ret_code = code;
 	*ret_len = len;
 	return text;
@@ -453,6 +481,180 @@ static const char *request_payload(const struct command *c, char **args, bool js
 	}
 }
 
+/* ---- Progress on a terminal ----
+ * batond answers an upgrade once, when it is over. Meanwhile batonctl asks
+ * for the status on a second connection every PROGRESS_POLL_MS and prints
+ * what changed: a generation starting, its workers getting ready, the one it
+ * replaces draining, and gone. The text status is read (batonctl links no
+ * JSON library); its lines "app NAME: ...", "  generation N: ROLE, ..." and
+ * "    worker I: pid P, STATE" are status.c's. */
+
+#define PROGRESS_GENS_MAX 256
+
+struct gen_seen {
+	char app[PROTO_NAME_MAX + 1];
+	unsigned id;
+	char role[16];
+	unsigned workers, ready;
+	bool present; /* in the last status */
+};
+static struct gen_seen seen[PROGRESS_GENS_MAX];
+static size_t n_seen;
+
+static struct gen_seen *gen_seen_find(const char *app, unsigned id)
+{
+	for (size_t i = 0; i < n_seen; i++)
+		if (seen[i].id == id && strcmp(seen[i].app, app) == 0)
+			return &seen[i];
+	return NULL;
+}
+
+static void __attribute__((format(printf, 1, 2))) progress_say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* What changed for @now since @was (NULL: a generation not seen before). */
+static void progress_generation(const struct gen_seen *now, struct gen_seen *was)
+{
+	const char *app = now->app;
+	if (!was) {
+		if (strcmp(now->role, "starting") == 0)
+			progress_say("%s: generation %u starting %u worker%s...", app, now->id,
+				     now->workers, now->workers == 1 ? "" : "s");
+		return;
+	}
+	if (strcmp(now->role, was->role) != 0) {
+		if (strcmp(now->role, "serving") == 0)
+			progress_say("%s: generation %u ready", app, now->id);
+		else if (strcmp(now->role, "overlapping") == 0)
+			progress_say("%s: generation %u serves on for its overlap", app, now->id);
+		else if (strcmp(now->role, "draining") == 0)
+			progress_say("%s: draining generation %u...", app, now->id);
+		else if (strcmp(now->role, "finishing") == 0)
+			progress_say("%s: generation %u finished early (max-draining)", app,
+				     now->id);
+	} else if (strcmp(now->role, "starting") == 0 && now->ready != was->ready &&
+		   now->ready < now->workers) {
+		progress_say("%s: generation %u: %u of %u workers ready", app, now->id, now->ready,
+			     now->workers);
+	}
+}
+
+/* Reads one status text; with @announce, says what changed since the last:
+ * newest generation first, so that "ready" comes before what it replaces. */
+static void progress_read(const char *text, bool announce)
+{
+	static struct gen_seen now[PROGRESS_GENS_MAX];
+	size_t n_now = 0;
+	char app[PROTO_NAME_MAX + 1] = "";
+	for (const char *line = text; *line;) {
+		unsigned id, index;
+		int pid;
+		char word[16];
+		if (sscanf(line, "app %64[A-Za-z0-9_.-]:", app) == 1) {
+			/* its generations follow */
+		} else if (app[0] && n_now < PROGRESS_GENS_MAX &&
+			   sscanf(line, "  generation %u: %15[a-z],", &id, word) == 2) {
+			struct gen_seen *g = &now[n_now++];
+			*g = (struct gen_seen){.id = id, .present = true};
+			snprintf(g->app, sizeof(g->app), "%s", app);
+			snprintf(g->role, sizeof(g->role), "%s", word);
+		} else if (n_now > 0 && sscanf(line, "    worker %u: pid %d, %15[a-z]", &index,
+					       &pid, word) == 3) {
+			now[n_now - 1].workers++;
+			now[n_now - 1].ready += strcmp(word, "ready") == 0;
+		}
+		line += strcspn(line, "\n");
+		line += *line == '\n';
+	}
+	for (size_t i = 0; i < n_seen; i++)
+		seen[i].present = false;
+	for (size_t i = n_now; i-- > 0;) {
+		struct gen_seen *was = gen_seen_find(now[i].app, now[i].id);
+		if (announce)
+			progress_generation(&now[i], was);
+		if (was)
+			*was = now[i];
+		else if (n_seen < PROGRESS_GENS_MAX)
+			seen[n_seen++] = now[i];
+	}
+	/* Generations gone since the last status. */
+	for (size_t i = 0; i < n_seen;) {
+		if (seen[i].present) {
+			i++;
+			continue;
+		}
+		if (announce)
+			progress_say("%s: generation %u %s", seen[i].app, seen[i].id,
+				     strcmp(seen[i].role, "starting") == 0 ? "stopped" : "drained");
+		seen[i] = seen[--n_seen];
+	}
+}
+
+/* The text status on a connection of its own, or NULL: progress is shown as
+ * far as it can be, and never fails the command (a batond that is busy, or
+ * slow to answer for a second, only leaves a gap in it). */
+static char *status_text(void)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", socket_path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	struct proto_msg *m = malloc(sizeof(*m));
+	struct timeval tv = {.tv_sec = 1}; /* connect() to a full backlog */
+	char *text = NULL;
+	size_t len = 0;
+	int32_t code = 0;
+	if (fd < 0 || !m || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    proto_send(fd, MSG_HELLO, 0, 1, "batonctl", 8, NULL, 0) < 0 ||
+	    proto_send(fd, MSG_CTL_STATUS, CTL_FRAMES, 1, NULL, 0, NULL, 0) < 0)
+		goto fail;
+	long long give_up_ms = monotonic_ms() + 1000;
+	for (bool first = true;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		long long left = give_up_ms - monotonic_ms();
+		if (left <= 0 || (poll(&p, 1, (int)left) < 0 && errno != EINTR))
+			goto fail;
+		int r = proto_recv(fd, ROLE_CONTROL_CLIENT, m);
+		if (r == -EINTR || r == -EAGAIN)
+			continue;
+		if (r <= 0)
+			goto fail; /* closed, or bad */
+		if (m->hdr.type == MSG_HELLO)
+			continue;
+		r = frame_append(m, first, &text, &len, &code);
+		first = false;
+		if (r < 0 || (r == 0 && code != 0))
+			goto fail;
+		if (r == 0)
+			break;
+	}
+	close(fd);
+	free(m);
+	return text;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(m);
+	free(text);
+	return NULL;
+}
+
+/* One status from batond, read as above. */
+static void progress_poll(bool announce)
+{
+	char *text = status_text();
+	if (text)
+		progress_read(text, announce);
+	free(text);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -496,6 +698,12 @@ int main(int argc, char **argv)
 	uint16_t flags;
 	const char *payload = request_payload(cmd, args, json, check, &flags);
 	deadline_ms = monotonic_ms() + timeout_ms;
+	/* On a terminal only: a script gets the one final line. */
+	if ((cmd->type == MSG_CTL_UPGRADE || cmd->type == MSG_CTL_RELOAD) &&
+	    isatty(STDOUT_FILENO)) {
+		progress = true;
+		progress_poll(false); /* what there is before */
+	}
 	int fd = connect_batond(cmd);
 	struct proto_msg *m = malloc(sizeof(*m));
 	if (!m) {
@@ -518,6 +726,8 @@ int main(int argc, char **argv)
 	char *text = receive_reply(cmd, fd, m, &code, &len);
 	close(fd);
 	free(m);
+	if (progress)
+		progress_poll(true); /* what happened since the last look */
 	/* An app serves nothing: the status all the same, on stdout. */
 	bool not_serving = cmd->type == MSG_CTL_STATUS && code == ESRCH;
 	FILE *out = code && !not_serving ? stderr : stdout;
