@@ -616,6 +616,14 @@ static int on_canary_timer(sd_event_source *s, uint64_t usec, void *userdata)
 	return 0;
 }
 
+/* The canary is one no longer (promoted, rolled back or gone). */
+static void canary_end(struct app *a)
+{
+	a->canary = NULL;
+	a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
+	dispatch_canary(a->dispatch, 0, 0, 0, 1);
+}
+
 /* @g, started with `canary` workers, takes their share of new connections
  * beside the serving generation. */
 static void become_canary(struct app *a, struct gen *g)
@@ -738,11 +746,8 @@ static void gen_gone(struct app *a, struct gen *g)
 	}
 	if (a->starting == g)
 		a->starting = NULL;
-	if (a->canary == g) {
-		a->canary = NULL;
-		a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
-		dispatch_canary(a->dispatch, 0, 0, 0, 1);
-	}
+	if (a->canary == g)
+		canary_end(a);
 	if (g->finishing) {
 		unsigned parked = g->parks - g->parks_at_finish;
 		log_warn("%s: generation %u, finished early, is gone: %u connection%s parked to "
@@ -879,9 +884,7 @@ int app_promote(struct app *a, char *text, size_t len)
 		snprintf(text, len, "%s: no canary to promote", a->cfg->name);
 		return -ESRCH;
 	}
-	a->canary = NULL;
-	a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
-	dispatch_canary(a->dispatch, 0, 0, 0, 1);
+	canary_end(a);
 	unsigned was = g->n_workers;
 	char what[160];
 	take_over(a, g, what, sizeof(what));
@@ -901,9 +904,7 @@ int app_rollback(struct app *a, char *text, size_t len)
 		snprintf(text, len, "%s: no canary to roll back", a->cfg->name);
 		return -ESRCH;
 	}
-	a->canary = NULL;
-	a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
-	dispatch_canary(a->dispatch, 0, 0, 0, 1);
+	canary_end(a);
 	gen_drain(g);
 	bool reload = version_of(g) == a->next_version;
 	if (reload) {

@@ -250,12 +250,18 @@ static void on_done(void *userdata, int code, const char *text)
 	snprintf(r->text, sizeof(r->text), "%s", text);
 }
 
-static void upgrade(struct waiter_result *r)
+/* A waiter that fills @r. */
+static struct app_waiter *waiter(struct waiter_result *r)
 {
 	struct app_waiter *w = calloc(1, sizeof(*w));
 	w->done = on_done;
 	w->userdata = r;
-	app_upgrade(t.a, w);
+	return w;
+}
+
+static void upgrade(struct waiter_result *r)
+{
+	app_upgrade(t.a, waiter(r));
 }
 
 /* Says READY=1 for every worker of the newest generation that has a process. */
@@ -674,11 +680,17 @@ static void a_draining_worker_parks_at_most_hold_max_connections(void **state)
 	assert_true(run_until(waiter_done, &r));
 }
 
+/* An upgrade whose generation says READY=1 at once: until its outcome. */
+static void upgrade_until_done(struct waiter_result *r)
+{
+	upgrade(r);
+	newest_ready();
+	assert_true(run_until(waiter_done, r));
+}
+
 static void upgrade_waiting_drain(struct waiter_result *r)
 {
-	struct app_waiter *w = calloc(1, sizeof(*w));
-	w->done = on_done;
-	w->userdata = r;
+	struct app_waiter *w = waiter(r);
 	w->wait_drain = true;
 	app_upgrade(t.a, w);
 }
@@ -791,9 +803,7 @@ static void with_overlap_the_old_generation_serves_on_then_drains(void **state)
 	t.app_cfg.overlap_usec = 100 * MS;
 	start_serving();
 	struct waiter_result r = {0};
-	upgrade(&r);
-	newest_ready();
-	assert_true(run_until(waiter_done, &r));
+	upgrade_until_done(&r);
 	assert_int_equal(r.code, 0);
 	assert_non_null(
 	    strstr(r.text, "; generation 1 serves on for 0.1 s (overlap), then drains"));
@@ -912,9 +922,7 @@ static void a_generation_that_restarts_3_times_on_probation_is_rolled_back(void 
 	t.app_cfg.probation_usec = 30000 * MS;
 	start_serving();
 	struct waiter_result r = {0};
-	upgrade(&r);
-	newest_ready();
-	assert_true(run_until(waiter_done, &r));
+	upgrade_until_done(&r);
 	assert_int_equal(t.a->pinned_gen, 1);
 	assert_int_equal(t.a->probation_gen, 2);
 	/* Generation 2 crashes three times within its probation. */
@@ -933,10 +941,7 @@ static void a_generation_that_restarts_3_times_on_probation_is_rolled_back(void 
 	assert_int_equal(t.a->pinned_gen, 0);
 	assert_int_equal(t.a->probation_gen, 0);
 	struct waiter_result again = {0};
-	struct app_waiter *w = calloc(1, sizeof(*w));
-	w->done = on_done;
-	w->userdata = &again;
-	app_revert(t.a, w);
+	app_revert(t.a, waiter(&again));
 	assert_true(again.done);
 	assert_int_equal(again.code, ESRCH);
 	assert_string_equal(again.text,
@@ -947,16 +952,11 @@ static void rollback_starts_the_pinned_generation_again(void **state)
 {
 	start_serving();
 	struct waiter_result r = {0};
-	upgrade(&r);
-	newest_ready();
-	assert_true(run_until(waiter_done, &r));
+	upgrade_until_done(&r);
 	assert_int_equal(t.a->pinned_gen, 1);
 	assert_int_equal(t.a->probation_gen, 0); /* probation = 0 */
 	struct waiter_result back = {0};
-	struct app_waiter *w = calloc(1, sizeof(*w));
-	w->done = on_done;
-	w->userdata = &back;
-	app_revert(t.a, w);
+	app_revert(t.a, waiter(&back));
 	assert_int_equal(t.a->starting->id, 3);
 	/* It runs generation 1's program (its O_PATH), whatever the path names now. */
 	struct stat st3, st1;
