@@ -14,7 +14,8 @@
 #   dispatch   batond, mode = dispatch, `batonctl upgrade`
 # Then dispatch against inherit without upgrades, with 1 and 2 workers (issue 4's
 # throughput comparison), fd passing, and the upgrade latency with long-lived
-# connections on the old generation, serialised against overlapping (issue 15).
+# connections on the old generation, serialised against overlapping (issue 15), and what
+# a batond re-exec costs (bench/reexec.sh, issue 13).
 # Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (240), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (1500), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (4),
 #      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch"),
 #      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run),
@@ -256,6 +257,9 @@ done
 say "fd passing"
 "$bin/fdpass" --ms 200 --rounds 5 >"$tmp/fdpass.out"
 sed 's/^/  /' "$tmp/fdpass.out" >&2
+
+say "batond re-exec (bench/reexec.sh)"
+"$BENCH_ROOT/bench/reexec.sh" "$build" "$tmp/reexec.md"
 
 # run_longlived MODE: LL_UPGRADES upgrades of a line server (tests/apps/parksrv --hold:
 # it serves its open connections on while it drains), each after LL_CONNECTIONS idle
@@ -506,6 +510,7 @@ report=$out/report.md
 		done
 		echo
 	fi
+	cat "$tmp/reexec.md"
 	echo "![throughput per 100 ms](throughput.png)"
 	echo
 	echo "Command: \`make bench\` (bench/run.sh $1). Raw data (loadgen's JSON with the 100 ms"

@@ -103,6 +103,14 @@ static struct json_object *listeners_save(const struct daemon *d, struct reexec_
 	return a;
 }
 
+/* Now, not the loop's cached time: a pause across the exec is measured. */
+static uint64_t monotonic_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
+}
+
 /* The whole state, in a sealed memfd (O_CLOEXEC: the exec clears it); its fds
  * in @s. Returns the memfd or a negative errno. */
 static int state_write(struct daemon *d, const char *path, struct reexec_save *s)
@@ -131,6 +139,7 @@ static int state_write(struct daemon *d, const char *path, struct reexec_save *s
 	rx_set(st, "service", service);
 	rx_set_int(st, "started_usec", (int64_t)d->started_usec);
 	rx_set_int(st, "requested_usec", (int64_t)(d->reexec ? d->reexec->requested_usec : 0));
+	rx_set_int(st, "written_usec", (int64_t)monotonic_usec()); /* just before the exec */
 	rx_set_int(st, "channel_next_id", (int64_t)channel_next_id());
 	/* Last: every module has added its configurations by now. */
 	for (size_t i = 0; i < s->n_configs; i++) {
@@ -696,6 +705,7 @@ int reexec_restore(struct daemon *d, int fd, int prev_fd, const char *fallback_t
 	if (fallback) /* this image is the previous one: it runs as it did */
 		snprintf(program, sizeof(program), "%s", rx_str(st, "previous_path") ?: program);
 	uint64_t requested = (uint64_t)rx_int(st, "requested_usec", 0);
+	uint64_t written = (uint64_t)rx_int(st, "written_usec", 0);
 	int r = st ? restore(d, st, err, sizeof(err)) : -EBADMSG;
 	if (r < 0) {
 		log_err("reexec: %s", err);
@@ -726,14 +736,17 @@ int reexec_restore(struct daemon *d, int fd, int prev_fd, const char *fallback_t
 	close(fd);
 	json_object_put(st);
 	char text[PATH_MAX + 700];
-	uint64_t took = requested ? (daemon_now_usec(d) - requested) / 1000 : 0;
+	uint64_t now = monotonic_usec();
+	uint64_t took = requested ? (now - requested) / 1000 : 0;
+	double paused = written ? (double)(now - written) / 1000.0 : 0;
 	if (fallback)
 		snprintf(text, sizeof(text),
 			 "reexec failed: %s; batond %d went back to %s and serves on unchanged",
 			 fallback_text, (int)getpid(), program);
 	else
-		snprintf(text, sizeof(text), "batond %d now runs %s (batond %s), in %llu ms",
-			 (int)getpid(), program, BATON_VERSION, (unsigned long long)took);
+		snprintf(text, sizeof(text),
+			 "batond %d now runs %s (batond %s), in %llu ms; it paused %.1f ms for the exec",
+			 (int)getpid(), program, BATON_VERSION, (unsigned long long)took, paused);
 	log_info("reexec: %s", text);
 	if (d->service.ready_sent)
 		sd_notify(0, "READY=1");
