@@ -1103,6 +1103,10 @@ struct json_object *app_save(const struct app *a, bool retired, struct reexec_sa
 	rx_set_str(j, "name", a->cfg->name);
 	rx_set_bool(j, "retired", retired);
 	rx_set_int(j, "version", (int64_t)version_index(&vs, &n_vs, a->version, s));
+	/* What batonctl rollback goes back to. */
+	rx_set_int(j, "pinned", a->pinned ? (int64_t)version_index(&vs, &n_vs, a->pinned, s) : -1);
+	rx_set_int(j, "pinned_program_fd", reexec_keep_fd(s, a->pinned_program_fd));
+	rx_set_int(j, "pinned_gen", a->pinned_gen);
 	for (size_t i = 0; i < a->n_gens; i++) {
 		struct json_object *gj = gen_save(a->gens[i], s);
 		rx_set_int(gj, "version",
@@ -1176,12 +1180,21 @@ int app_restore(const struct app_env *env, const struct reexec_load *ld, struct 
 	if (!a || !vs || !(a->gens = calloc(n_gens ? n_gens : 1, sizeof(*a->gens))))
 		return -ENOMEM;
 	a->env = env;
+	a->pinned_program_fd = -1;
 	int r = 0;
 	for (size_t i = 0; i < n_vs && r >= 0; i++)
 		r = version_restore(a, ld, rx_at(j, "versions", i), &vs[i]);
 	if (r < 0 || (r = dispatch_new(env->event, &app_dispatch_ops, a, &a->dispatch)) < 0)
 		return r;
 	use_version(a, version_get(vs[vi]));
+	int64_t pinned = rx_int(j, "pinned", -1);
+	if (pinned >= (int64_t)n_vs)
+		return -EBADMSG;
+	if (pinned >= 0) {
+		a->pinned = version_get(vs[pinned]);
+		a->pinned_program_fd = (int)rx_int(j, "pinned_program_fd", -1);
+		a->pinned_gen = (unsigned)rx_int(j, "pinned_gen", 0);
+	}
 	unsigned serving = (unsigned)rx_int(j, "serving", 0);
 	for (size_t i = 0; i < n_gens; i++) {
 		struct json_object *gj = rx_at(j, "gens", i);

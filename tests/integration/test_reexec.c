@@ -157,30 +157,10 @@ static void a_broken_new_batond_leaves_the_running_one_serving(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
-static int connect_port(int port)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in to = {.sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	struct timeval tv = {.tv_sec = 20};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
-	return fd;
-}
-
 /* One line out, one line back (parksrv's "gen G count N from F"). */
 static void exchange(int fd, char *reply, size_t len)
 {
-	assert_int_equal(write(fd, "x\n", 2), 2);
-	size_t used = 0;
-	while (used < len - 1) {
-		ssize_t n = read(fd, reply + used, 1);
-		assert_true(n == 1);
-		if (reply[used++] == '\n')
-			break;
-	}
-	reply[used] = 0;
+	assert_true(line_exchange(fd, reply, len));
 }
 
 /* Worker @index's pid once it is a ready process other than @not. */
@@ -220,8 +200,12 @@ static void a_parked_connection_with_its_state_survives_a_reexec(void **state)
 	/* Least-loaded: one connection on each worker. */
 	int fd[2];
 	char reply[64], out[2048];
+	/* The answer after the re-exec waits for worker 0's 6.4 s back-off. */
+	struct timeval tv = {.tv_sec = 30};
 	for (int i = 0; i < 2; i++) {
-		fd[i] = connect_port(b.port);
+		fd[i] = tcp_connect(b.port);
+		assert_true(fd[i] >= 0);
+		setsockopt(fd[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		exchange(fd[i], reply, sizeof(reply));
 		assert_string_equal(reply, "gen 1 count 1 from -\n");
 	}
@@ -265,7 +249,7 @@ static void a_generation_draining_during_a_reexec_drains_on(void **state)
 	batond_start(&b);
 	assert_true(wait_workers(&b, "ready", 1, 10000));
 	/* An open connection keeps generation 1's worker draining. */
-	int fd = connect_port(b.port);
+	int fd = tcp_connect(b.port);
 	char out[1024];
 	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
 	assert_true(wait_workers(&b, "draining", 1, 10000));
@@ -275,6 +259,31 @@ static void a_generation_draining_during_a_reexec_drains_on(void **state)
 	close(fd);
 	assert_true(batond_wait_log(&b, "web: generation 1 gone", 20000));
 	assert_true(wait_workers(&b, "draining", 0, 10000));
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* What an upgrade pinned (the generation it replaced) is still there to roll
+ * back to after a re-exec. */
+static void a_reexec_keeps_what_rollback_goes_back_to(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	char out[2048];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL), 0);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reexec", NULL), 0);
+	int rc = batonctl(&b, out, sizeof(out), "rollback", "web", NULL);
+	if (rc != 0) {
+		batond_dump_log(&b);
+		fail_msg("rollback after a re-exec: exit %d: %s", rc, out);
+	}
+	assert_int_equal(app_status(&b, "web", "serving"), 3);
+	assert_true(batond_log_contains(&b, "generation 1"));
 	char body[256];
 	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
 	assert_int_equal(batond_stop(&b), 0);
@@ -303,6 +312,7 @@ int main(void)
 	    harness_test(a_broken_new_batond_leaves_the_running_one_serving),
 	    harness_test(a_parked_connection_with_its_state_survives_a_reexec),
 	    harness_test(a_generation_draining_during_a_reexec_drains_on),
+	    harness_test(a_reexec_keeps_what_rollback_goes_back_to),
 	    harness_test(reexec_refuses_while_an_upgrade_runs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
