@@ -7,6 +7,7 @@
 #include "config.h"
 #include "log.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -373,6 +374,61 @@ static void v2_enable(struct cgroups *cgs)
 	}
 }
 
+/* Removes @dir and the directories below it that are empty, leaves first;
+ * what has processes stays. */
+static void remove_empty_tree(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		char *sub;
+		if (e->d_type != DT_DIR || e->d_name[0] == '.' ||
+		    asprintf(&sub, "%s/%s", dir, e->d_name) < 0)
+			continue;
+		remove_empty_tree(sub);
+		free(sub);
+	}
+	closedir(d);
+	rmdir(dir);
+}
+
+/* What a batond started by hand and killed left under @parent: batond-PID
+ * trees of a pid that is gone and whose supervisor leaf is empty, in cgroup2
+ * and, once gone there, in the v1 hierarchies @v1_parents. Processes it left (its
+ * orphans, which a batond started after it takes the listeners back from)
+ * keep their directories until they are gone. */
+static void remove_stale_bases(const char *parent, char *const v1_parents[N_CTL])
+{
+	DIR *d = opendir(parent);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		int pid;
+		char tail;
+		/* Its pid alive: a batond starting, or another process by now. */
+		if (e->d_type != DT_DIR || sscanf(e->d_name, "batond-%d%c", &pid, &tail) != 1 ||
+		    pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char path[PATH_MAX], text[256];
+		snprintf(path, sizeof(path), "%s/%s/supervisor", parent, e->d_name);
+		if (read_in(path, "cgroup.events", text, sizeof(text)) >= 0 &&
+		    keyed(text, "populated") != 0)
+			continue; /* a batond runs there */
+		snprintf(path, sizeof(path), "%s/%s", parent, e->d_name);
+		remove_empty_tree(path);
+		if (access(path, F_OK) == 0)
+			continue;
+		log_info("cgroups: removed %s, left by a batond that is gone", path);
+		for (int i = 0; i < N_CTL; i++)
+			if (v1_parents[i]) {
+				snprintf(path, sizeof(path), "%s/%s", v1_parents[i], e->d_name);
+				remove_empty_tree(path);
+			}
+	}
+	closedir(d);
+}
+
 /* Where batond's apps go: a directory it already made (re-executed, it is in
  * its leaf "supervisor"), the cgroup systemd delegated, or one it makes under
  * its own cgroup when started by hand. Returns 0, 1 for "none" with the reason
@@ -519,6 +575,15 @@ struct cgroups *cgroups_open(sd_event *event)
 	}
 	describe(cgs);
 	log_info("cgroups: %s", cgs->mode);
+	if (cgs->made_base && cgs->origin) {
+		char *v1_parents[N_CTL] = {0};
+		for (int i = 0; i < N_CTL; i++)
+			if (cgs->v1[i])
+				v1_parents[i] = parent_of(cgs->v1[i]);
+		remove_stale_bases(cgs->origin, v1_parents);
+		for (int i = 0; i < N_CTL; i++)
+			free(v1_parents[i]);
+	}
 	return cgs;
 }
 

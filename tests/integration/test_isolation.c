@@ -510,6 +510,35 @@ static void without_cgroups_workers_are_tracked_by_process_group_and_batond_says
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* A batond killed by hand cannot remove its cgroups: the next one started
+ * there does, once nothing runs in them. */
+static void the_cgroups_of_a_killed_batond_are_removed_by_the_next_one(void **state)
+{
+	struct batond b;
+	start_script_app(&b, "exec %s\n", "");
+	if (skip_without_cgroups(&b)) {
+		assert_int_equal(batond_stop(&b), 0);
+		return;
+	}
+	pid_t worker = app_worker_pid(&b, "web", 0), killed = b.pid;
+	char mnt[1024], own[1024], base[2200], want[2400];
+	cgroup2_mount(mnt, sizeof(mnt));
+	cgroup_of(getpid(), own, sizeof(own));
+	snprintf(base, sizeof(base), "%s%s/batond-%d", mnt, strcmp(own, "/") ? own : "",
+		 (int)killed);
+	batond_kill9(&b);
+	/* Its worker, orphaned to us, goes too. */
+	assert_int_equal(kill(worker, SIGKILL), 0);
+	assert_int_equal(waitpid(worker, NULL, 0), worker);
+	assert_int_equal(access(base, F_OK), 0);
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	assert_int_equal(access(base, F_OK), -1);
+	snprintf(want, sizeof(want), "cgroups: removed %s, left by a batond that is gone", base);
+	assert_true(batond_log_contains(&b, want));
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 /* ---- notify-access ------------------------------------------------------- */
 
 /* App web runs as nobody a script that says READY=1 through systemd-notify, a
@@ -602,6 +631,7 @@ int main(void)
 	    harness_test(a_daemon_a_worker_forked_dies_when_its_generation_drains),
 	    harness_test(a_refused_binary_that_daemonizes_leaves_nothing_serving),
 	    harness_test(without_cgroups_workers_are_tracked_by_process_group_and_batond_says_so),
+	    harness_test(the_cgroups_of_a_killed_batond_are_removed_by_the_next_one),
 	    harness_test(notify_access_all_takes_ready_from_a_helper_in_the_workers_cgroup),
 	    harness_test(notify_access_all_takes_ready_from_a_helper_in_the_workers_process_group),
 	    harness_test(notify_access_main_drops_a_helpers_ready),
