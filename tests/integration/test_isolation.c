@@ -275,30 +275,50 @@ static bool skip_without_cgroups(const struct batond *b)
 	return true;
 }
 
-/* The memory limit of @pid's app: memory.max two levels above its cgroup2 leaf
- * (app-NAME/gen-G/worker-W), or memory.limit_in_bytes above its v1 memory
- * cgroup (app-NAME/gen-G) in a hybrid layout. */
-static unsigned long long app_memory_limit(pid_t pid)
+/* @pid's cgroup v1 path in the hierarchy of controller @ctl ("" if none). */
+static void v1_cgroup_of(pid_t pid, const char *ctl, char *out, size_t len)
+{
+	char path[64], line[1024], want[64];
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	snprintf(want, sizeof(want), ",%s,", ctl);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	out[0] = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *ctls = strchr(line, ':'), *p = ctls ? strchr(ctls + 1, ':') : NULL;
+		if (!p)
+			continue;
+		*p++ = 0;
+		char list[256];
+		snprintf(list, sizeof(list), ",%s,", ctls + 1);
+		if (strstr(list, want)) {
+			p[strcspn(p, "\n")] = 0;
+			snprintf(out, len, "%s", p);
+		}
+	}
+	fclose(f);
+}
+
+/* A limit of @pid's app: @v2_file two levels above its cgroup2 leaf
+ * (app-NAME/gen-G/worker-W), or @v1_file above its cgroup of controller @ctl
+ * (app-NAME/gen-G) in a hybrid layout. */
+static unsigned long long app_limit(pid_t pid, const char *ctl, const char *v2_file,
+				    const char *v1_file)
 {
 	char mnt[1024], leaf[1024], path[3000], text[64];
 	cgroup2_mount(mnt, sizeof(mnt));
 	cgroup_of(pid, leaf, sizeof(leaf));
-	snprintf(path, sizeof(path), "%s%s/../../memory.max", mnt, leaf);
+	snprintf(path, sizeof(path), "%s%s/../../%s", mnt, leaf, v2_file);
 	FILE *f = fopen(path, "re");
 	if (!f) {
 		char v1[1024];
-		proc_line(pid, "cgroup", "4:memory:", v1, sizeof(v1));
-		for (int i = 1; !v1[0] && i < 16; i++) { /* its hierarchy id varies */
-			char key[32];
-			snprintf(key, sizeof(key), "%d:memory:", i);
-			proc_line(pid, "cgroup", key, v1, sizeof(v1));
-		}
+		v1_cgroup_of(pid, ctl, v1, sizeof(v1));
 		assert_true(v1[0] != 0);
-		snprintf(path, sizeof(path), "/sys/fs/cgroup/memory%s/../memory.limit_in_bytes",
-			 v1);
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s%s/../%s", ctl, v1, v1_file);
 		f = fopen(path, "re");
 	}
-	assert_non_null(f);
+	if (!f)
+		fail_msg("%s: %s", path, strerror(errno));
 	assert_non_null(fgets(text, sizeof(text), f));
 	fclose(f);
 	return strtoull(text, NULL, 10);
@@ -325,7 +345,8 @@ static long long gen_member(const struct batond *b, unsigned id, const char *key
 static void every_generation_runs_in_a_cgroup_of_its_own_with_its_apps_limits(void **state)
 {
 	struct batond b;
-	start_as_nobody(&b, "  workers = 2\n  memory-max = 64M\n  tasks-max = 40\n");
+	start_as_nobody(
+	    &b, "  workers = 2\n  memory-max = 64M\n  tasks-max = 40\n  cpu-weight = 250\n");
 	assert_true(wait_workers(&b, "ready", 2, 10000));
 	if (skip_without_cgroups(&b)) {
 		assert_int_equal(batond_stop(&b), 0);
@@ -342,7 +363,13 @@ static void every_generation_runs_in_a_cgroup_of_its_own_with_its_apps_limits(vo
 	/* batond is in a leaf of its own, beside its apps. */
 	cgroup_of(b.pid, cg, sizeof(cg));
 	assert_true(ends_with(cg, "/supervisor"));
-	assert_int_equal(app_memory_limit(app_worker_pid(&b, "web", 0)), 64 * 1024 * 1024);
+	pid_t w0 = app_worker_pid(&b, "web", 0);
+	assert_int_equal(app_limit(w0, "memory", "memory.max", "memory.limit_in_bytes"),
+			 64 * 1024 * 1024);
+	assert_int_equal(app_limit(w0, "pids", "pids.max", "pids.max"), 40);
+	/* cpu.shares is cpu.weight * 1024 / 100 in cgroup v1. */
+	unsigned long long weight = app_limit(w0, "cpu", "cpu.weight", "cpu.shares");
+	assert_true(weight == 250 || weight == 250 * 1024 / 100);
 	/* Status counts what the generation's cgroup holds. */
 	assert_true(gen_member(&b, 1, "memory_bytes") > 0);
 	assert_true(gen_member(&b, 1, "tasks") >= 2);
