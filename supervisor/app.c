@@ -416,6 +416,7 @@ static void upgrade_begin(struct app *a)
 			 "%s: generation %u is a canary: batonctl promote %s, or rollback %s, "
 			 "before the next upgrade",
 			 a->cfg->name, a->canary->id, a->cfg->name, a->cfg->name);
+		log_warn("%s", text);
 		waiters_finish(&a->waiters, EBUSY, text);
 		return;
 	}
@@ -452,7 +453,7 @@ static void upgrade_begin(struct app *a)
 			 a->serving ? "" : " (no generation serving)");
 	int r = start_generation(a, canary, revert);
 	if (r < 0) {
-		if (a->next_version) {
+		if (a->next_version && !revert) {
 			version_put(a->next_version);
 			a->next_version = NULL;
 			a->config_stale = true;

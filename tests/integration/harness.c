@@ -650,6 +650,11 @@ void lingering_killed_line(const struct batond *b, unsigned gen, unsigned worker
 			 gen, worker, (int)pgid);
 }
 
+int pinned_fds(const struct batond *b, const char *app)
+{
+	return app_status(b, app, "pinned") != 0;
+}
+
 long long app_status(const struct batond *b, const char *app, const char *key)
 {
 	struct json_object *st = status_json(b), *v;

@@ -70,6 +70,11 @@ int count_fds_settled(pid_t pid);
 /* count_fds (fds.h) once it equals @want, or after @timeout_ms: batond closes a
  * batonctl connection an instant after batonctl exits, a leak never. */
 int count_fds_when(pid_t pid, int want, int timeout_ms);
+/* The fds batond keeps for app @app's rollback: 1 while a generation is
+ * pinned (the O_PATH of the program the generation replaced last ran, kept
+ * so that batonctl rollback runs that very file), else 0. After upgrades of an
+ * unchanged configuration, batond holds this many more than before them. */
+int pinned_fds(const struct batond *b, const char *app);
 /* `batonctl status --json`, parsed with json-c (the test fails if batonctl
  * does or the output is not JSON). Release with json_object_put. */
 struct json_object *status_json(const struct batond *b);
