@@ -6,7 +6,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo check check-asan bench fuzz install uninstall deb rpm clean
+.PHONY: all deps build demo check check-asan bench bench-scale fuzz install uninstall deb rpm clean
 
 all: build
 
@@ -48,6 +48,11 @@ check-asan:
 
 bench: deps build
 	bench/run.sh $(BUILD)
+
+# Live-connection handoff of 1,000, 10,000 and 100,000 connections (a few minutes):
+# BENCH_SCALE_SIZES, BENCH_SCALE_ROUNDS; docs/benchmarks.md.
+bench-scale: deps build
+	bench/scale.sh $(BUILD)
 
 # Both libFuzzer targets (fuzz_proto, fuzz_config) side by side for FUZZ_SECONDS each,
 # then one line each: how many inputs ran. Needs clang with libFuzzer.

@@ -169,7 +169,7 @@ BATON_API int baton_conn_done(unsigned count);
  * closed and 0 returned; on failure the caller keeps @fd. Errors: -ENXIO without a
  * channel, -EBADF for a bad fd, -EINVAL for a missing or too long name, a tag too
  * long or state_len without state, -EMSGSIZE for more than BATON_STATE_MAX bytes
- * of state, -EAGAIN when the channel is full for over 1 s, -ECONNRESET/-EPIPE when
+ * of state, -EAGAIN when the channel is full for over 5 s, -ECONNRESET/-EPIPE when
  * batond is gone. batond closes a parked connection whose listener the app does
  * not have. */
 BATON_API int baton_park(int fd, const char *listener, const char *tag, const void *state,
@@ -197,9 +197,11 @@ struct baton_park_conn {
  * parked. Returns how many were parked, from the start of @conns (their fds are
  * closed; the rest are still the caller's): @n, or fewer when a message could
  * not be sent after some were (a call with the rest then returns the error:
- * -EAGAIN when the channel is full for over 1 s, -ECONNRESET/-EPIPE when batond
- * is gone, -EBADF for an fd that is not open). Or a negative errno with nothing
- * parked; -ENXIO without a channel; -EINVAL for @n above INT_MAX. */
+ * -EAGAIN when one message waited for room over 5 s, -ECONNRESET/-EPIPE when
+ * batond is gone, -EBADF for an fd that is not open). Or a negative errno with nothing
+ * parked; -ENXIO without a channel; -EINVAL for @n above INT_MAX. It returns
+ * once batond has read every message (at most 5 s after the last went): the
+ * worker may exit at once. */
 BATON_API int baton_park_many(const struct baton_park_conn *conns, size_t n);
 
 #ifdef __cplusplus

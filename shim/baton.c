@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +28,9 @@
 #define LISTEN_FDS_START   3
 #define REQUEST_TIMEOUT_MS 5000 /* baton_listener() waiting for batond */
 #define SEND_TIMEOUT_MS	   1000 /* a full channel: batond is not reading */
+/* A PARK waits longer: batond stops reading parks while it holds what its fds
+ * allow, until the next generation took half of it (docs/protocol.md). */
+#define PARK_TIMEOUT_MS 5000
 
 _Static_assert(BATON_NAME_MAX == PROTO_NAME_MAX, "names fit both ways");
 _Static_assert(BATON_TAG_MAX == PROTO_TAG_MAX, "tags fit both ways");
@@ -215,9 +220,9 @@ static int wait_fd(int fd, short events, long long deadline_ms)
 
 /* proto_send on the non-blocking channel, waiting a bounded time when it is full. */
 static int channel_send(int fd, uint8_t type, uint32_t id, const void *payload, size_t len,
-			const int *fds, size_t nfds)
+			const int *fds, size_t nfds, int timeout_ms)
 {
-	long long deadline = now_ms(CLOCK_MONOTONIC) + SEND_TIMEOUT_MS;
+	long long deadline = now_ms(CLOCK_MONOTONIC) + timeout_ms;
 	for (;;) {
 		int r = proto_send(fd, type, 0, id, payload, len, fds, nfds);
 		if (r != -EAGAIN)
@@ -233,7 +238,7 @@ static int send_hello(int fd)
 	char hello[64];
 	int len =
 	    snprintf(hello, sizeof(hello), "libbaton %s pid %d", BATON_VERSION, (int)getpid());
-	return channel_send(fd, MSG_HELLO, 0, hello, (size_t)len, NULL, 0);
+	return channel_send(fd, MSG_HELLO, 0, hello, (size_t)len, NULL, 0, SEND_TIMEOUT_MS);
 }
 
 int baton_init(unsigned flags)
@@ -511,7 +516,7 @@ int baton_listener(const char *name)
 	struct request req = {.id = ++st.last_request_id, .name = name};
 	if (req.id == 0)
 		req.id = ++st.last_request_id; /* 0 means "no request" on the wire */
-	r = channel_send(st.channel, MSG_LISTENER_GET, req.id, name, len, NULL, 0);
+	r = channel_send(st.channel, MSG_LISTENER_GET, req.id, name, len, NULL, 0, SEND_TIMEOUT_MS);
 	if (r < 0)
 		return r;
 	long long deadline = now_ms(CLOCK_MONOTONIC) + REQUEST_TIMEOUT_MS;
@@ -680,6 +685,21 @@ static size_t park_payload_max(void)
 	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
 }
 
+/* Waits until batond has read everything we sent (nothing left in our send
+ * queue), at most PARK_TIMEOUT_MS: a worker that exits right after parking
+ * then leaves nothing for batond to read all at once, past the number of
+ * connections its fds let it hold. No event says "read": 1 ms naps. */
+static void wait_taken(void)
+{
+	long long deadline = now_ms(CLOCK_MONOTONIC) + PARK_TIMEOUT_MS;
+	int queued = 0;
+	while (ioctl(st.channel, SIOCOUTQ, &queued) == 0 && queued > 0 &&
+	       now_ms(CLOCK_MONOTONIC) < deadline) {
+		struct timespec nap = {.tv_nsec = 1000 * 1000};
+		nanosleep(&nap, NULL);
+	}
+}
+
 int baton_park_many(const struct baton_park_conn *conns, size_t n)
 {
 	if (n > INT_MAX || (n && !conns))
@@ -713,7 +733,7 @@ int baton_park_many(const struct baton_park_conn *conns, size_t n)
 			break;
 		uint32_t id = ++st.last_request_id;
 		r = channel_send(st.channel, MSG_PARK, id ? id : ++st.last_request_id, buf, len,
-				 fds, k);
+				 fds, k, PARK_TIMEOUT_MS);
 		if (r < 0)
 			break;
 		proto_close_fds(fds, k); /* batond has them now */
@@ -721,6 +741,8 @@ int baton_park_many(const struct baton_park_conn *conns, size_t n)
 		r = 0;
 	}
 	free(buf);
+	if (parked > 0)
+		wait_taken();
 	return parked > 0 ? (int)parked : r;
 }
 

@@ -18,7 +18,8 @@
 #define CHANNEL_RECV_BUDGET 32 /* messages per wake-up, so one worker cannot starve the loop */
 
 struct channel {
-	int fd; /* -1 once closed */
+	struct channel *prev, *next; /* every channel: the receive gate reaches them all */
+	int fd;			     /* -1 once closed */
 	sd_event_source *src;
 	const struct channel_ops *ops;
 	void *userdata;
@@ -28,6 +29,7 @@ struct channel {
 	bool drain_pending;   /* DRAIN found the channel full */
 	uint16_t drain_flags; /* of the DRAIN pending */
 	bool said_hello;      /* the worker runs libbaton (it may park) */
+	bool paused;	      /* found the receive gate closed: EPOLLIN is not watched */
 	size_t payload_max;
 	char app[PROTO_NAME_MAX + 1]; /* copied: a reload may free the configuration */
 	char who[128];
@@ -37,6 +39,9 @@ struct channel {
  * and handlers never receive on another channel while they run. */
 static struct proto_msg recv_msg;
 
+static struct channel *all_channels;
+static bool gate_closed; /* channel_receiving(false): batond holds what its fds allow */
+
 static void channel_close(struct channel *ch)
 {
 	ch->src = sd_event_source_disable_unref(ch->src);
@@ -45,11 +50,38 @@ static void channel_close(struct channel *ch)
 	ch->fd = -1;
 }
 
+/* EPOLLIN unless paused, EPOLLOUT while full. With neither, the source is off:
+ * a worker that hung up would otherwise wake the loop (EPOLLHUP) for nothing
+ * until the gate opens. */
+static void watch(struct channel *ch)
+{
+	if (!ch->src)
+		return;
+	uint32_t events = (ch->paused ? 0 : EPOLLIN) | (ch->full ? EPOLLOUT : 0);
+	if (events) {
+		sd_event_source_set_io_events(ch->src, events);
+		sd_event_source_set_enabled(ch->src, SD_EVENT_ON);
+	} else {
+		sd_event_source_set_enabled(ch->src, SD_EVENT_OFF);
+	}
+}
+
 static void watch_writable(struct channel *ch)
 {
 	ch->full = true;
-	if (ch->src)
-		sd_event_source_set_io_events(ch->src, EPOLLIN | EPOLLOUT);
+	watch(ch);
+}
+
+void channel_receiving(bool on)
+{
+	if (gate_closed != on)
+		return;
+	gate_closed = !on;
+	for (struct channel *ch = all_channels; on && ch; ch = ch->next)
+		if (ch->paused) {
+			ch->paused = false;
+			watch(ch); /* what is queued wakes the loop again */
+		}
 }
 
 static void reply_listener(struct channel *ch, const struct proto_msg *m)
@@ -145,11 +177,17 @@ static void count_error(struct channel *ch)
 	}
 }
 
-/* Handles up to @budget messages. */
-static void receive(struct channel *ch, unsigned budget)
+/* Handles up to @budget messages; @force: even with the gate closed (the
+ * worker is gone: what it sent is read now or never). */
+static void receive(struct channel *ch, unsigned budget, bool force)
 {
 	struct proto_msg *m = &recv_msg;
 	for (; budget > 0 && ch->fd >= 0; budget--) {
+		if (gate_closed && !force) {
+			ch->paused = true;
+			watch(ch);
+			return;
+		}
 		int r = proto_recv(ch->fd, ROLE_WORKER_SERVER, m);
 		if (r == -EAGAIN)
 			return;
@@ -179,20 +217,20 @@ static int on_channel(sd_event_source *s, int fd, uint32_t revents, void *userda
 	struct channel *ch = userdata;
 	if (revents & EPOLLOUT) {
 		ch->full = false;
-		sd_event_source_set_io_events(s, EPOLLIN);
+		watch(ch);
 		if (ch->drain_pending)
 			channel_send_drain(ch, 0); /* watches again if still full */
 		ch->ops->writable(ch->userdata);
 	}
 	if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
-		receive(ch, CHANNEL_RECV_BUDGET);
+		receive(ch, CHANNEL_RECV_BUDGET, false);
 	return 0;
 }
 
 void channel_flush_input(struct channel *ch)
 {
 	if (ch)
-		receive(ch, UINT_MAX);
+		receive(ch, UINT_MAX, true);
 }
 
 /* A SEQPACKET datagram must fit the send buffer, less the kernel's 32 bytes,
@@ -219,6 +257,10 @@ int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *us
 		return -ENOMEM;
 	}
 	ch->fd = fd;
+	ch->next = all_channels;
+	if (all_channels)
+		all_channels->prev = ch;
+	all_channels = ch;
 	ch->ops = ops;
 	ch->userdata = userdata;
 	ch->id = next_id++;
@@ -239,6 +281,12 @@ void channel_free(struct channel *ch)
 	if (!ch)
 		return;
 	channel_close(ch);
+	if (ch->prev)
+		ch->prev->next = ch->next;
+	else
+		all_channels = ch->next;
+	if (ch->next)
+		ch->next->prev = ch->prev;
 	free(ch);
 }
 

@@ -37,6 +37,12 @@ int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *us
  * what it sent last (connections it parked on its way out) must not be lost
  * with the socket. NULL is fine. */
 void channel_flush_input(struct channel *ch);
+/* The receive gate, for every channel at once: closed (false), a channel
+ * reads nothing more (its EPOLLIN unwatched) until it opens again; sending,
+ * and channel_flush_input, go on. dispatch closes it while batond holds as
+ * many connections as its fds allow, so that workers parking faster than the
+ * next generation adopts wait (their send blocks) instead of being refused. */
+void channel_receiving(bool on);
 /* Closes the socket. NULL is fine. */
 void channel_free(struct channel *ch);
 /* A number no other channel of this batond had: tells a respawned worker's

@@ -99,6 +99,18 @@ static void set_held_cap(void)
 		held_cap = 16;
 }
 
+/* batond's fds bound what it holds: near held_cap, worker channels are read no
+ * more (a parking worker waits, its PARKs queued in its channel) until what is
+ * held went on to the next generation; then they are read again. */
+static void update_receiving(void)
+{
+	size_t margin = held_cap / 4 < 2 * PROTO_MAX_FDS ? held_cap / 4 : 2 * PROTO_MAX_FDS;
+	if (held_total + margin >= held_cap)
+		channel_receiving(false);
+	else if (held_total <= held_cap / 2)
+		channel_receiving(true);
+}
+
 static const struct listener_cfg *app_listener(const struct dispatch *dp, size_t i)
 {
 	return &dp->cfg->listeners[dp->app->listener_idx[i]];
@@ -270,10 +282,11 @@ static int pick(struct dispatch *dp, const struct dgen *g, const struct held *h,
 }
 
 /* Sends @n connections to worker @index of @g in MSG_CONNs as large as its
- * channel takes. Returns how many were taken from the start of @items: sent,
- * or closed when they could never be sent. */
+ * channel takes. Returns how many were taken from the start of @items: sent
+ * (their fds, ours to close now, appended to @closing), or closed when they
+ * could never be sent. */
 static size_t send_group(struct dispatch *dp, const struct dgen *g, unsigned index,
-			 struct held **items, size_t n)
+			 struct held **items, size_t n, int *closing, size_t *n_closing)
 {
 	static uint8_t payload[PROTO_MAX_PAYLOAD];
 	struct channel *ch = ready_channel(dp, g, index, true);
@@ -328,11 +341,12 @@ static size_t send_group(struct dispatch *dp, const struct dgen *g, unsigned ind
 			sent += k;
 			continue;
 		}
-		/* The worker has its own copies now: ours go in one close_range()
-		 * per run of consecutive fds (fds[] is sorted on the way). */
-		proto_close_fds(fds, k);
-		for (size_t i = 0; i < k; i++)
+		/* The worker has its own copies now: ours are closed with the
+		 * round's. */
+		for (size_t i = 0; i < k; i++) {
+			closing[(*n_closing)++] = fds[i];
 			held_forget(items[sent + i]);
+		}
 		g->slots[index].delivered += k;
 		sent += k;
 	}
@@ -351,14 +365,25 @@ static int route(const struct dispatch *dp, const struct dgen *const gs[2])
 }
 
 /* One round: up to ROUTE_MAX connections from the head, routed and sent.
- * Returns how many left the queue plus how many workers were found full: while
- * that is not 0, another round may route what is left to other workers. */
+ * Each pick takes a run of the head, an equal share of what is held per ready
+ * worker (1 with the sticky policy, at most a full MSG_CONN): a few held
+ * connections spread as one by one would, many go in full messages, and each
+ * message's fds are a run of what arrived together. Returns how many left the
+ * queue plus how many workers were found full: while that is not 0, another
+ * round may route what is left to other workers. */
 static size_t flush_round(struct dispatch *dp)
 {
 	const struct dgen *gs[2] = {find_gen(dp, dp->serving), find_gen(dp, dp->canary)};
 	if ((!gs[0] && !gs[1]) || dp->count == 0)
 		return 0;
-	size_t n = dp->count < ROUTE_MAX ? dp->count : ROUTE_MAX;
+	size_t n = dp->count < ROUTE_MAX ? dp->count : ROUTE_MAX, ready = 0;
+	for (int c = 0; c < 2; c++)
+		for (unsigned i = 0; gs[c] && i < gs[c]->n_workers; i++)
+			ready += ready_channel(dp, gs[c], i, true) != NULL;
+	/* With a canary, one by one: its share stays exact. */
+	size_t share =
+	    dp->app->policy == POLICY_STICKY || gs[1] || ready == 0 ? 1 : dp->count / ready;
+	share = share < 1 ? 1 : share > ROUTE_MAX ? ROUTE_MAX : share;
 	struct held round[ROUTE_MAX];
 	int to[ROUTE_MAX], which[ROUTE_MAX];
 	unsigned pending0[gs[0] ? gs[0]->n_workers : 1], pending1[gs[1] ? gs[1]->n_workers : 1];
@@ -366,7 +391,7 @@ static size_t flush_round(struct dispatch *dp)
 	memset(pending1, 0, sizeof(pending1));
 	unsigned *pending[2] = {pending0, pending1};
 	size_t taken = 0;
-	for (; taken < n; taken++) {
+	while (taken < n) {
 		int c = route(dp, gs);
 		int w = pick(dp, gs[c], ring_at(dp, 0), pending[c]);
 		if (w < 0 && gs[!c]) {
@@ -376,14 +401,17 @@ static size_t flush_round(struct dispatch *dp)
 		}
 		if (w < 0)
 			break;
-		ring_pop_front(dp, &round[taken]);
-		to[taken] = w;
-		which[taken] = c;
-		pending[c][w]++;
-		dp->routed++;
-		dp->canary_routed += c == 1;
+		for (size_t k = 0; k < share && taken < n; k++) {
+			ring_pop_front(dp, &round[taken]);
+			to[taken] = w;
+			which[taken++] = c;
+			pending[c][w]++;
+			dp->routed++;
+			dp->canary_routed += c == 1;
+		}
 	}
-	size_t delivered = 0;
+	int closing[ROUTE_MAX];
+	size_t n_closing = 0, delivered = 0;
 	bool sent[ROUTE_MAX] = {false};
 	for (size_t i = 0; i < taken; i++) {
 		int w = to[i], c = which[i];
@@ -397,12 +425,14 @@ static size_t flush_round(struct dispatch *dp)
 				items[k++] = &round[j];
 				to[j] = -1;
 			}
-		size_t n_sent = send_group(dp, gs[c], (unsigned)w, items, k);
+		size_t n_sent = send_group(dp, gs[c], (unsigned)w, items, k, closing, &n_closing);
 		for (size_t j = 0; j < n_sent; j++)
 			sent[idx[j]] = true;
 		/* A worker found full counts too: the rest may go to another. */
 		delivered += n_sent + (n_sent < k);
 	}
+	/* Our copies of what went: one close_range() per run of consecutive fds. */
+	proto_close_fds(closing, n_closing);
 	/* What could not be sent goes back to the head, in its order. */
 	for (size_t i = taken; i-- > 0;)
 		if (!sent[i] && ring_push_front(dp, &round[i]) < 0)
@@ -487,6 +517,7 @@ static int on_hold_timer(sd_event_source *s, uint64_t usec, void *userdata)
 			 closed, closed == 1 ? "" : "s");
 	arm_hold_timer(dp);
 	update_accepting(dp);
+	update_receiving();
 	return 0;
 }
 
@@ -497,6 +528,7 @@ void dispatch_kick(struct dispatch *dp)
 	flush(dp);
 	arm_hold_timer(dp);
 	update_accepting(dp);
+	update_receiving();
 }
 
 #define ACCEPT_BACKOFF_USEC (100 * 1000)
@@ -561,6 +593,7 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	}
 	arm_hold_timer(dp);
 	update_accepting(dp);
+	update_receiving();
 	return 0;
 }
 
@@ -653,6 +686,7 @@ void dispatch_free(struct dispatch *dp)
 	if (!dp)
 		return;
 	close_held(dp);
+	update_receiving();
 	for (size_t i = 0; i < dp->n_listeners; i++)
 		sd_event_source_disable_unref(dp->listeners[i].src);
 	sd_event_source_disable_unref(dp->hold_timer);
@@ -676,6 +710,7 @@ void dispatch_stop(struct dispatch *dp)
 	close_held(dp);
 	arm_hold_timer(dp);
 	update_accepting(dp);
+	update_receiving();
 }
 
 /* Counters for generation @gen_id with @n_workers, kept or made. Returns
@@ -796,6 +831,7 @@ int dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec)
 		held_close(&h);
 		return -ENOMEM;
 	}
+	update_receiving();
 	return 0;
 }
 

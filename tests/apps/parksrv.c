@@ -10,6 +10,7 @@
  * With --hold it drains as a websocket server would: it keeps serving its open
  * connections (exiting once the clients closed them all) and parks them only
  * when batond finishes its generation early (DRAIN with BATON_DRAIN_NOW).
+ * With --lazy-ms N it reads nothing for N ms after READY=1 (a slow start).
  * With --park-flood N it is hostile instead: once ready, it parks N pipe ends
  * while serving (never asked to), as fast as its channel takes them, then
  * serves on. */
@@ -107,12 +108,25 @@ static bool park_flood(long n)
 int main(int argc, char **argv)
 {
 	const char *gen = getenv("BATON_GENERATION");
-	long flood = argc == 3 && strcmp(argv[1], "--park-flood") == 0 ? atol(argv[2]) : 0;
-	bool hold = argc == 2 && strcmp(argv[1], "--hold") == 0, draining = false;
-	if (argc == 3 && strcmp(argv[1], "--state-bytes") == 0) {
-		state_bytes = strtoul(argv[2], NULL, 10);
-		if (state_bytes < sizeof(uint32_t) || state_bytes > BATON_STATE_MAX) {
-			fprintf(stderr, "parksrv: --state-bytes: 4 to %d\n", BATON_STATE_MAX);
+	long flood = 0, lazy_ms = 0;
+	bool hold = false, draining = false;
+	for (int i = 1; i < argc; i++) {
+		bool has_value = i + 1 < argc;
+		if (strcmp(argv[i], "--hold") == 0) {
+			hold = true;
+		} else if (strcmp(argv[i], "--park-flood") == 0 && has_value) {
+			flood = atol(argv[++i]);
+		} else if (strcmp(argv[i], "--lazy-ms") == 0 && has_value) {
+			lazy_ms = atol(argv[++i]);
+		} else if (strcmp(argv[i], "--state-bytes") == 0 && has_value) {
+			state_bytes = strtoul(argv[++i], NULL, 10);
+			if (state_bytes < sizeof(uint32_t) || state_bytes > BATON_STATE_MAX) {
+				fprintf(stderr, "parksrv: --state-bytes: 4 to %d\n",
+					BATON_STATE_MAX);
+				return 2;
+			}
+		} else {
+			fprintf(stderr, "parksrv: unknown argument %s\n", argv[i]);
 			return 2;
 		}
 	}
@@ -127,6 +141,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	baton_ready();
+	if (lazy_ms > 0) /* a slow start after READY=1: nothing read meanwhile */
+		poll(NULL, 0, (int)lazy_ms);
 	if (flood && !park_flood(flood)) {
 		/* Nothing to serve without a channel: wait for the stop signal. */
 		struct signalfd_siginfo si;

@@ -4,6 +4,7 @@
 
 #include <netinet/in.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <stdlib.h>
@@ -204,6 +205,52 @@ static void hundreds_of_parked_connections_go_over_in_batches_and_every_one_answ
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+static void limit_fds_to_1024(void)
+{
+	struct rlimit rl = {1024, 1024};
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* batond may hold half its fds' worth of connections (512 here): 800 parked
+ * at once, while the next generation reads nothing yet (--lazy-ms), are more.
+ * It stops reading the parks until the next generation took what it holds, and
+ * the worker waits: none is refused, every one answers. */
+#define OVER_HELD 800
+
+static void more_parked_connections_than_batond_may_hold_all_go_over(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	char conf[1024];
+	snprintf(conf, sizeof(conf),
+		 "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		 "app web {\n  exec = { \"%s\", \"--state-bytes\", \"16\", \"--lazy-ms\", "
+		 "\"500\" }\n  listeners = { \"http\" }\n  mode = dispatch\n  hold-max = 1000\n}\n",
+		 PARKSRV_PATH);
+	batond_write_config(&b, conf);
+	batond_start_in(&b, limit_fds_to_1024);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	static int fd[OVER_HELD];
+	char reply[64], out[1024];
+	for (int i = 0; i < OVER_HELD; i++) {
+		fd[i] = tcp_connect(b.port);
+		assert_true(fd[i] >= 0);
+		exchange(fd[i], reply, sizeof(reply));
+		assert_string_equal(reply, "gen 1 count 1 from -\n");
+	}
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	for (int i = 0; i < OVER_HELD; i++) {
+		exchange(fd[i], reply, sizeof(reply));
+		if (strcmp(reply, "gen 2 count 2 from gen1\n") != 0)
+			fail_msg("connection %d: \"%s\"", i, reply);
+	}
+	assert_int_equal(app_status(&b, "web", "parks_refused"), 0);
+	assert_false(batond_log_contains(&b, "refused"));
+	for (int i = 0; i < OVER_HELD; i++)
+		close(fd[i]);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 /* A worker that parks connections while serving (never asked to drain) gets
  * them refused and closed; at the third it is cut off. batond keeps no fd of
  * them: it had 19,998 once, and could no longer fork. */
@@ -245,6 +292,7 @@ int main(void)
 	    harness_test(bad_messages_from_a_worker_are_refused_with_their_fds_closed),
 	    harness_test(parked_connection_continues_in_the_next_generation),
 	    harness_test(hundreds_of_parked_connections_go_over_in_batches_and_every_one_answers),
+	    harness_test(more_parked_connections_than_batond_may_hold_all_go_over),
 	    harness_test(a_worker_that_floods_park_while_serving_is_cut_off_and_batond_keeps_no_fd),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

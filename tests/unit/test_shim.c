@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "baton.h"
@@ -587,6 +588,44 @@ static void conn_done_is_batched_while_busy_and_sent_at_once_when_idle(void **st
 	close(batond);
 }
 
+/* A fake batond that reads what is parked while baton_park_many() waits for
+ * it to be read: @want messages into msgs[]. */
+struct park_reader {
+	int fd;
+	size_t want, got;
+	struct proto_msg msgs[4];
+	pthread_t thread;
+};
+
+static void *park_reader_main(void *arg)
+{
+	struct park_reader *pr = arg;
+	time_t deadline = time(NULL) + 10;
+	while (pr->got < pr->want && time(NULL) < deadline) {
+		struct pollfd pfd = {.fd = pr->fd, .events = POLLIN};
+		if (poll(&pfd, 1, 100) > 0 &&
+		    proto_recv(pr->fd, ROLE_WORKER_SERVER, &pr->msgs[pr->got]) == 1)
+			pr->got++;
+	}
+	return NULL;
+}
+
+static struct park_reader *park_reader_start(int fd, size_t want)
+{
+	static struct park_reader pr;
+	pr.fd = fd;
+	pr.want = want;
+	pr.got = 0;
+	assert_int_equal(pthread_create(&pr.thread, NULL, park_reader_main, &pr), 0);
+	return &pr;
+}
+
+static void park_reader_join(struct park_reader *pr)
+{
+	pthread_join(pr->thread, NULL);
+	assert_int_equal(pr->got, pr->want);
+}
+
 static void park_hands_the_connection_and_its_state_to_batond(void **state)
 {
 	int batond = init_with_channel();
@@ -615,14 +654,17 @@ static void park_hands_the_connection_and_its_state_to_batond(void **state)
 	static const char big[BATON_STATE_MAX + 1];
 	assert_int_equal(baton_park(conn, "ws", NULL, big, sizeof(big)), -EMSGSIZE);
 	assert_int_equal(baton_park(-1, NULL, NULL, NULL, 0), -EBADF);
+	int before = count_fds(0);
+	struct park_reader *pr = park_reader_start(batond, 1);
 	assert_int_equal(baton_park(conn, "ws", "user-42", "cursor=7", 8), 0);
-	assert_int_equal(fcntl(conn, F_GETFD), -1); /* closed on success */
-
-	assert_int_equal(proto_recv(batond, ROLE_WORKER_SERVER, &msg), 1);
-	assert_int_equal(msg.hdr.type, MSG_PARK);
+	park_reader_join(pr);
+	/* Closed on success; "batond" received its copy (maybe under its number). */
+	assert_int_equal(count_fds(0), before);
+	struct proto_msg *m = &pr->msgs[0];
+	assert_int_equal(m->hdr.type, MSG_PARK);
 	struct proto_conn c;
 	size_t off = 0;
-	assert_int_equal(proto_conn_get(msg.payload, msg.hdr.payload_bytes, &off, &c), 0);
+	assert_int_equal(proto_conn_get(m->payload, m->hdr.payload_bytes, &off, &c), 0);
 	assert_memory_equal(c.name, "ws", 2);
 	assert_memory_equal(c.tag, "user-42", 7);
 	assert_int_equal(c.state_len, 8);
@@ -634,27 +676,26 @@ static void park_hands_the_connection_and_its_state_to_batond(void **state)
 	/* The parked fd is the live connection. */
 	assert_int_equal(write(client, "y", 1), 1);
 	char ch;
-	assert_int_equal(read(msg.fds[0], &ch, 1), 1);
-	proto_msg_release(&msg);
+	assert_int_equal(read(m->fds[0], &ch, 1), 1);
+	proto_msg_release(m);
 	close(client);
 	close(lst);
 	close(batond);
 }
 
-/* Receives one MSG_PARK: its records checked against conns @first.. (state
- * "c<i>", the peer given for even i), each fd the live end of @peers[i].
- * Returns how many it carried. */
-static size_t receive_parks(int batond, size_t first, const int *peers)
+/* Checks one MSG_PARK: its records against conns @first.. (state "c<i>", the
+ * peer given for even i), each fd the live end of @peers[i]. Returns how many
+ * it carried, its fds closed. */
+static size_t check_parks(struct proto_msg *m, size_t first, const int *peers)
 {
-	assert_int_equal(proto_recv(batond, ROLE_WORKER_SERVER, &msg), 1);
-	assert_int_equal(msg.hdr.type, MSG_PARK);
-	assert_int_equal(proto_conns_check(msg.payload, msg.hdr.payload_bytes, msg.nfds), 0);
+	assert_int_equal(m->hdr.type, MSG_PARK);
+	assert_int_equal(proto_conns_check(m->payload, m->hdr.payload_bytes, m->nfds), 0);
 	size_t off = 0;
-	for (size_t k = 0; k < msg.nfds; k++) {
+	for (size_t k = 0; k < m->nfds; k++) {
 		size_t i = first + k;
 		struct proto_conn c;
 		char want[16];
-		assert_int_equal(proto_conn_get(msg.payload, msg.hdr.payload_bytes, &off, &c), 0);
+		assert_int_equal(proto_conn_get(m->payload, m->hdr.payload_bytes, &off, &c), 0);
 		snprintf(want, sizeof(want), "c%zu", i);
 		assert_int_equal(c.state_len, strlen(want));
 		assert_memory_equal(c.state, want, c.state_len);
@@ -667,10 +708,10 @@ static size_t receive_parks(int batond, size_t first, const int *peers)
 		}
 		char ch;
 		assert_int_equal(write(peers[i], "z", 1), 1);
-		assert_int_equal(read(msg.fds[k], &ch, 1), 1);
+		assert_int_equal(read(m->fds[k], &ch, 1), 1);
 	}
-	size_t n = msg.nfds;
-	proto_msg_release(&msg);
+	size_t n = m->nfds;
+	proto_msg_release(m);
 	return n;
 }
 
@@ -711,19 +752,26 @@ static void park_many_sends_up_to_253_per_message_once_batond_says_it_takes_them
 
 	/* batond has not said it takes batches: one connection per PARK. */
 	int before = count_fds(0);
+	struct park_reader *pr = park_reader_start(batond, 3);
 	assert_int_equal(baton_park_many(conns, 3), 3);
-	assert_int_equal(count_fds(0), before - 3);
+	/* It returns once batond has read them. */
+	assert_int_equal(pr->got, 3);
+	park_reader_join(pr);
+	assert_int_equal(count_fds(0), before); /* 3 closed here, 3 received by "batond" */
 	for (size_t i = 0; i < 3; i++)
-		assert_int_equal(receive_parks(batond, i, peers), 1);
+		assert_int_equal(check_parks(&pr->msgs[i], i, peers), 1);
+	assert_int_equal(count_fds(0), before - 3);
 
 	/* Its HELLO says it does: the other 597 go in 253 + 253 + 91. */
 	assert_int_equal(proto_send(batond, MSG_HELLO, HELLO_PARK_MANY, 0, "batond", 6, NULL, 0),
 			 0);
+	pr = park_reader_start(batond, 3);
 	assert_int_equal(baton_park_many(conns + 3, PARK_MANY - 3), PARK_MANY - 3);
+	park_reader_join(pr);
+	assert_int_equal(check_parks(&pr->msgs[0], 3, peers), 253);
+	assert_int_equal(check_parks(&pr->msgs[1], 256, peers), 253);
+	assert_int_equal(check_parks(&pr->msgs[2], 509, peers), 91);
 	assert_int_equal(count_fds(0), before - PARK_MANY);
-	assert_int_equal(receive_parks(batond, 3, peers), 253);
-	assert_int_equal(receive_parks(batond, 256, peers), 253);
-	assert_int_equal(receive_parks(batond, 509, peers), 91);
 	assert_int_equal(proto_recv(batond, ROLE_WORKER_SERVER, &msg), -EAGAIN);
 	for (size_t i = 0; i < PARK_MANY; i++)
 		close(peers[i]);
