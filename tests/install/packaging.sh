@@ -139,6 +139,9 @@ chmod +x "$work/boot.sh"
 ns_boot "$work/boot.sh" "$work/systemd.log" "packages built and checked; "
 # What the machine holds before the packages: the layer above / (whiteouts included).
 layer() { in_ns find /run/baton-layers/upper -mindepth 1 -printf '%y %P\n' | sort; }
+# batond.service pulls in sysinit.target: what it makes (systemd's own tmpfiles,
+# /root/.ssh of provision.conf among them) is the machine's, not the packages'.
+sctl start sysinit.target >/dev/null 2>&1 || true
 layer >"$work/layer.before"
 say "systemd booted over an overlay of / (pid $sd)"
 
