@@ -19,6 +19,8 @@
 # Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (240), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (1500), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (4),
 #      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch"),
 #      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run),
+#      BENCH_OWN_UPGRADES (20: upgrades without load sent by bench/ctlupgrade, no batonctl,
+#      for batond's own part),
 #      BENCH_LL_CONNECTIONS (1000), BENCH_LL_UPGRADES (3), BENCH_LL_DRAIN_S (3): the
 #      long-lived connections held on each generation an upgrade replaces, the upgrades
 #      back to back, and the app's drain-timeout there.
@@ -44,6 +46,7 @@ STEADY_RUNS=${BENCH_STEADY_RUNS:-1x8 2x64}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
 STARTUP_MS=${BENCH_STARTUP_MS:-100}
 IDLE_UPGRADES=${BENCH_IDLE_UPGRADES:-10}
+OWN_UPGRADES=${BENCH_OWN_UPGRADES:-20}
 IDLE_SPACING_MS=$((STARTUP_MS + 50))
 LL_CONNECTIONS=${BENCH_LL_CONNECTIONS:-1000}
 LL_UPGRADES=${BENCH_LL_UPGRADES:-3}
@@ -69,7 +72,7 @@ batond=$build/supervisor/batond
 batonctl=$build/supervisor/batonctl
 app=$build/examples/hello
 parksrv=$build/tests/apps/parksrv
-for b in "$batond" "$batonctl" "$bin/loadgen" "$app" "$bin/upgrader" "$bin/fdpass" "$bin/holdconns" "$parksrv"; do
+for b in "$batond" "$batonctl" "$bin/loadgen" "$app" "$bin/upgrader" "$bin/fdpass" "$bin/ctlupgrade" "$bin/holdconns" "$parksrv"; do
 	[ -x "$b" ] || die "$b: not built (run: make build)"
 done
 command -v gnuplot >/dev/null || die "gnuplot: not installed (apt-get install gnuplot-nox)"
@@ -211,6 +214,11 @@ run_batond() {
 	"$bin/loadgen" --port "$port" --connections 1 --duration-ms 100 --quiet >/dev/null 2>&1 ||
 		die "$name: nothing answers on port $port"
 	[ "$UPGRADES" -eq 0 ] || idle_pass "$name" ctl --ctl "$batonctl -s $sock upgrade bench" --ctl-out "$tmp/ctl-$name.out"
+	# batond's own part: the same upgrades sent on one control connection, no batonctl.
+	if [ "$UPGRADES" -gt 0 ] && [ "$OWN_UPGRADES" -gt 0 ]; then
+		"$bin/ctlupgrade" --socket "$sock" --app bench --upgrades "$OWN_UPGRADES" \
+			--spacing-ms "$IDLE_SPACING_MS" --log "$tmp/own-$name.log" >"$tmp/own-$name.out" 2>&1 || true
+	fi
 	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
 	"$bin/upgrader" --mode ctl --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
 		--spacing-ms "$SPACING_MS" --log "$tmp/upgrades-$name.log" \
@@ -449,6 +457,44 @@ report=$out/report.md
 		cost_row "$s" "$u" "$tmp/startup-$s.log" "$ref"
 	done
 	echo
+	if [ "$OWN_UPGRADES" -gt 0 ] && ls "$tmp"/own-*.log >/dev/null 2>&1; then
+		# A direct start of the same app, for reference: the reuseport scenario's fork
+		# and exec by bench/upgrader to the app's main(), without load.
+		direct=-
+		if [ -s "$tmp/upgrades-reuseport-idle.log" ]; then
+			cost_pairs "$tmp/upgrades-reuseport-idle.log" "$tmp/startup-reuseport.log"
+			direct=$(col '$3 - $2' 50)
+		fi
+		echo "batond's own part of an upgrade, without load and without batonctl's start-up:"
+		echo "$OWN_UPGRADES upgrades sent one after the other on one control connection"
+		echo "(bench/ctlupgrade, $IDLE_SPACING_MS ms apart), each paired with the new generation's"
+		echo "main() and READY=1 (examples/hello's log, CLOCK_MONOTONIC). *Request to main()*:"
+		echo "batond reads the request, forks, sets the child up (cgroup, fds, environment) and"
+		echo "execs, and the app's dynamic linking runs; *a direct start*: the same app forked and"
+		echo "exec'd by bench/upgrader to its main() (the reuseport scenario, without load: $direct ms"
+		echo "median), so *batond to exec* is the difference; *READY=1 to reply*: batond reads the"
+		echo "notification, marks the generation ready, drains the old one and answers."
+		echo
+		echo "| mode | upgrades ok | request to main() median ms | p90 | batond to exec median ms | READY=1 to reply median ms | p90 | batond's own part median ms |"
+		echo "|---|---|---|---|---|---|---|---|"
+		for s in $SCENARIOS; do
+			o=$tmp/own-$s.log
+			[ -s "$o" ] || continue
+			awk 'NR == FNR {main[NR] = $4 - $3; rd[NR] = $4; n = NR; next}
+			     $4 == 0 {for (k = 1; k <= n; k++) if (rd[k] >= $2 && rd[k] <= $3) {
+				print main[k] - $2, $3 - rd[k]; break }}' "$tmp/startup-$s.log" "$o" >"$tmp/own-pairs"
+			[ -s "$tmp/own-pairs" ] || continue
+			tm=$(awk '{print $1 / 1000}' "$tmp/own-pairs" | pct 50)
+			ar=$(awk '{print $2 / 1000}' "$tmp/own-pairs" | pct 50)
+			own=$(awk '{print ($1 + $2) / 1000}' "$tmp/own-pairs" | pct 50)
+			echo "| $s | $(awk '$4 == 0' "$o" | wc -l)/$(wc -l <"$o") | $tm" \
+				"| $(awk '{print $1 / 1000}' "$tmp/own-pairs" | pct 90)" \
+				"| $(awk -v a="$tm" -v d="$direct" 'BEGIN {if (d == "-") print "-"; else printf "%.3f", a - d}')" \
+				"| $ar | $(awk '{print $2 / 1000}' "$tmp/own-pairs" | pct 90)" \
+				"| $(awk -v o="$own" -v d="$direct" 'BEGIN {if (d == "-") print "-"; else printf "%.3f", o - d}') |"
+		done
+		echo
+	fi
 	echo "Dispatch against inherit, same app (examples/hello), same load, no upgrades,"
 	echo "$STEADY_ROUNDS rounds of $STEADY_MS ms per mode, inherit and dispatch alternating;"
 	echo "rps are the means over the rounds, the ratio is theirs, then each round's:"
