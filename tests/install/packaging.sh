@@ -205,8 +205,7 @@ say "reinstall: batond kept running (pid $main), the edited configuration kept"
 
 # 4d. Removed: batond stopped, the configuration kept. Purged: nothing left but the
 # administrator's own file, the group (Debian keeps system groups), dpkg's records and
-# what the system itself wrote meanwhile (journal, wtmp, caches of ldconfig and man-db;
-# /root/.ssh, which systemd's tmpfiles.d/provision.conf makes at boot where / has none).
+# what the system itself wrote meanwhile (journal, wtmp, caches of ldconfig and man-db).
 in_ns rm /usr/local/bin/hello
 in_ns dpkg --remove batond libbaton-dev libbaton0 >"$work/dpkg-remove.log" 2>&1 ||
 	fail "dpkg --remove failed: $(tail -20 "$work/dpkg-remove.log")"
@@ -220,7 +219,7 @@ in_ns test -e /etc/baton/web.conf || fail "the purge removed the administrator's
 comm -13 "$work/layer.before" <(layer) | while read -r type path; do
 	[ "$type" = d ] && [ -d "/$path" ] && continue
 	echo "$path"
-done | grep -vxE 'etc/baton|etc/baton/web\.conf|etc/(group|gshadow)-?|etc/\.pwd\.lock|etc/ld\.so\.cache|var/lib/dpkg/.*|var/log/dpkg\.log|var/cache/(debconf|man|ldconfig)/.*|var/log/journal(/.*)?|var/log/wtmp|root/\.ssh' \
+done | grep -vxE 'etc/baton|etc/baton/web\.conf|etc/(group|gshadow)-?|etc/\.pwd\.lock|etc/ld\.so\.cache|var/lib/dpkg/.*|var/log/dpkg\.log|var/cache/(debconf|man|ldconfig)/.*|var/log/journal(/.*)?|var/log/wtmp' \
 	>"$work/left.txt" || true
 [ -s "$work/left.txt" ] && fail "the purge left behind: $(tr '\n' ' ' <"$work/left.txt")"
 say "remove: batond stopped, the edited configuration kept; purge: nothing left but /etc/baton/web.conf and the group"
