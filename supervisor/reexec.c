@@ -304,7 +304,9 @@ static int start_check(struct reexec *rx, int state_fd)
 	pid_t pid = fork();
 	if (pid == 0) {
 		int32_t err = 0;
-		if (dup2(state_fd, 3) < 0 || dup2(out[1], 2) < 0 || dup2(out[1], 1) < 0 ||
+		/* dup2 onto itself would keep FD_CLOEXEC: the state may be fd 3. */
+		if ((state_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(state_fd, 3)) < 0 ||
+		    dup2(out[1], 2) < 0 || dup2(out[1], 1) < 0 ||
 		    sigprocmask(SIG_SETMASK, &none, NULL) < 0)
 			err = errno;
 		else {
