@@ -348,7 +348,12 @@ int main(int argc, char **argv)
 	}
 	long long t4 = now_ms();
 	/* Read now: an old worker writes its figures once its last PARK went. */
-	uint64_t park_first = UINT64_MAX, park_ms_max = 0, parked = 0;
+	uint64_t park_first = UINT64_MAX, park_ms_max = 0, parked = 0, most = 0, dropped = 0;
+	for (unsigned w = 0; w < HANDOFF_WORKERS; w++) {
+		const struct handoff_slot *s = handoff_slot(map, 2, w);
+		most = s->adopted > most ? s->adopted : most;
+		dropped += s->dropped;
+	}
 	for (unsigned w = 0; w < HANDOFF_WORKERS; w++) {
 		const struct handoff_slot *s = handoff_slot(map, 1, w);
 		if (!s->park_first_ns)
@@ -367,9 +372,10 @@ int main(int argc, char **argv)
 				: -1;
 	printf("handoff: connections=%ld ok=%ld lost=%ld wrong=%ld unanswered=%ld parked=%llu "
 	       "adopted=%llu handoff_ms=%.1f park_ms=%.1f connect_ms=%lld upgrade_ms=%lld "
-	       "adopt_wait_ms=%lld answer_ms=%lld processes=%ld\n",
+	       "adopt_wait_ms=%lld answer_ms=%lld processes=%ld most_adopted=%llu "
+	       "dropped_messages=%llu\n",
 	       n, sum.ok, sum.lost, sum.wrong, sum.unanswered, (unsigned long long)parked,
 	       (unsigned long long)adopted, handoff_ms, (double)park_ms_max / 1e6, t1 - t0, t2 - t1,
-	       t3 - t2, t4 - t3, procs);
+	       t3 - t2, t4 - t3, procs, (unsigned long long)most, (unsigned long long)dropped);
 	return sum.ok == n && rc == 0 ? 0 : 1;
 }

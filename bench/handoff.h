@@ -17,7 +17,8 @@ struct handoff_slot {
 	uint64_t adopted; /* written last (release): its times are there when it is read */
 	uint64_t adopted_first_ns;
 	uint64_t adopted_last_ns;
-	uint64_t pad[2];
+	uint64_t dropped; /* messages baton_next_event() reported bad (fds lost: EMFILE) */
+	uint64_t pad;
 };
 #define HANDOFF_STATS_BYTES ((int)(HANDOFF_GENS * HANDOFF_WORKERS * sizeof(struct handoff_slot)))
 

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -44,8 +45,9 @@ struct conn_state {
 	uint64_t pad; /* 16 bytes in all: "a small state blob" */
 };
 
-static struct conn_state *conns; /* by fd */
-static bool *open_fd;		 /* by fd */
+static struct conn_state *conns;  /* by fd */
+static struct sockaddr_in *peers; /* by fd: the client's address, kept for parking */
+static bool *open_fd;		  /* by fd */
 static int max_fd = -1;
 static size_t fd_cap, n_open;
 static int ep;
@@ -59,7 +61,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static bool add_conn(int fd, uint32_t count)
+static bool add_conn(int fd, uint32_t count, const struct sockaddr_storage *peer)
 {
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
 	if ((size_t)fd >= fd_cap || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -67,6 +69,9 @@ static bool add_conn(int fd, uint32_t count)
 		return false;
 	}
 	conns[fd] = (struct conn_state){.count = count, .check = STATE_CHECK};
+	peers[fd] = (struct sockaddr_in){0};
+	if (peer && peer->ss_family == AF_INET)
+		memcpy(&peers[fd], peer, sizeof(peers[fd]));
 	open_fd[fd] = true;
 	n_open++;
 	if (fd > max_fd)
@@ -94,6 +99,12 @@ static void park_all(void)
 							     .tag = gen,
 							     .state = &conns[fd],
 							     .state_len = sizeof(conns[fd])};
+	/* The peer batond gave with the connection: no getpeername() each. */
+	for (size_t i = 0; list && i < n; i++)
+		if (peers[list[i].fd].sin_family == AF_INET) {
+			list[i].peer = (const struct sockaddr *)&peers[list[i].fd];
+			list[i].peer_len = sizeof(struct sockaddr_in);
+		}
 	slot->park_first_ns = now_ns();
 	int r = n ? baton_park_many(list, n) : 0;
 	slot->park_last_ns = now_ns();
@@ -150,6 +161,7 @@ int main(int argc, char **argv)
 	fd_cap = (size_t)rl.rlim_cur;
 	conns = calloc(fd_cap, sizeof(*conns));
 	open_fd = calloc(fd_cap, sizeof(*open_fd));
+	peers = calloc(fd_cap, sizeof(*peers));
 	sigset_t mask;
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -159,7 +171,8 @@ int main(int argc, char **argv)
 	/* Dispatch mode: no listener inherited, none to ask batond for. */
 	int lst = baton_listeners(NULL, 0) > 0 ? baton_listener("http") : -ENOENT;
 	ep = epoll_create1(EPOLL_CLOEXEC);
-	if (!conns || !open_fd || sfd < 0 || chan < 0 || (lst < 0 && lst != -ENOENT) || ep < 0) {
+	if (!conns || !open_fd || !peers || sfd < 0 || chan < 0 || (lst < 0 && lst != -ENOENT) ||
+	    ep < 0) {
 		fprintf(stderr, "handoffsrv: cannot start: %s\n",
 			strerror(chan < 0  ? -chan
 				 : lst < 0 ? -lst
@@ -199,8 +212,10 @@ int main(int argc, char **argv)
 		while (channel && (r = baton_next_event(&be)) != 0) {
 			if (r == -ECONNRESET)
 				return 1;
-			if (r < 0)
+			if (r < 0) { /* its fds are gone: past our RLIMIT_NOFILE, say */
+				slot->dropped++;
 				continue;
+			}
 			if (be.type == BATON_EVENT_DRAIN)
 				park_all();
 			const struct conn_state *st = be.state;
@@ -208,7 +223,8 @@ int main(int argc, char **argv)
 			if ((be.flags & BATON_CONN_ADOPTED) && be.state_len == sizeof(*st) &&
 			    st->check == STATE_CHECK)
 				count = st->count;
-			if (!add_conn(be.fd, count) || !(be.flags & BATON_CONN_ADOPTED))
+			if (!add_conn(be.fd, count, be.peer_len ? &be.peer : NULL) ||
+			    !(be.flags & BATON_CONN_ADOPTED))
 				continue;
 			uint64_t t = now_ns();
 			if (slot->adopted == 0)
@@ -230,7 +246,7 @@ int main(int argc, char **argv)
 				int c = accept4(lst, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 				if (c < 0)
 					break;
-				add_conn(c, 0);
+				add_conn(c, 0, NULL);
 			}
 		}
 	}

@@ -10,7 +10,7 @@
 #
 # Every process stays within RLIMIT_NOFILE (raised to its hard limit; batond takes what it
 # holds to half of it): the old and the new generation have as many workers, and the clients
-# as many processes, as N needs at half the limit each (dispatch mode places the
+# as many processes, as N needs at a third of the limit each (dispatch mode places the
 # connections about evenly). perf (tracepoints) counts batond's syscalls; without it those
 # columns say "-".
 set -euo pipefail
@@ -70,9 +70,10 @@ free_port() {
 ulimit -Sn "$(ulimit -Hn)"
 limit=$(ulimit -Sn)
 [ "$limit" = unlimited ] && limit=1048576
-# Half the limit: the next generation's workers get unequal shares (a worker whose
-# channel is full is passed over), up to 1.6 times the mean here.
-per_process=$((limit / 2))
+# A third of the limit: the next generation's workers get unequal shares (a worker
+# whose channel is full is passed over), at times twice the mean here; a worker past
+# its limit loses what it cannot receive (handoff's dropped_messages).
+per_process=$((limit / 3))
 [ "$per_process" -le 25000 ] || per_process=25000
 say "RLIMIT_NOFILE $limit: at most $per_process connections per worker and per client process"
 
@@ -173,7 +174,7 @@ EOF
 	fi
 	echo "$n $r $(v handoff_ms) $(v ok) $(v lost) $(v wrong) $(v unanswered)" \
 		"$((hwm / 1024)) $((rss0 / 1024)) $fdsize $sys $rcv $snd $cls $clr $epw" \
-		"$(v upgrade_ms) $(v park_ms) $workers" >"$tmp/result-$n-$r"
+		"$(v upgrade_ms) $(v park_ms) $workers $(v most_adopted) $(v dropped_messages)" >"$tmp/result-$n-$r"
 	say "  $n connections, round $r: $(cat "$tmp/handoff-$n-$r.out" "$tmp/handoff-$n-$r.err" | tr '\n' ' ')"
 	say "    $(cat "$tmp/result-$n-$r")"
 }
@@ -195,8 +196,8 @@ report=$out/scale-report.md
 		"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1); load average" \
 		"$(cut -d' ' -f1-3 /proc/loadavg) at the end. RLIMIT_NOFILE $limit."
 	echo
-	echo "| connections | workers per generation | rounds | handoff median ms | min | max | ok | lost | wrong | unanswered | batond peak RSS MiB (at start) | batond fd table (FDSize) | batond syscalls | per 1,000 connections | recvmsg | sendmsg | connections per sendmsg | close | close_range | epoll_wait | old workers' park_many ms | upgrade (batonctl) ms |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	echo "| connections | workers per generation | rounds | handoff median ms | min | max | ok | lost | wrong | unanswered | most on one new worker | messages a worker dropped | batond peak RSS MiB (at start) | batond fd table (FDSize) | batond syscalls | per 1,000 connections | recvmsg | sendmsg | connections per sendmsg | close | close_range | epoll_wait | old workers' park_many ms | upgrade (batonctl) ms |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	for n in $SIZES; do
 		ls "$tmp"/result-"$n"-* >/dev/null 2>&1 || continue
 		cat "$tmp"/result-"$n"-* >"$tmp/all-$n"
@@ -204,7 +205,8 @@ report=$out/scale-report.md
 		sum() { awk -v c="$1" '$c != "-" {s += $c} END {print s + 0}' "$tmp/all-$n"; }
 		sys=$(med 11) snd=$(med 13)
 		echo "| $n | $(med 19) | $(wc -l <"$tmp/all-$n") | $(med 3) | $(med 3 1) | $(med 3 100)" \
-			"| $(sum 4) | $(sum 5) | $(sum 6) | $(sum 7) | $(med 8 100) ($(med 9)) | $(med 10 100)" \
+			"| $(sum 4) | $(sum 5) | $(sum 6) | $(sum 7) | $(med 20 100) | $(sum 21)" \
+			"| $(med 8 100) ($(med 9)) | $(med 10 100)" \
 			"| $sys | $(awk -v s="$sys" -v n="$n" 'BEGIN {if (s == "-") print "-"; else printf "%.1f", s * 1000 / n}')" \
 			"| $(med 12) | $snd | $(awk -v s="$snd" -v n="$n" 'BEGIN {if (s == "-" || s == 0) print "-"; else printf "%.0f", n / s}')" \
 			"| $(med 14) | $(med 15) | $(med 16) | $(med 18) | $(med 17) |"
