@@ -10,7 +10,7 @@
 #
 # Every process stays within RLIMIT_NOFILE (raised to its hard limit; batond takes what it
 # holds to half of it): the old and the new generation have as many workers, and the clients
-# as many processes, as N needs at a third of the limit each (dispatch mode places the
+# as many processes, as N needs at a quarter of the limit each (dispatch mode places the
 # connections about evenly). perf (tracepoints) counts batond's syscalls; without it those
 # columns say "-".
 set -euo pipefail
@@ -70,10 +70,10 @@ free_port() {
 ulimit -Sn "$(ulimit -Hn)"
 limit=$(ulimit -Sn)
 [ "$limit" = unlimited ] && limit=1048576
-# A third of the limit: the next generation's workers get unequal shares (a worker
-# whose channel is full is passed over), at times twice the mean here; a worker past
-# its limit loses what it cannot receive (handoff's dropped_messages).
-per_process=$((limit / 3))
+# A quarter of the limit: the next generation's workers get unequal shares (a worker
+# whose channel is full is passed over), up to 2.9 times the mean seen here under load;
+# a worker past its limit loses what it cannot receive (handoff's dropped_messages).
+per_process=$((limit / 4))
 [ "$per_process" -le 25000 ] || per_process=25000
 say "RLIMIT_NOFILE $limit: at most $per_process connections per worker and per client process"
 
