@@ -161,6 +161,10 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 	sigemptyset(&none);
 	for (int sig = 1; sig < _NSIG; sig++)
 		signal(sig, SIG_DFL);
+	/* As systemd's IgnoreSIGPIPE=yes: SIGPIPE is for shell pipelines. A
+	 * worker whose stdout pipe lost its reader (batond killed, until the next
+	 * one takes it back, recover.c) gets EPIPE and serves on. */
+	signal(SIGPIPE, SIG_IGN);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	/* Own process group: a terminal's ^C reaches batond, which drains workers in order. */
 	setpgid(0, 0);

@@ -210,6 +210,14 @@ static int dump_write(const char *path)
 		if (!strncmp(*e, "LISTEN_", 7) || !strncmp(*e, "NOTIFY_", 7) ||
 		    !strncmp(*e, "BATON_", 6))
 			fprintf(f, "%s\n", *e);
+	/* The signals it was started with ignored and blocked, as /proc says. */
+	FILE *st = fopen("/proc/self/status", "re");
+	char line[256];
+	while (st && fgets(line, sizeof(line), st))
+		if (!strncmp(line, "SigIgn:", 7) || !strncmp(line, "SigBlk:", 7))
+			fprintf(f, "%.6s=%s", line, line + 8);
+	if (st)
+		fclose(st);
 	for (int i = 0; i < n_fds; i++) {
 		char link[64], target[PATH_MAX], name[256];
 		const char *fdname = fdname_of(fds[i], name, sizeof(name)), *type;

@@ -105,6 +105,11 @@ static void spawn_contract_seen_from_inside_a_worker(void **state)
 		assert_line(dump, want);
 		assert_line(dump, "LISTEN_FDS=2");
 		assert_line(dump, "LISTEN_FDNAMES=http:admin");
+		/* SIGPIPE ignored, as systemd's IgnoreSIGPIPE=yes: a worker whose
+		 * output pipe lost its reader (batond killed) gets EPIPE, not death.
+		 * Every other signal as default and unblocked. */
+		assert_line(dump, "SigIgn=0000000000001000");
+		assert_line(dump, "SigBlk=0000000000000000");
 		assert_line(dump, "BATON_FD=5");
 		assert_line(dump, "BATON_APP=web");
 		assert_line(dump, "BATON_GENERATION=1");
