@@ -86,13 +86,51 @@ static void remove_cgroup_tree(const char *dir)
 	}
 }
 
-/* Removes the cgroups a batond started by hand (@pid) made: batond-PID under
- * this process's cgroup in every cgroup hierarchy, even when it was killed
- * before it could. By path; nothing else is touched. */
+/* True if a batond runs in the batond-@pid cgroup2 directory under this
+ * process's cgroup (its supervisor leaf is populated): pids are reused (often:
+ * pid_max may be 32768), and batond-PID may be a new batond's, another test's. */
+static bool batond_runs_in(const char *mnt, pid_t pid)
+{
+	char own[1024] = "", path[2200], line[256];
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, "0::", 3) == 0) {
+			snprintf(own, sizeof(own), "%s", line + 3);
+			own[strcspn(own, "\n")] = 0;
+		}
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), "%s%s/batond-%d/supervisor/cgroup.events", mnt,
+		 strcmp(own, "/") ? own : "", (int)pid);
+	bool populated = false;
+	if ((f = fopen(path, "re"))) {
+		while (fgets(line, sizeof(line), f))
+			populated |= strcmp(line, "populated 1\n") == 0;
+		fclose(f);
+	}
+	return populated;
+}
+
+/* Removes the cgroups a batond started by hand (@pid, gone now) made:
+ * batond-PID under this process's cgroup in every cgroup hierarchy, even when
+ * it was killed before it could. By path; nothing else is touched, and nothing
+ * where a batond runs. */
 static void remove_cgroups(pid_t pid)
 {
 	FILE *mounts = fopen("/proc/self/mountinfo", "re");
 	char line[4096];
+	while (mounts && fgets(line, sizeof(line), mounts)) {
+		char mnt[1024], type[64];
+		const char *dash = strstr(line, " - ");
+		if (dash && sscanf(line, "%*s %*s %*s %*s %1023s", mnt) == 1 &&
+		    sscanf(dash + 3, "%63s", type) == 1 && strcmp(type, "cgroup2") == 0 &&
+		    batond_runs_in(mnt, pid)) {
+			fclose(mounts);
+			return;
+		}
+	}
+	if (mounts)
+		rewind(mounts);
 	while (mounts && fgets(line, sizeof(line), mounts)) {
 		char mnt[1024], type[64];
 		const char *dash = strstr(line, " - ");
@@ -129,28 +167,21 @@ static void remove_cgroups(pid_t pid)
 		fclose(mounts);
 }
 
-/* The cgroups of every batond started that is gone now (@all: of every one,
- * at exit). */
-static void remove_stale_cgroups(bool all)
+/* The cgroups of every batond started that is gone now. */
+static void remove_stale_cgroups(void)
 {
 	for (size_t i = 0; i < sizeof(batond_pids) / sizeof(batond_pids[0]); i++)
-		if (batond_pids[i] > 0 &&
-		    (all || (kill(batond_pids[i], 0) < 0 && errno == ESRCH))) {
+		if (batond_pids[i] > 0 && kill(batond_pids[i], 0) < 0 && errno == ESRCH) {
 			remove_cgroups(batond_pids[i]);
 			batond_pids[i] = 0;
 		}
-}
-
-static void remove_every_cgroup(void)
-{
-	remove_stale_cgroups(true);
 }
 
 static void remember_batond(pid_t pid)
 {
 	static bool registered;
 	if (!registered)
-		registered = atexit(remove_every_cgroup) == 0;
+		registered = atexit(remove_stale_cgroups) == 0;
 	for (size_t i = 0; i < sizeof(batond_pids) / sizeof(batond_pids[0]); i++)
 		if (batond_pids[i] == 0) {
 			batond_pids[i] = pid;
@@ -195,7 +226,7 @@ int harness_teardown(void **state)
 			batond_stop(&b);
 		}
 	kill_children();
-	remove_stale_cgroups(false);
+	remove_stale_cgroups();
 	return 0;
 }
 
@@ -392,7 +423,7 @@ int batond_stop(struct batond *b)
 		b->pid = 0;
 	}
 	track(b, false);
-	remove_stale_cgroups(false);
+	remove_stale_cgroups();
 	if (getenv("BATON_TEST_KEEP"))
 		fprintf(stderr, "keeping %s\n", b->dir);
 	else
