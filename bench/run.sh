@@ -188,8 +188,19 @@ run_own() {
 }
 
 # run_batond NAME MODE: batond serves the app; the upgrader runs `batonctl upgrade`.
+# server_ticks PID SOCK: CPU (user + system, clock ticks) used so far by batond (PID)
+# and the workers its status names.
+server_ticks() {
+	local t=0 p
+	for p in "$1" $("$batonctl" -s "$2" status --json 2>/dev/null |
+		grep -o '"index":[0-9]*,"pid":[0-9]*' | sed 's/.*://'); do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
+
 run_batond() {
-	local name=$1 mode=$2 port sock=$tmp/batond-$2.sock
+	local name=$1 mode=$2 port sock=$tmp/batond-$2.sock ticks0=0
 	port=$(free_port)
 	: >"$tmp/startup-$name.log"
 	sed -e "s|@PORT@|$port|g" -e "s|@CONTROL@|$sock|g" -e "s|@MODE@|$mode|g" -e "s|@WORKERS@|${WORKERS:-1}|g" \
@@ -219,11 +230,14 @@ run_batond() {
 		"$bin/ctlupgrade" --socket "$sock" --app bench --upgrades "$OWN_UPGRADES" \
 			--spacing-ms "$IDLE_SPACING_MS" --log "$tmp/own-$name.log" >"$tmp/own-$name.out" 2>&1 || true
 	fi
+	# Without upgrades the workers stay: the server's CPU over the load is measured.
+	[ "$UPGRADES" -gt 0 ] || ticks0=$(server_ticks "$batond_pid" "$sock")
 	# shellcheck disable=SC2046 # loadgen's arguments are split on purpose
 	"$bin/upgrader" --mode ctl --upgrades "$UPGRADES" --first-ms "$FIRST_MS" \
 		--spacing-ms "$SPACING_MS" --log "$tmp/upgrades-$name.log" \
 		--ctl "$batonctl -s $sock upgrade bench" --ctl-out "$tmp/ctl-$name.out" \
 		-- $(loadgen_args "$port" "$tmp/$name.json") >"$tmp/$name.out" 2>&1 || true
+	[ "$UPGRADES" -gt 0 ] || echo $(($(server_ticks "$batond_pid" "$sock") - ticks0)) >"$tmp/ticks-$name"
 	"$batonctl" -s "$sock" stop >/dev/null 2>&1 || true
 	wait_bounded "$batond_pid" 15
 	batond_pid=
@@ -497,12 +511,14 @@ report=$out/report.md
 	fi
 	echo "Dispatch against inherit, same app (examples/hello), same load, no upgrades,"
 	echo "$STEADY_ROUNDS rounds of $STEADY_MS ms per mode, inherit and dispatch alternating;"
-	echo "rps are the means over the rounds, the ratio is theirs, then each round's:"
+	echo "rps are the means over the rounds, the ratio is theirs, then each round's and their"
+	echo "median; server CPU: batond's and its workers' user + system time over the load"
+	echo "(/proc/PID/stat, in clock ticks of $((1000 / $(getconf CLK_TCK))) ms), per request served:"
 	echo
-	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | per round | failed | inherit p99 ms | dispatch p99 ms |"
-	echo "|---|---|---|---|---|---|---|---|---|"
+	echo "| workers | connections | inherit rps | dispatch rps | dispatch / inherit | per round | median round | failed | inherit p99 ms | dispatch p99 ms | server CPU per request, inherit µs | dispatch µs | dispatch / inherit |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	for run in $STEADY_RUNS; do
-		si=0 sd=0 rounds="" failed=0 n=0
+		si=0 sd=0 rounds="" failed=0 n=0 ti=0 td=0 oki=0 okd=0
 		: >"$tmp/p99-inherit" && : >"$tmp/p99-dispatch"
 		for r in $(seq "$STEADY_ROUNDS"); do
 			i=$tmp/steady-inherit-$run-$r.json d=$tmp/steady-dispatch-$run-$r.json
@@ -513,14 +529,21 @@ report=$out/report.md
 			sd=$(awk -v a="$sd" -v b="$(jnum "$d" rps)" 'BEGIN {print a + b}')
 			rounds="$rounds${rounds:+, }$(awk -v a="$(jnum "$d" rps)" -v b="$(jnum "$i" rps)" 'BEGIN {printf "%.2f", a / b}')"
 			failed=$((failed + $(jnum "$i" failed) + $(jnum "$d" failed)))
+			ti=$((ti + $(cat "$tmp/ticks-steady-inherit-$run-$r" 2>/dev/null || echo 0)))
+			td=$((td + $(cat "$tmp/ticks-steady-dispatch-$run-$r" 2>/dev/null || echo 0)))
+			oki=$((oki + $(jnum "$i" ok))) okd=$((okd + $(jnum "$d" ok)))
 			n=$((n + 1))
 		done
 		[ "$n" -gt 0 ] || continue
 		echo "| ${run%x*} | ${run#*x} | $(awk -v s="$si" -v n="$n" 'BEGIN {printf "%d", s / n}')" \
 			"| $(awk -v s="$sd" -v n="$n" 'BEGIN {printf "%d", s / n}')" \
-			"| $(awk -v a="$sd" -v b="$si" 'BEGIN {printf "%.2f", a / b}') | $rounds | $failed" \
+			"| $(awk -v a="$sd" -v b="$si" 'BEGIN {printf "%.2f", a / b}') | $rounds" \
+			"| $(echo "$rounds" | tr ',' '\n' | pct 50) | $failed" \
 			"| $(awk '{print $1 / 1000}' "$tmp/p99-inherit" | pct 50)" \
-			"| $(awk '{print $1 / 1000}' "$tmp/p99-dispatch" | pct 50) |"
+			"| $(awk '{print $1 / 1000}' "$tmp/p99-dispatch" | pct 50)" \
+			"| $(awk -v t="$ti" -v n="$oki" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", n ? t * 1e6 / hz / n : 0}')" \
+			"| $(awk -v t="$td" -v n="$okd" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.1f", n ? t * 1e6 / hz / n : 0}')" \
+			"| $(awk -v a="$td" -v b="$okd" -v c="$ti" -v d="$oki" 'BEGIN {printf "%.2f", (b && c && d) ? (a / b) / (c / d) : 0}') |"
 	done
 	echo
 	echo "The p99 columns (median over the rounds) are each mode's latency without upgrades:"
