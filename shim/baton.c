@@ -673,18 +673,6 @@ static void read_pending(void)
 	}
 }
 
-/* The largest MSG_PARK payload our end of the channel sends: a SEQPACKET
- * datagram must fit the send buffer (less the kernel's 32 bytes). */
-static size_t park_payload_max(void)
-{
-	int sndbuf = 0;
-	socklen_t len = sizeof(sndbuf);
-	if (getsockopt(st.channel, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 || sndbuf < 1024)
-		sndbuf = 1024;
-	size_t max = (size_t)sndbuf - 32 - sizeof(struct proto_hdr);
-	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
-}
-
 /* Waits until batond has read everything we sent (nothing left in our send
  * queue), at most PARK_TIMEOUT_MS: a worker that exits right after parking
  * then leaves nothing for batond to read all at once, past the number of
@@ -713,7 +701,7 @@ int baton_park_many(const struct baton_park_conn *conns, size_t n)
 	if (r < 0 || n == 0)
 		return r;
 	read_pending();
-	size_t per_msg = st.park_many ? PROTO_MAX_FDS : 1, cap = park_payload_max();
+	size_t per_msg = st.park_many ? PROTO_MAX_FDS : 1, cap = proto_payload_max(st.channel);
 	uint8_t *buf = malloc(PROTO_MAX_PAYLOAD);
 	if (!buf)
 		return -ENOMEM;

@@ -374,3 +374,13 @@ void proto_close_fds(int *fds, size_t n)
 		i = j;
 	}
 }
+
+size_t proto_payload_max(int sock)
+{
+	int sndbuf = 0;
+	socklen_t len = sizeof(sndbuf);
+	if (getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 || sndbuf < 1024)
+		sndbuf = 1024;
+	size_t max = (size_t)sndbuf - 32 - sizeof(struct proto_hdr);
+	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
+}

@@ -158,6 +158,11 @@ int proto_conn_get(const uint8_t *buf, size_t len, size_t *offset, struct proto_
  * MSG_PARK's, one per fd), nothing after the last. Returns 0 or -EBADMSG. */
 int proto_conns_check(const uint8_t *buf, size_t len, size_t n);
 
+/* The largest payload one message on @sock may carry: a SOCK_SEQPACKET datagram
+ * must fit the socket's send buffer, less the kernel's 32 bytes, header included;
+ * at most PROTO_MAX_PAYLOAD. */
+size_t proto_payload_max(int sock);
+
 /* Closes @n fds (taken; their order in @fds is lost): one close_range() per run
  * of consecutive numbers. fds received in one message, or accepted one after
  * the other, are mostly such a run: a batch costs one syscall, not one per fd. */

@@ -233,18 +233,6 @@ void channel_flush_input(struct channel *ch)
 		receive(ch, UINT_MAX, true);
 }
 
-/* A SEQPACKET datagram must fit the send buffer, less the kernel's 32 bytes,
- * header included. */
-static size_t payload_max(int fd)
-{
-	int sndbuf = 0;
-	socklen_t len = sizeof(sndbuf);
-	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 || sndbuf < 1024)
-		sndbuf = 1024;
-	size_t max = (size_t)sndbuf - 32 - sizeof(struct proto_hdr);
-	return max < PROTO_MAX_PAYLOAD ? max : PROTO_MAX_PAYLOAD;
-}
-
 /* Channel ids go on across a re-exec: a new image starts above the old one's. */
 static uint64_t next_id = 1;
 
@@ -264,7 +252,7 @@ int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *us
 	ch->ops = ops;
 	ch->userdata = userdata;
 	ch->id = next_id++;
-	ch->payload_max = payload_max(fd);
+	ch->payload_max = proto_payload_max(fd);
 	snprintf(ch->app, sizeof(ch->app), "%s", app);
 	snprintf(ch->who, sizeof(ch->who), "%s", who);
 	int r = sd_event_add_io(event, &ch->src, fd, EPOLLIN, on_channel, ch);
