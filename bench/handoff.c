@@ -297,11 +297,18 @@ int main(int argc, char **argv)
 	for (long p = 0; p < procs; p++) {
 		long share = p + 1 < procs ? per_process : n - per_process * (procs - 1);
 		pids[p] = fork();
-		if (pids[p] == 0)
+		if (pids[p] == 0) {
+			/* Only the parent writes go: its exit reads as EOF here. */
+			close(up[0]);
+			close(go[1]);
 			_exit(client((unsigned)p, share, (int)port, deadline, up[1], go[0]));
+		}
 		if (pids[p] < 0)
 			return 1;
 	}
+	/* Ours closed: a client process that dies reads as EOF, not as a wait. */
+	close(up[1]);
+	close(go[0]);
 	struct report sum = {0}, rep;
 	for (long p = 0; p < procs; p++) {
 		if (!read_all(up[0], &rep, sizeof(rep))) {
