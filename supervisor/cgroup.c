@@ -511,15 +511,18 @@ static void unmake_base(struct cgroups *cgs)
 			rmdir(cgs->v1[i]);
 }
 
-struct cgroups *cgroups_open(sd_event *event)
+struct cgroups *cgroups_open(sd_event *event, int inotify_fd)
 {
 	char *v2_mnt = NULL, *v1_mnt[N_CTL] = {0}, *own = NULL, *v1_own[N_CTL] = {0}, *sd_v1 = NULL;
 	char why[PATH_MAX + 128] = "";
 	struct cgroups *cgs = calloc(1, sizeof(*cgs));
-	if (!cgs)
+	if (!cgs) {
+		if (inotify_fd >= 0)
+			close(inotify_fd);
 		return NULL;
+	}
 	cgs->event = event;
-	cgs->inotify_fd = -1;
+	cgs->inotify_fd = inotify_fd; /* closed with cgs if it is not used */
 	find_mounts(&v2_mnt, v1_mnt);
 	find_own(&own, v1_own, &sd_v1);
 	int r = 1;
@@ -527,7 +530,10 @@ struct cgroups *cgroups_open(sd_event *event)
 		snprintf(why, sizeof(why), "no cgroup2 hierarchy is mounted");
 	else
 		r = choose_base(cgs, v2_mnt, own, sd_v1, why, sizeof(why));
-	if (r == 0) {
+	/* A re-executed batond is in its leaf already: moving a process costs the
+	 * kernel a global lock (10-20 ms here), paid inside the exec's pause. */
+	bool in_leaf = r == 0 && strcmp(basename_of(own), "supervisor") == 0;
+	if (r == 0 && !in_leaf) {
 		char *sup = join(cgs->base, "supervisor");
 		char pid[16];
 		snprintf(pid, sizeof(pid), "%d", (int)getpid());
@@ -550,7 +556,8 @@ struct cgroups *cgroups_open(sd_event *event)
 		cgs->has_kill = access(kill_path, W_OK) == 0;
 		v2_enable(cgs);
 		v1_setup(cgs, v1_mnt, v1_own);
-		cgs->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (cgs->inotify_fd < 0)
+			cgs->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 		if (cgs->inotify_fd < 0 ||
 		    sd_event_add_io(event, &cgs->inotify_src, cgs->inotify_fd, EPOLLIN, on_inotify,
 				    cgs) < 0) {
@@ -598,6 +605,11 @@ void cgroups_close(struct cgroups *cgs)
 	}
 	unmake_base(cgs);
 	cgroups_free(cgs);
+}
+
+int cgroups_inotify_fd(const struct cgroups *cgs)
+{
+	return cgs ? cgs->inotify_fd : -1;
 }
 
 const char *cgroups_mode(const struct cgroups *cgs)

@@ -31,7 +31,12 @@ struct cgroup_stats {
 /* Finds the cgroup batond may use and moves batond into its supervisor leaf.
  * Logs once what it uses, or why it uses none. Returns NULL when it uses none
  * (workers are then tracked by process group) or is out of memory. */
-struct cgroups *cgroups_open(sd_event *event);
+/* @inotify_fd: the one cgroups_inotify_fd gave the image before a re-exec,
+ * taken (its watches are found again by path), or -1 for a new one. Closing
+ * an inotify instance waits for an RCU grace period (10-20 ms here): inside
+ * an exec, that would be a pause of batond. */
+struct cgroups *cgroups_open(sd_event *event, int inotify_fd);
+int cgroups_inotify_fd(const struct cgroups *cgs);
 /* Removes what is left of batond's cgroups (empty ones only) and, when batond
  * made its directory by hand, moves batond back where it started. */
 void cgroups_close(struct cgroups *cgs);

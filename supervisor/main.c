@@ -404,7 +404,8 @@ static int run(struct daemon *d, int state_fd, int prev_fd, const char *fallback
 	}
 	/* Before the first worker: batond moves into a leaf of its own (a
 	 * re-executed batond finds the one it is in). */
-	d->cgroups = cgroups_open(d->event);
+	if (state_fd < 0)
+		d->cgroups = cgroups_open(d->event, -1); /* reexec_restore opens its own */
 	if (state_fd >= 0 && reexec_restore(d, state_fd, prev_fd, fallback) < 0)
 		return RUN_RESTORE_FAILED;
 	if (state_fd < 0 && start(d) < 0)

@@ -7,6 +7,7 @@
 #include "reexec.h"
 #include "app.h"
 #include "batond.h"
+#include "cgroup.h"
 #include "channel.h"
 #include "control.h"
 #include "listener.h"
@@ -129,6 +130,7 @@ static int state_write(struct daemon *d, const char *path, struct reexec_save *s
 	rx_set(st, "control", control_save(d->control, s));
 	rx_set(st, "notify", notify_save(d->notify, s));
 	rx_set_int(st, "metrics_fd", reexec_keep_fd(s, metrics_fd(d->metrics)));
+	rx_set_int(st, "cgroups_inotify_fd", reexec_keep_fd(s, cgroups_inotify_fd(d->cgroups)));
 	for (size_t i = 0; i < d->n_apps; i++)
 		json_object_array_add(apps, app_save(d->apps[i], false, s));
 	for (size_t i = 0; i < d->n_retired; i++)
@@ -658,6 +660,8 @@ static int restore(struct daemon *d, struct json_object *st, char *err, size_t e
 		r = -EBADMSG;
 		goto fail;
 	}
+	/* Before the generations, which find their cgroups again by name. */
+	d->cgroups = cgroups_open(d->event, (int)rx_int(st, "cgroups_inotify_fd", -1));
 	what = "apps";
 	daemon_init_app_env(d);
 	if ((r = apps_restore(d, st, &ld)) < 0)
