@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -408,6 +409,8 @@ static void store_exec(struct section_state *st, const struct option *o,
 	struct app_cfg *app = obj;
 	ssize_t first = append_list(st, &app->argv, values, n);
 
+	if (first == 0 && n > 0)
+		app->exec_line = values[0].line;
 	if (first == 0 && n > 0 && app->argv[0] && app->argv[0][0] != '/')
 		report(st->ld, values[0].line, "%s: exec: \"%s\" is not an absolute path", st->what,
 		       values[0].text);
@@ -1348,4 +1351,69 @@ const struct app_cfg *config_find_app(const struct config *cfg, const char *name
 		if (strcmp(cfg->apps[i].name, name) == 0)
 			return &cfg->apps[i];
 	return NULL;
+}
+
+/* May @cfg's user execute a file of @st? As the kernel decides for a process
+ * of that uid, gid and groups (root: any execute bit). */
+static bool executable_by(const struct app_cfg *cfg, const struct stat *st)
+{
+	if (!cfg->set_ids)
+		return false; /* asked of the kernel instead: faccessat */
+	if (cfg->uid == 0)
+		return st->st_mode & (S_IXUSR | S_IXGRP | S_IXOTH);
+	if (st->st_uid == cfg->uid)
+		return st->st_mode & S_IXUSR;
+	bool group = st->st_gid == cfg->gid;
+	for (size_t i = 0; i < cfg->n_groups && !group; i++)
+		group = st->st_gid == cfg->groups[i];
+	return st->st_mode & (group ? S_IXGRP : S_IXOTH);
+}
+
+/* Every directory on @path may be searched by @cfg's user; else the reason,
+ * naming the first that may not, in @why. */
+static bool reachable_by(const struct app_cfg *cfg, const char *path, char *why, size_t len)
+{
+	char dir[PATH_MAX];
+	for (const char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		struct stat st;
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+		if (stat(dir, &st) == 0 && !executable_by(cfg, &st)) {
+			snprintf(why, len, "directory %s is not searchable by user %s (mode %04o, owner %u:%u)",
+				 dir, cfg->user ? cfg->user : "of the app",
+				 (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+				 (unsigned)st.st_gid);
+			return false;
+		}
+	}
+	return true;
+}
+
+int config_check_programs(const struct config *cfg, FILE *errors)
+{
+	int n = 0;
+	for (size_t i = 0; i < cfg->n_apps; i++) {
+		const struct app_cfg *app = &cfg->apps[i];
+		const char *path = app->argv[0];
+		struct stat st;
+		char why[PATH_MAX + 300] = "";
+		if (stat(path, &st) < 0)
+			snprintf(why, sizeof(why), "%s", strerror(errno));
+		else if (app->set_ids && !reachable_by(app, path, why, sizeof(why)))
+			;
+		else if (!S_ISREG(st.st_mode))
+			snprintf(why, sizeof(why), "not a regular file");
+		else if (app->set_ids ? !executable_by(app, &st)
+				      : faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) < 0)
+			snprintf(why, sizeof(why), "not executable by %s%s (mode %04o, owner %u:%u)",
+				 app->set_ids ? "user " : "batond's user",
+				 app->set_ids ? (app->user ? app->user : "of the app") : "",
+				 (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+				 (unsigned)st.st_gid);
+		if (!why[0])
+			continue;
+		fprintf(errors, "%s:%d: app \"%s\": exec %s: %s\n", cfg->path,
+			app->exec_line ? app->exec_line : app->line, app->name, path, why);
+		n++;
+	}
+	return n;
 }

@@ -37,6 +37,7 @@ struct app_cfg {
 	char *name;
 	int line;
 	char **argv;	      /* NULL-terminated, argv[0] is the path executed */
+	int exec_line;	      /* of its `exec =` */
 	size_t *listener_idx; /* indexes into config.listeners, in LISTEN_FDS order */
 	size_t n_listeners;
 	unsigned workers; /* >= 1 */
@@ -119,3 +120,11 @@ int config_parse(const char *path, const char *text, size_t len, FILE *errors, s
 void config_free(struct config *cfg);
 
 const struct app_cfg *config_find_app(const struct config *cfg, const char *name);
+
+/* batond --check: what a start would find on disk, without side effects:
+ * every app's program exists, is a regular file and may be executed by the
+ * app's user (batond's without one). Writes one "FILE:LINE: app ...: exec
+ * PATH: reason" line per problem to @errors; returns how many. (At start and on
+ * a reload a missing program is no error of the file: the generation that
+ * runs it fails, is rolled back, and says why.) */
+int config_check_programs(const struct config *cfg, FILE *errors);

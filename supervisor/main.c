@@ -512,6 +512,10 @@ int main(int argc, char **argv)
 	if (state_fd < 0) {
 		if (config_load(path, stderr, &d.cfg) < 0)
 			return 1;
+		if (check && config_check_programs(d.cfg, stderr) > 0) {
+			config_free(d.cfg);
+			return 1;
+		}
 		if (check) {
 			printf("%s: ok (%zu listener%s, %zu app%s)\n", path, d.cfg->n_listeners,
 			       d.cfg->n_listeners == 1 ? "" : "s", d.cfg->n_apps,

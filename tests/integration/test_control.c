@@ -111,6 +111,7 @@ static void the_control_sockets_missing_directories_are_created(void **state)
 	snprintf(b.sock, sizeof(b.sock), "%s/run/baton/batond.sock", b.dir);
 	batond_write_config(&b, HTTP WEB_APP);
 	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000)); /* status exits 6 before */
 	char out[4096];
 	assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
 	struct stat st;
@@ -396,7 +397,7 @@ static void check_names_file_and_line_of_every_error(void **state)
 	    &b, "listener http { address = \"tcp://127.0.0.1:99999\" }\n"
 		"app web {\n  exec = { \"/bin/true\" }\n  listeners = { \"htp\" }\n}\n");
 	const char *argv[] = {BATOND_PATH, "--check", "-c", b.conf, NULL};
-	char out[4096], want[600];
+	char out[4096], want[1200];
 	assert_int_equal(run(argv, -1, out, sizeof(out)), 1);
 	snprintf(want, sizeof(want),
 		 "%s:2: listener \"http\": address \"tcp://127.0.0.1:99999\": port out of range",
@@ -404,6 +405,42 @@ static void check_names_file_and_line_of_every_error(void **state)
 	assert_output(out, want);
 	snprintf(want, sizeof(want), "%s:5: app \"web\": unknown listener \"htp\"", b.conf);
 	assert_output(out, want);
+	/* The programs, as the apps' users would execute them. */
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  listeners = { \"http\" }\n"
+				"  exec = { \"/nonexistent/web\" }\n}\n"
+				"app two {\n  listeners = { \"http\" }\n  user = \"nobody\"\n"
+				"  exec = { \"@DIR@/not-executable\" }\n}\n"
+				"app three {\n  exec = { \"/tmp\" }\n  listeners = { \"http\" }\n}\n"
+				"app four {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+				"  user = \"nobody\"\n}\n");
+	char script[400];
+	snprintf(script, sizeof(script), "%s/not-executable", b.dir);
+	FILE *f = fopen(script, "we");
+	assert_non_null(f);
+	fputs("#!/bin/sh\n", f);
+	fclose(f);
+	assert_int_equal(chmod(script, 0744), 0);
+	assert_int_equal(run(argv, -1, out, sizeof(out)), 1);
+	snprintf(want, sizeof(want),
+		 "%s:5: app \"web\": exec /nonexistent/web: No such file or directory", b.conf);
+	assert_output(out, want);
+	/* The test's directory is root's, mode 0700: nobody cannot reach it. */
+	snprintf(want, sizeof(want),
+		 "%s:10: app \"two\": exec %s: directory %s is not searchable by user nobody "
+		 "(mode 0700, owner 0:0)",
+		 b.conf, script, b.dir);
+	assert_output(out, want);
+	assert_int_equal(chmod(b.dir, 0755), 0);
+	assert_int_equal(run(argv, -1, out, sizeof(out)), 1);
+	snprintf(want, sizeof(want),
+		 "%s:10: app \"two\": exec %s: not executable by user nobody (mode 0744, owner 0:0)",
+		 b.conf, script);
+	assert_output(out, want);
+	snprintf(want, sizeof(want), "%s:13: app \"three\": exec /tmp: not a regular file",
+		 b.conf);
+	assert_output(out, want);
+	assert_null(strstr(out, "\"four\""));
 	batond_write_config(&b, HTTP WEB_APP);
 	assert_int_equal(run(argv, -1, out, sizeof(out)), 0);
 	assert_output(out, ": ok");
@@ -424,7 +461,7 @@ static void a_port_in_use_stops_start_up_with_file_line_and_address(void **state
 		sock2, b.port);
 	fclose(f);
 	const char *argv[] = {BATOND_PATH, "-c", conf2, NULL};
-	char out[4096], want[600];
+	char out[4096], want[1200];
 	assert_int_equal(run(argv, -1, out, sizeof(out)), 1);
 	snprintf(want, sizeof(want),
 		 "%s:2: listener \"http\": address \"tcp://127.0.0.1:%d\": Address already in use",
@@ -568,6 +605,8 @@ static void a_control_socket_in_a_directory_others_can_write_is_refused(void **s
 	if (geteuid() == 0) {
 		assert_int_equal(chmod(dir, 01777), 0);
 		batond_start(&b);
+		/* status exits 6 until the app serves. */
+		assert_true(wait_workers(&b, "ready", 1, 10000));
 		assert_int_equal(batonctl(&b, out, sizeof(out), "status", NULL), 0);
 	}
 	batond_stop(&b);
