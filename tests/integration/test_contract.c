@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,19 @@ static void assert_line(const char *dump, const char *line)
 		fail_msg("no line \"%s\" in:\n%s", line, dump);
 }
 
+/* The standard signals (1 to 31) of mask @key ("SigIgn") in a dump. glibc's
+ * own two real-time signals may come ignored from whoever started batond
+ * (signal() cannot reset them): not the worker contract's. */
+static unsigned long long std_signals(const char *dump, const char *key)
+{
+	char want[32];
+	snprintf(want, sizeof(want), "\n%s=", key);
+	const char *p = strstr(dump, want);
+	if (!p)
+		fail_msg("no %s in:\n%s", key, dump);
+	return strtoull(p + strlen(want), NULL, 16) & 0x7fffffffULL;
+}
+
 /* The numbers of the fds listed in a dump, as "0 1 2 3". */
 static void fd_list(const char *dump, char *out, size_t len)
 {
@@ -108,8 +122,8 @@ static void spawn_contract_seen_from_inside_a_worker(void **state)
 		/* SIGPIPE ignored, as systemd's IgnoreSIGPIPE=yes: a worker whose
 		 * output pipe lost its reader (batond killed) gets EPIPE, not death.
 		 * Every other signal as default and unblocked. */
-		assert_line(dump, "SigIgn=0000000000001000");
-		assert_line(dump, "SigBlk=0000000000000000");
+		assert_int_equal(std_signals(dump, "SigIgn"), 1ULL << (SIGPIPE - 1));
+		assert_int_equal(std_signals(dump, "SigBlk"), 0);
 		assert_line(dump, "BATON_FD=5");
 		assert_line(dump, "BATON_APP=web");
 		assert_line(dump, "BATON_GENERATION=1");
