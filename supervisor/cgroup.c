@@ -776,6 +776,14 @@ int cgroup_join_fds(const struct cgroup *worker, int fds[CGROUP_JOIN_MAX])
 		else
 			continue;
 		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 && i >= 0) {
+			/* A v1 directory someone else removed (a systemd booted in a
+			 * namespace trims empty cgroups of the hierarchies it shares):
+			 * its limits are lost, the worker is still tracked. */
+			log_warn("%s: %s: the worker runs without the app's v1 %s limit", path,
+				 strerror(errno), ctl_names[i]);
+			continue;
+		}
 		if (fd < 0) {
 			int r = -errno;
 			log_err("%s: %s", path, strerror(errno));

@@ -171,8 +171,12 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 	int err = 0;
 	/* First, while the fds are where batond opened them: everything the worker
 	 * forks from now on is born in its cgroup. */
+	/* The first is its cgroup2 leaf, which batond tracks it by: that one must
+	 * take it. The others (v1 hierarchies, for limits only) may have been
+	 * removed by someone else meanwhile (a systemd that trims empty cgroups):
+	 * without them it runs unlimited there rather than not at all. */
 	for (size_t i = 0; i < req->n_cgroup_fds && !err; i++)
-		if (write(req->cgroup_fds[i], "0", 1) < 0)
+		if (write(req->cgroup_fds[i], "0", 1) < 0 && i == 0)
 			err = errno;
 	if (err) {
 		struct spawn_failure failure = {.err = err, .step = SPAWN_CGROUP};

@@ -64,7 +64,8 @@ struct spawn_req {
 	unsigned worker;
 	const struct spawn_creds *creds; /* NULL: as batond */
 	/* cgroup.procs files the child writes itself into before anything else
-	 * (borrowed, O_CLOEXEC): its cgroups (cgroup.c). */
+	 * (borrowed, O_CLOEXEC): its cgroups (cgroup.c). Only the first must take
+	 * it (its cgroup2 leaf); the others are the v1 hierarchies' limits. */
 	const int *cgroup_fds;
 	size_t n_cgroup_fds;
 	/* The worker's stdout and stderr (fds 1 and 2): @stdio_fd (borrowed; a
