@@ -44,6 +44,7 @@ struct cgroup {
 	char *path;		  /* relative to base */
 	const struct cgroup *gen; /* a worker's generation (its v1 directories) */
 	bool is_gen;
+	bool v1_used[N_CTL]; /* a generation: has a directory in that v1 hierarchy */
 	int wd; /* watch of cgroup.events, -1 */
 	cgroup_changed_t changed;
 	void *userdata;
@@ -646,6 +647,9 @@ static void limit(struct cgroups *cgs, const struct app_cfg *cfg, const char *ap
 		return;
 	}
 	snprintf(dir, sizeof(dir), "%s/%s", v2 ? cgs->base : cgs->v1[ctl], app);
+	/* No limit and no v1 directory made for one: nothing to reset. */
+	if (!v2 && !set && access(dir, F_OK) < 0)
+		return;
 	switch (ctl) {
 	case CTL_MEMORY:
 		file = v2 ? "memory.max" : "memory.limit_in_bytes";
@@ -709,25 +713,38 @@ int cgroup_gen_new(struct cgroups *cgs, const struct app_cfg *cfg, unsigned id, 
 			log_warn("%s: cannot enable %s in %s: %s", cfg->name, ctl_names[i], dir,
 				 strerror(-r));
 	}
+	/* A v1 hierarchy only for a limit the app sets: making a v1 cgroup is
+	 * slow (a memory one took 7-8 ms here, in batond's loop, at every
+	 * upgrade), and without one the generation's memory is not counted. */
+	bool want[N_CTL] = {
+	    [CTL_MEMORY] = cfg->memory_max.set && cfg->memory_max.value != RLIM_INFINITY,
+	    [CTL_PIDS] = cfg->tasks_max.set && cfg->tasks_max.value != RLIM_INFINITY,
+	    [CTL_CPU] = cfg->cpu_weight != 0,
+	};
 	for (int i = 0; i < N_CTL; i++)
-		if (cgs->v1[i] && (r = make_dir(cgs->v1[i], app)) < 0)
+		if (want[i] && cgs->v1[i] && (r = make_dir(cgs->v1[i], app)) < 0)
 			log_warn("%s: mkdir %s/%s: %s", cfg->name, cgs->v1[i], app, strerror(-r));
-	limit(cgs, cfg, app, CTL_MEMORY,
-	      cfg->memory_max.set && cfg->memory_max.value != RLIM_INFINITY, cfg->memory_max.value);
-	limit(cgs, cfg, app, CTL_PIDS, cfg->tasks_max.set && cfg->tasks_max.value != RLIM_INFINITY,
-	      cfg->tasks_max.value);
-	limit(cgs, cfg, app, CTL_CPU, cfg->cpu_weight != 0, cfg->cpu_weight);
+	limit(cgs, cfg, app, CTL_MEMORY, want[CTL_MEMORY], cfg->memory_max.value);
+	limit(cgs, cfg, app, CTL_PIDS, want[CTL_PIDS], cfg->tasks_max.value);
+	limit(cgs, cfg, app, CTL_CPU, want[CTL_CPU], cfg->cpu_weight);
 	if ((r = make_dir(cgs->base, gen)) < 0) {
 		log_err("%s: mkdir %s/%s: %s", cfg->name, cgs->base, gen, strerror(-r));
 		return r;
 	}
-	for (int i = 0; i < N_CTL; i++)
-		if (cgs->v1[i] && (r = make_dir(cgs->v1[i], gen)) < 0)
+	bool used[N_CTL] = {0};
+	for (int i = 0; i < N_CTL; i++) {
+		if (!want[i] || !cgs->v1[i])
+			continue;
+		if ((r = make_dir(cgs->v1[i], gen)) < 0)
 			log_warn("%s: mkdir %s/%s: %s", cfg->name, cgs->v1[i], gen, strerror(-r));
+		else
+			used[i] = true;
+	}
 	struct cgroup *c = cgroup_alloc(cgs, strdup(gen));
 	if (!c)
 		return -ENOMEM;
 	c->is_gen = true;
+	memcpy(c->v1_used, used, sizeof(used));
 	*ret = c;
 	return 0;
 }
@@ -770,7 +787,7 @@ int cgroup_join_fds(const struct cgroup *worker, int fds[CGROUP_JOIN_MAX])
 	for (int i = -1; i < N_CTL; i++) {
 		if (i < 0)
 			snprintf(path, sizeof(path), "%s/%s/cgroup.procs", cgs->base, worker->path);
-		else if (cgs->v1[i] && worker->gen)
+		else if (cgs->v1[i] && worker->gen && worker->gen->v1_used[i])
 			snprintf(path, sizeof(path), "%s/%s/cgroup.procs", cgs->v1[i],
 				 worker->gen->path);
 		else
@@ -856,7 +873,7 @@ void cgroup_stats(const struct cgroup *gen, struct cgroup_stats *ret)
 		ret->cpu_usec = keyed(text, "usage_usec");
 	if (cgs->v2[CTL_MEMORY] && read_in(dir, "memory.current", text, sizeof(text)) >= 0) {
 		ret->memory_bytes = strtoull(text, NULL, 10);
-	} else if (!cgs->v2[CTL_MEMORY] && cgs->v1[CTL_MEMORY]) {
+	} else if (!cgs->v2[CTL_MEMORY] && cgs->v1[CTL_MEMORY] && gen->v1_used[CTL_MEMORY]) {
 		snprintf(dir, sizeof(dir), "%s/%s", cgs->v1[CTL_MEMORY], gen->path);
 		if (read_in(dir, "memory.usage_in_bytes", text, sizeof(text)) >= 0)
 			ret->memory_bytes = strtoull(text, NULL, 10);
