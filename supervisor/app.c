@@ -782,7 +782,7 @@ static bool same_credentials(const struct app_cfg *x, const struct app_cfg *y)
 		return false;
 	return same_string(x->working_directory, y->working_directory) &&
 	       x->set_umask == y->set_umask && (!x->set_umask || x->umask == y->umask) &&
-	       x->no_new_privileges == y->no_new_privileges &&
+	       x->no_new_privileges == y->no_new_privileges && x->ambient_caps == y->ambient_caps &&
 	       same_limit(&x->limit_nofile, &y->limit_nofile) &&
 	       same_limit(&x->limit_core, &y->limit_core) &&
 	       same_limit(&x->limit_nproc, &y->limit_nproc) &&

@@ -501,6 +501,40 @@ static void store_app_group(struct section_state *st, const struct option *o,
 	store_string(st, o, v, n, obj);
 }
 
+/* capabilities(7), indexed by number (linux/capability.h, up to 40). */
+static const char *const cap_names[] = {
+    "CAP_CHOWN",	      "CAP_DAC_OVERRIDE",   "CAP_DAC_READ_SEARCH",    "CAP_FOWNER",
+    "CAP_FSETID",	      "CAP_KILL",	    "CAP_SETGID",	      "CAP_SETUID",
+    "CAP_SETPCAP",	      "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",  "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",	      "CAP_NET_RAW",	    "CAP_IPC_LOCK",	      "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",	      "CAP_SYS_RAWIO",	    "CAP_SYS_CHROOT",	      "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",	      "CAP_SYS_ADMIN",	    "CAP_SYS_BOOT",	      "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",	      "CAP_SYS_TIME",	    "CAP_SYS_TTY_CONFIG",     "CAP_MKNOD",
+    "CAP_LEASE",	      "CAP_AUDIT_WRITE",    "CAP_AUDIT_CONTROL",      "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",	      "CAP_MAC_ADMIN",	    "CAP_SYSLOG",	      "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",      "CAP_AUDIT_READ",	    "CAP_PERFMON",	      "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+};
+
+static void store_ambient_capabilities(struct section_state *st, const struct option *o,
+				       const struct conf_value *values, size_t n, void *obj)
+{
+	struct app_cfg *app = obj;
+	for (size_t i = 0; i < n; i++) {
+		size_t c = 0;
+		while (c < sizeof(cap_names) / sizeof(cap_names[0]) &&
+		       strcasecmp(cap_names[c], values[i].text) != 0)
+			c++;
+		if (c == sizeof(cap_names) / sizeof(cap_names[0]))
+			report(st->ld, values[i].line,
+			       "%s: ambient-capabilities: unknown capability \"%s\" (names as in "
+			       "capabilities(7), e.g. CAP_NET_BIND_SERVICE)",
+			       st->what, values[i].text);
+		else
+			app->ambient_caps |= 1ULL << c;
+	}
+}
+
 static void store_supplementary_groups(struct section_state *st, const struct option *o,
 				       const struct conf_value *values, size_t n, void *obj)
 {
@@ -703,6 +737,7 @@ enum {
 	A_TASKS_MAX,
 	A_CPU_WEIGHT,
 	A_NOTIFY_ACCESS,
+	A_AMBIENT_CAPABILITIES,
 	N_APP_OPTIONS
 };
 static const struct option app_options[N_APP_OPTIONS] = {
@@ -794,6 +829,9 @@ static const struct option app_options[N_APP_OPTIONS] = {
     [A_SUPPLEMENTARY_GROUPS] = {.name = "supplementary-groups",
 				.list = true,
 				.store = store_supplementary_groups},
+    [A_AMBIENT_CAPABILITIES] = {.name = "ambient-capabilities",
+				.list = true,
+				.store = store_ambient_capabilities},
     [A_WORKING_DIRECTORY] = {.name = "working-directory",
 			     .store = store_working_directory,
 			     .offset = offsetof(struct app_cfg, working_directory)},
@@ -1103,6 +1141,11 @@ static void load_app(struct loader *ld, const struct conf_section *sec, const st
 		       "%s: canary: %u workers is not fewer than workers (%u): a canary is a part "
 		       "of a generation",
 		       st.what, app->canary, app->workers);
+	if (app->ambient_caps && !app->user)
+		report(ld, value_line(&st, A_AMBIENT_CAPABILITIES),
+		       "%s: ambient-capabilities: set user too (workers of batond's own user "
+		       "keep batond's capabilities)",
+		       st.what);
 	if (app->canary_usec && !app->canary)
 		report(ld, value_line(&st, A_CANARY_TIME), "%s: canary-time: set canary too",
 		       st.what);

@@ -85,6 +85,9 @@ struct app_cfg {
 	struct app_limit memory_max, tasks_max;
 	unsigned cpu_weight;
 	enum notify_access notify_access;
+	/* ambient-capabilities: bit N for capability N (CAP_NET_BIND_SERVICE is
+	 * 10); 0: none. Only with user: a worker of batond's own user has its. */
+	uint64_t ambient_caps;
 };
 
 struct config {

@@ -634,6 +634,7 @@ static void worker_spawn(struct worker *w)
 	    .set_umask = cfg->set_umask,
 	    .umask = cfg->umask,
 	    .no_new_privileges = cfg->no_new_privileges,
+	    .ambient_caps = cfg->ambient_caps,
 	    .limits = {{RLIMIT_NOFILE, cfg->limit_nofile.set, cfg->limit_nofile.value},
 		       {RLIMIT_CORE, cfg->limit_core.set, cfg->limit_core.value},
 		       {RLIMIT_NPROC, cfg->limit_nproc.set, cfg->limit_nproc.value}},

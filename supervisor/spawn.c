@@ -16,7 +16,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <linux/close_range.h>
+#include <sys/syscall.h>
 #include <syslog.h>
 #include <systemd/sd-journal.h>
 
@@ -101,7 +103,8 @@ const char *spawn_step_name(enum spawn_step step)
 					    [SPAWN_UID] = "setresuid",
 					    [SPAWN_CHDIR] = "chdir",
 					    [SPAWN_NO_NEW_PRIVS] = "no-new-privileges",
-					    [SPAWN_CGROUP] = "joining its cgroup"};
+					    [SPAWN_CGROUP] = "joining its cgroup",
+					    [SPAWN_CAPS] = "ambient capabilities"};
 	return step >= 0 && (size_t)step < sizeof(names) / sizeof(names[0]) && names[step]
 		   ? names[step]
 		   : "set-up";
@@ -123,8 +126,27 @@ static int child_become(const struct spawn_creds *c)
 			return SPAWN_GROUPS;
 		if (setresgid(c->gid, c->gid, c->gid) < 0)
 			return SPAWN_GID;
+		/* Capabilities to keep survive the change of uid... */
+		if (c->ambient_caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+			return SPAWN_CAPS;
 		if (setresuid(c->uid, c->uid, c->uid) < 0)
 			return SPAWN_UID;
+		/* ...and only those: permitted, inheritable and effective, then
+		 * ambient, which is what an exec of a plain program keeps. */
+		if (c->ambient_caps) {
+			struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+			struct __user_cap_data_struct data[2] = {
+			    {(uint32_t)c->ambient_caps, (uint32_t)c->ambient_caps,
+			     (uint32_t)c->ambient_caps},
+			    {(uint32_t)(c->ambient_caps >> 32), (uint32_t)(c->ambient_caps >> 32),
+			     (uint32_t)(c->ambient_caps >> 32)}};
+			if (syscall(SYS_capset, &hdr, data) < 0)
+				return SPAWN_CAPS;
+			for (int cap = 0; cap < 64; cap++)
+				if ((c->ambient_caps >> cap & 1) &&
+				    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+					return SPAWN_CAPS;
+		}
 	}
 	if (c->working_directory && chdir(c->working_directory) < 0)
 		return SPAWN_CHDIR;

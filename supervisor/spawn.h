@@ -21,6 +21,7 @@ struct spawn_creds {
 	bool set_umask;
 	mode_t umask;
 	bool no_new_privileges;
+	uint64_t ambient_caps; /* with set_ids: kept across setresuid, raised ambient */
 	struct spawn_limit {
 		int resource; /* RLIMIT_NOFILE... */
 		bool set;
@@ -39,6 +40,7 @@ enum spawn_step {
 	SPAWN_CHDIR,
 	SPAWN_NO_NEW_PRIVS,
 	SPAWN_CGROUP,
+	SPAWN_CAPS,
 };
 
 /* What the exec-status pipe carries when the child fails: written in one

@@ -109,6 +109,8 @@ static void a_worker_runs_as_its_apps_user_with_its_limits_and_directory(void **
 	assert_string_equal(v, "1");
 	proc_line(pid, "status", "CapEff:\t", v, sizeof(v));
 	assert_string_equal(v, "0000000000000000");
+	proc_line(pid, "status", "CapAmb:\t", v, sizeof(v));
+	assert_string_equal(v, "0000000000000000"); /* none unless listed */
 	proc_line(pid, "status", "Umask:\t", v, sizeof(v));
 	assert_string_equal(v, "0027");
 	proc_line(pid, "limits", "Max open files", v, sizeof(v));
@@ -230,6 +232,52 @@ static void check_names_file_and_line_of_an_unknown_user_and_a_missing_directory
 	assert_non_null(strstr(out, want));
 	snprintf(want, sizeof(want), "%s:8: app \"web\": umask:", b.conf);
 	assert_non_null(strstr(out, want));
+	batond_stop(&b);
+}
+
+/* ambient-capabilities: the worker, running as nobody, has exactly those
+ * (permitted, effective, inheritable, ambient) and binds a port below 1024
+ * with them; a name batond does not know, or the option without a user, is
+ * FILE:LINE. */
+static void ambient_capabilities_are_exactly_those_listed(void **state)
+{
+	struct batond b;
+	start_as_nobody(&b, "  ambient-capabilities = { \"CAP_NET_BIND_SERVICE\" }\n");
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	pid_t pid;
+	assert_int_equal(worker_pids(&b, "ready", &pid, 1), 1);
+	char v[256];
+	static const char *const sets[] = {"CapInh:\t", "CapPrm:\t", "CapEff:\t", "CapAmb:\t"};
+	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		proc_line(pid, "status", sets[i], v, sizeof(v));
+		if (strcmp(v, "0000000000000400") != 0)
+			fail_msg("%s%s, not CAP_NET_BIND_SERVICE alone", sets[i], v);
+	}
+	char body[256];
+	assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+	assert_int_equal(batond_stop(&b), 0);
+
+	batond_prepare(&b);
+	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+				"  ambient-capabilities = { \"CAP_NET_BIND_SERVICE\", \"CAP_NO_SUCH\" }\n"
+				"}\n");
+	char cmd[800], out[2048], want[400];
+	snprintf(cmd, sizeof(cmd), "%s --check -c %s 2>&1", BATOND_PATH, b.conf);
+	FILE *p = popen(cmd, "re");
+	assert_non_null(p);
+	size_t n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = 0;
+	assert_int_not_equal(pclose(p), 0);
+	snprintf(want, sizeof(want),
+		 "%s:6: app \"web\": ambient-capabilities: unknown capability \"CAP_NO_SUCH\"",
+		 b.conf);
+	if (!strstr(out, want))
+		fail_msg("no \"%s\" in:\n%s", want, out);
+	snprintf(want, sizeof(want), "%s:6: app \"web\": ambient-capabilities: set user too",
+		 b.conf);
+	if (!strstr(out, want))
+		fail_msg("no \"%s\" in:\n%s", want, out);
 	batond_stop(&b);
 }
 
@@ -654,6 +702,7 @@ int main(void)
 	    harness_test(a_process_of_the_apps_user_cannot_reach_batond),
 	    harness_test(a_worker_that_cannot_enter_its_directory_says_so),
 	    harness_test(check_names_file_and_line_of_an_unknown_user_and_a_missing_directory),
+	    harness_test(ambient_capabilities_are_exactly_those_listed),
 	    harness_test(every_generation_runs_in_a_cgroup_of_its_own_with_its_apps_limits),
 	    harness_test(a_daemon_a_worker_forked_dies_when_its_generation_drains),
 	    harness_test(a_refused_binary_that_daemonizes_leaves_nothing_serving),
