@@ -786,6 +786,31 @@ static int on_accept(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	return 0;
 }
 
+/* The control socket of @cfg, listening: born with its mode and group, in
+ * directories nobody else can change. -EADDRINUSE when a live batond answers
+ * there; another error with the reason in @err (not naming the path). */
+static int bind_control(const struct config *cfg, int *ret_fd, char *err, size_t err_len)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(err, err_len, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	int r = unix_path_bind(fd, cfg->control_socket, cfg->control_mode, (uid_t)-1,
+			       cfg->control_gid, true, err, err_len);
+	if (r == 0 && listen(fd, 64) < 0) {
+		r = -errno;
+		snprintf(err, err_len, "listen: %s", strerror(errno));
+		unlink(cfg->control_socket);
+	}
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
 int control_open(struct daemon *d, struct control **ret)
 {
 	const struct config *cfg = d->cfg;
@@ -801,16 +826,8 @@ int control_open(struct daemon *d, struct control **ret)
 		log_err("control socket: %s", strerror(-r));
 		goto fail;
 	}
-	ctl->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (ctl->fd < 0) {
-		r = -errno;
-		log_err("control socket: socket: %s", strerror(errno));
-		goto fail;
-	}
-	/* Born with its mode and group, in directories nobody else can change. */
 	char err[512];
-	r = unix_path_bind(ctl->fd, cfg->control_socket, cfg->control_mode, (uid_t)-1,
-			   ctl->has_group ? ctl->group : (gid_t)-1, true, err, sizeof(err));
+	r = bind_control(cfg, &ctl->fd, err, sizeof(err));
 	if (r == -EADDRINUSE) {
 		log_err("control socket %s is in use by a running batond; not starting a second "
 			"one",
@@ -828,9 +845,7 @@ int control_open(struct daemon *d, struct control **ret)
 		log_err("control socket %s: %s", cfg->control_socket, strerror(-r));
 		goto fail;
 	}
-	if (listen(ctl->fd, 64) < 0 ||
-	    (r = sd_event_add_io(d->event, &ctl->src, ctl->fd, EPOLLIN, on_accept, ctl)) < 0) {
-		r = r < 0 ? r : -errno;
+	if ((r = sd_event_add_io(d->event, &ctl->src, ctl->fd, EPOLLIN, on_accept, ctl)) < 0) {
 		log_err("control socket %s: %s", cfg->control_socket, strerror(-r));
 		goto fail;
 	}
@@ -984,29 +999,13 @@ int control_prepare(const struct control *ctl, const struct config *nc, int *ret
 	*ret_fd = -1;
 	if (strcmp(nc->control_socket, ctl->path) == 0)
 		return 0; /* mode and group change in place */
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		snprintf(err, err_len, "socket: %s", strerror(errno));
-		return -errno;
-	}
 	char why[512];
-	int r = unix_path_bind(fd, nc->control_socket, nc->control_mode, (uid_t)-1, nc->control_gid,
-			       true, why, sizeof(why));
+	int r = bind_control(nc, ret_fd, why, sizeof(why));
 	if (r == -EADDRINUSE)
 		snprintf(err, err_len, "%s is in use by a running batond", nc->control_socket);
 	else if (r < 0)
-		snprintf(err, err_len, "%s", why);
-	else if (listen(fd, 64) < 0) {
-		r = -errno;
-		snprintf(err, err_len, "%s: listen: %s", nc->control_socket, strerror(errno));
-		unlink(nc->control_socket);
-	}
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-	*ret_fd = fd;
-	return 0;
+		snprintf(err, err_len, "%s: %s", nc->control_socket, why);
+	return r;
 }
 
 void control_apply(struct control *ctl, const struct config *nc, int fd)

@@ -476,16 +476,9 @@ bool batond_wait_log(const struct batond *b, const char *needle, int timeout_ms)
 	return true;
 }
 
-int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1, ...)
+/* Runs @path with @argv, its stdout and stderr into @out; its exit status. */
+static int run_captured(const char *path, const char *const *argv, char *out, size_t out_len)
 {
-	const char *argv[16] = {"batonctl", "-s", b->sock};
-	int n = 3;
-	va_list ap;
-	va_start(ap, arg1);
-	for (const char *a = arg1; a && n < 15; a = va_arg(ap, const char *))
-		argv[n++] = a;
-	va_end(ap);
-	argv[n] = NULL;
 	int pipefd[2];
 	assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
 	pid_t pid = fork();
@@ -493,7 +486,7 @@ int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1
 	if (pid == 0) {
 		dup2(pipefd[1], 1);
 		dup2(pipefd[1], 2);
-		execv(BATONCTL_PATH, (char **)argv);
+		execv(path, (char **)argv);
 		_exit(127);
 	}
 	close(pipefd[1]);
@@ -509,6 +502,25 @@ int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1
 	int status;
 	waitpid(pid, &status, 0);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int batonctl(const struct batond *b, char *out, size_t out_len, const char *arg1, ...)
+{
+	const char *argv[16] = {"batonctl", "-s", b->sock};
+	int n = 3;
+	va_list ap;
+	va_start(ap, arg1);
+	for (const char *a = arg1; a && n < 15; a = va_arg(ap, const char *))
+		argv[n++] = a;
+	va_end(ap);
+	argv[n] = NULL;
+	return run_captured(BATONCTL_PATH, argv, out, out_len);
+}
+
+int batond_check(const struct batond *b, char *out, size_t out_len)
+{
+	const char *argv[] = {"batond", "--check", "-c", b->conf, NULL};
+	return run_captured(BATOND_PATH, argv, out, out_len);
 }
 
 int tcp_connect(int port)

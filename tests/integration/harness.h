@@ -59,6 +59,10 @@ int tcp_connect(int port);
  * False on an error, EOF or timeout. */
 bool line_exchange(int fd, char *reply, size_t len);
 
+/* Runs batond --check -c b->conf; captures stdout+stderr into @out. Returns
+ * its exit status. */
+int batond_check(const struct batond *b, char *out, size_t out_len);
+
 /* GET / on 127.0.0.1:port; returns the HTTP status (200) with the body in
  * @body, or a negative errno (-ECONNREFUSED...). */
 int http_get(int port, char *body, size_t body_len);

@@ -216,13 +216,8 @@ static void check_names_file_and_line_of_an_unknown_user_and_a_missing_directory
 			    "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
 			    "  user = \"no-such-user-here\"\n"
 			    "  working-directory = \"/no/such/dir\"\n  umask = 0999\n}\n");
-	char cmd[800], out[2048], want[400];
-	snprintf(cmd, sizeof(cmd), "%s --check -c %s 2>&1", BATOND_PATH, b.conf);
-	FILE *p = popen(cmd, "re");
-	assert_non_null(p);
-	size_t n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = 0;
-	assert_int_not_equal(pclose(p), 0);
+	char out[2048], want[400];
+	assert_int_not_equal(batond_check(&b, out, sizeof(out)), 0);
 	snprintf(want, sizeof(want), "%s:6: app \"web\": user: no such user \"no-such-user-here\"",
 		 b.conf);
 	assert_non_null(strstr(out, want));
@@ -262,13 +257,8 @@ static void ambient_capabilities_are_exactly_those_listed(void **state)
 				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
 				"  ambient-capabilities = { \"CAP_NET_BIND_SERVICE\", \"CAP_NO_SUCH\" }\n"
 				"}\n");
-	char cmd[800], out[2048], want[400];
-	snprintf(cmd, sizeof(cmd), "%s --check -c %s 2>&1", BATOND_PATH, b.conf);
-	FILE *p = popen(cmd, "re");
-	assert_non_null(p);
-	size_t n = fread(out, 1, sizeof(out) - 1, p);
-	out[n] = 0;
-	assert_int_not_equal(pclose(p), 0);
+	char out[2048], want[400];
+	assert_int_not_equal(batond_check(&b, out, sizeof(out)), 0);
 	snprintf(want, sizeof(want),
 		 "%s:6: app \"web\": ambient-capabilities: unknown capability \"CAP_NO_SUCH\"",
 		 b.conf);
