@@ -14,9 +14,10 @@
  * when READY=1 was sent (CLOCK_MONOTONIC).
  *
  * Every request gets "hello from baton generation N pid P" (N from BATON_GENERATION)
- * with Connection: close. On SIGTERM or DRAIN it closes its copy of the listener
- * (never shutdown() or listen(): batond and the next generation share it), finishes
- * what it has, and exits. One poll loop over a signalfd, the baton channel, the
+ * with Connection: close; but GET /healthz, for batond's health-url, gets status
+ * 200, or the one --health-status asks (a broken release stands in with 503). On SIGTERM or DRAIN
+ * it closes its copy of the listener (never shutdown() or listen(): batond and the next generation
+ * share it), finishes what it has, and exits. One poll loop over a signalfd, the baton channel, the
  * listener and the connections. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4, signalfd: built standalone too */
@@ -44,6 +45,7 @@
 
 struct conn {
 	bool from_batond; /* dispatched: tell batond when done (its load signal) */
+	bool health;	  /* GET /healthz */
 	size_t got;
 	char request[2048];
 	size_t sent;
@@ -53,8 +55,9 @@ struct conn {
 static struct pollfd pfds[FIXED_SLOTS + MAX_CONNS];
 static struct conn conns[MAX_CONNS];
 static size_t n_conns;
-static char response[256];
-static size_t response_len;
+static char response[256], health_response[128];
+static size_t response_len, health_response_len;
+static unsigned health_status = 200;
 static bool draining;
 
 static long long now_us(void)
@@ -79,6 +82,10 @@ static void make_response(void)
 					"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
 					"Content-Length: %d\r\nConnection: close\r\n\r\n%s",
 					body_len, body);
+	health_response_len = (size_t)snprintf(
+	    health_response, sizeof(health_response),
+	    "HTTP/1.1 %u %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", health_status,
+	    health_status >= 200 && health_status < 400 ? "OK" : "Unhealthy");
 }
 
 static int bind_own_listener(unsigned port, bool reuseport)
@@ -145,14 +152,17 @@ static bool serve(size_t i, short revents)
 		    c->got < sizeof(c->request) - 1)
 			return true;
 		p->events = POLLOUT;
+		c->health = strncmp(c->request, "GET /healthz ", 13) == 0;
 	} else if (revents & (POLLERR | POLLHUP)) {
 		return false;
 	}
-	ssize_t n = send(p->fd, response + c->sent, response_len - c->sent, MSG_NOSIGNAL);
+	const char *out = c->health ? health_response : response;
+	size_t len = c->health ? health_response_len : response_len;
+	ssize_t n = send(p->fd, out + c->sent, len - c->sent, MSG_NOSIGNAL);
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR;
 	c->sent += (size_t)n;
-	return c->sent < response_len;
+	return c->sent < len;
 }
 
 /* Stop taking new work: out of the poll set, then close our copy. */
@@ -188,7 +198,7 @@ static void handle_baton_events(void)
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: hello [--port P] [--reuseport] [--startup-delay-ms 0] "
-		   "[--startup-log FILE]\n");
+		   "[--startup-log FILE] [--health-status 200]\n");
 }
 
 int main(int argc, char **argv)
@@ -204,6 +214,7 @@ int main(int argc, char **argv)
 	    {"reuseport", no_argument, NULL, 'r'},
 	    {"startup-delay-ms", required_argument, NULL, 'd'},
 	    {"startup-log", required_argument, NULL, 'l'},
+	    {"health-status", required_argument, NULL, 's'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -230,6 +241,14 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			startup_log = optarg;
+			break;
+		case 's':
+			health_status = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || health_status < 100 || health_status > 599) {
+				fprintf(stderr, "hello: --health-status %s: not an HTTP status\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);

@@ -7,6 +7,7 @@
 #include "app.h"
 #include "dispatch.h"
 #include "generation.h"
+#include "health.h"
 #include "log.h"
 #include "reexec.h"
 
@@ -25,6 +26,8 @@
 
 static void upgrade_begin(struct app *a);
 static void unpin(struct app *a);
+static void health_stop(struct app *a);
+static void gen_failed(struct app *a, struct gen *g);
 
 /* Records the outcome of an upgrade; returns it, for the waiters. */
 static const char *__attribute__((format(printf, 2, 3)))
@@ -85,6 +88,22 @@ static const struct gen_ops app_gen_ops = {
     .park = on_gen_park,
     .park_refused = on_gen_park_refused,
     .restarted = on_gen_restarted,
+};
+
+static void on_health_changed(void *userdata)
+{
+	mark(userdata);
+}
+
+static void on_health_sent(void *userdata, unsigned gen_id, unsigned index)
+{
+	struct app *a = userdata;
+	dispatch_sent_aside(a->dispatch, gen_id, index);
+}
+
+static const struct health_ops app_health_ops = {
+    .changed = on_health_changed,
+    .sent = on_health_sent,
 };
 
 static struct channel *serving_channel(void *userdata, unsigned gen_id, unsigned index)
@@ -279,6 +298,7 @@ void app_free(struct app *a)
 		gen_free(a->gens[i]);
 		version_put(v);
 	}
+	health_stop(a);
 	free(a->gens);
 	sd_event_source_disable_unref(a->start_timer);
 	sd_event_source_disable_unref(a->canary_timer);
@@ -583,8 +603,19 @@ static void take_over(struct app *a, struct gen *g, char *what, size_t len)
 	}
 }
 
+/* The generation on probation goes back to the pinned one, as batonctl
+ * rollback does, for a->revert_reason. */
+static void probation_revert(struct app *a)
+{
+	log_err("%s: %s: rolling back to generation %u's program and configuration", a->cfg->name,
+		a->revert_reason, a->pinned_gen);
+	a->probation_gen = 0;
+	a->revert_requested = true;
+	app_upgrade(a, NULL);
+}
+
 /* A generation on probation whose workers restarted PROBATION_RESTARTS times
- * within it: back to the pinned one, as batonctl rollback does. */
+ * within it: back to the pinned one. */
 static void probation_check(struct app *a)
 {
 	uint64_t now;
@@ -601,19 +632,134 @@ static void probation_check(struct app *a)
 	snprintf(a->revert_reason, sizeof(a->revert_reason),
 		 "generation %u restarted %u times within its probation of %.3g s",
 		 a->probation_gen, a->probation_restarts, (double)a->cfg->probation_usec / 1e6);
-	log_err("%s: %s: rolling back to generation %u's program and configuration", a->cfg->name,
-		a->revert_reason, a->pinned_gen);
-	a->probation_gen = 0;
-	a->revert_requested = true;
-	app_upgrade(a, NULL);
+	probation_revert(a);
+}
+
+/* ---- Health checks -------------------------------------------------------- */
+
+static void health_stop(struct app *a)
+{
+	health_free(a->health);
+	a->health = NULL;
+}
+
+/* Checks @g with its configuration's health check, if it has one, from now
+ * on (a check of another generation ends). Returns false when it has none. */
+static bool health_watch(struct app *a, struct gen *g)
+{
+	if (a->health && health_gen(a->health) == g)
+		return true;
+	health_stop(a);
+	struct app_version *v = version_of(g);
+	const struct app_cfg *cfg = v->cfg;
+	if (!cfg->health_argv && !cfg->health_url)
+		return false;
+	const struct listener_cfg *l =
+	    cfg->health_url ? &v->root->cfg->listeners[cfg->listener_idx[cfg->health_listener]]
+			    : NULL;
+	struct health_target t = {.g = g,
+				  .cfg = cfg,
+				  .listener_name = l ? l->name : NULL,
+				  .listener_tag = l ? l->tag : NULL};
+	int r = health_start(a->env->event, &t, &app_health_ops, a, &a->health);
+	if (r < 0) {
+		/* Not tried is not healthy: the generation fails its check. */
+		log_err("%s: generation %u: cannot start its health check: %s", a->cfg->name, g->id,
+			strerror(-r));
+		a->health = NULL;
+	}
+	return true;
+}
+
+/* Whether a->starting, @g, ready, may take over: at once without a health
+ * check (or with nothing serving, which it could only replace by nothing);
+ * else once a round passed. After health-failures failed rounds it fails,
+ * as a generation that never became ready: the serving one serves on. */
+static bool health_gate(struct app *a, struct gen *g)
+{
+	if (!a->serving || a->stopping || !health_watch(a, g))
+		return true;
+	enum health_state st = a->health ? health_state(a->health) : HEALTH_FAILED;
+	if (st == HEALTH_PASSING)
+		return true;
+	if (st != HEALTH_FAILED)
+		return false;
+	snprintf(g->reason, sizeof(g->reason),
+		 "generation %u failed %u health check%s in a row: %s", g->id,
+		 a->health ? health_failed_in_row(a->health) : 1,
+		 a->health && health_failed_in_row(a->health) > 1 ? "s" : "",
+		 a->health ? health_reason(a->health) : "it could not be started");
+	g->failed = true;
+	health_stop(a);
+	a->starting = NULL;
+	gen_failed(a, g);
+	return false;
+}
+
+/* A check of a generation no longer tried ends; one that failed health-failures
+ * times rolls the canary back, or the generation on probation. */
+static void health_settle(struct app *a)
+{
+	struct gen *g = a->health ? health_gen(a->health) : NULL;
+	if (!g)
+		return;
+	bool probation = a->serving == g && a->probation_gen == g->id;
+	if (a->stopping || (g != a->starting && g != a->canary && !probation)) {
+		health_stop(a);
+		return;
+	}
+	if (health_state(a->health) != HEALTH_FAILED || g == a->starting)
+		return;
+	char why[400];
+	unsigned failed = health_failed_in_row(a->health);
+	snprintf(why, sizeof(why), "generation %u failed %u health check%s in a row%s: %s", g->id,
+		 failed, failed == 1 ? "" : "s", probation ? " within its probation" : "",
+		 health_reason(a->health));
+	health_stop(a);
+	if (probation) {
+		snprintf(a->revert_reason, sizeof(a->revert_reason), "%s", why);
+		probation_revert(a);
+		return;
+	}
+	char text[800];
+	app_rollback(a, text, sizeof(text));
+	log_err("%s", outcome(a, "%s: canary %s; rolled back, generation %u serving", a->cfg->name,
+			      why, a->serving ? a->serving->id : 0));
+}
+
+const char *app_gen_health(const struct app *a, const struct gen *g, char *buf, size_t len)
+{
+	if (!a->health || health_gen(a->health) != g)
+		return NULL;
+	const struct health *h = a->health;
+	switch (health_state(h)) {
+	case HEALTH_PENDING:
+		snprintf(buf, len, "checking");
+		break;
+	case HEALTH_PASSING:
+		snprintf(buf, len, "passing (%u rounds)", health_rounds(h));
+		break;
+	case HEALTH_FAILING:
+	case HEALTH_FAILED:
+		snprintf(buf, len, "failing, %u of %u in a row: %s", health_failed_in_row(h),
+			 version_of(g)->cfg->health_failures, health_reason(h));
+		break;
+	}
+	return buf;
 }
 
 static int on_canary_timer(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct app *a = userdata;
 	char text[800];
-	if (app_promote(a, text, sizeof(text)) == 0)
+	int r = app_promote(a, text, sizeof(text));
+	if (r == 0)
 		log_info("%s (canary-time)", text);
+	else if (r == -EAGAIN && a->canary &&
+		 sd_event_source_set_time_relative(
+		     s, version_of(a->canary)->cfg->health_interval_usec) >= 0 &&
+		 sd_event_source_set_enabled(s, SD_EVENT_ONESHOT) >= 0)
+		log_warn("%s (canary-time: promoted once a health check passes)", text);
 	return 0;
 }
 
@@ -738,6 +884,8 @@ static void drain_observe(struct app_counters *c, uint64_t usec)
 
 static void gen_gone(struct app *a, struct gen *g)
 {
+	if (a->health && health_gen(a->health) == g)
+		health_stop(a);
 	/* A generation that served and was replaced, not one that failed to start. */
 	if (g->ready_usec && g->drain_started_usec && g->gone_usec >= g->drain_started_usec)
 		drain_observe(&a->counters, g->gone_usec - g->drain_started_usec);
@@ -885,6 +1033,13 @@ int app_promote(struct app *a, char *text, size_t len)
 		snprintf(text, len, "%s: no canary to promote", a->cfg->name);
 		return -ESRCH;
 	}
+	if (a->health && health_gen(a->health) == g && health_state(a->health) != HEALTH_PASSING) {
+		snprintf(text, len,
+			 "%s: canary generation %u not promoted: its last health check "
+			 "failed (%s)",
+			 a->cfg->name, g->id, health_reason(a->health));
+		return -EAGAIN;
+	}
 	canary_end(a);
 	unsigned was = g->n_workers;
 	char what[160];
@@ -956,6 +1111,7 @@ int app_scale(struct app *a, unsigned n)
 void app_stop(struct app *a)
 {
 	a->stopping = true;
+	health_stop(a);
 	a->start_timer = sd_event_source_disable_unref(a->start_timer);
 	a->canary_timer = sd_event_source_disable_unref(a->canary_timer);
 	waiters_finish(&a->waiters, ESHUTDOWN, "batond is stopping");
@@ -1034,10 +1190,10 @@ void app_settle(struct app *a)
 	while (a->dirty) {
 		a->dirty = false;
 		struct gen *g = a->starting;
-		if (g && g->state == GEN_READY) {
+		if (g && g->state == GEN_READY && health_gate(a, g)) {
 			a->starting = NULL;
 			gen_ready(a, g);
-		} else if (g && g->failed) {
+		} else if (g && g->failed && a->starting == g) {
 			a->starting = NULL;
 			gen_failed(a, g);
 		}
@@ -1047,9 +1203,11 @@ void app_settle(struct app *a)
 			else
 				i++;
 		bound_draining(a);
+		health_settle(a);
 	}
 	drained_check(a);
 	probation_check(a);
+	health_settle(a);
 	if (a->serving) {
 		gen_retire_done(a->serving);
 		dispatch_serve(a->dispatch, a->serving->id, a->serving->n_workers);
@@ -1074,6 +1232,8 @@ const char *app_reexec_busy(const struct app *a)
 		return "a canary runs: batonctl promote or rollback it first";
 	if (a->probation_gen)
 		return "a generation is on probation";
+	if (a->health)
+		return "a health check runs";
 	return NULL;
 }
 

@@ -126,7 +126,7 @@ struct app {
 	unsigned probation_restarts;   /* its workers' restarts since it took over */
 	bool revert_requested;	       /* the next upgrade starts from the pinned one */
 	unsigned revert_gen;	       /* the generation such an upgrade started */
-	char revert_reason[200];
+	char revert_reason[400];
 	struct app_waiter *waiters;	  /* of the upgrade in progress */
 	struct app_waiter *next_waiters;  /* of the upgrade queued behind it */
 	struct app_waiter *drain_waiters; /* --wait-drain: upgrades done, older ones draining */
@@ -137,6 +137,10 @@ struct app {
 	unsigned start_failures; /* consecutive failed first starts, for backoff */
 	sd_event_source *start_timer;
 	struct dispatch *dispatch; /* accepts for dispatch apps; relays parked connections */
+	/* The health check (health-exec, health-url) of the generation being
+	 * tried: a->starting once ready (it takes over once a round passes),
+	 * then as the canary or on probation; NULL otherwise. */
+	struct health *health;
 	struct app_counters counters;
 };
 
@@ -196,3 +200,6 @@ void app_settle(struct app *a);
 /* Connections open on @g's workers as far as batond knows (dispatch mode:
  * sent and not reported finished), or -1 when it does not (inherit mode). */
 long long app_gen_connections(const struct app *a, const struct gen *g);
+/* What @g's health check says ("passing", "failing 1 of 3: REASON"...), for
+ * status; NULL when it is not being checked. */
+const char *app_gen_health(const struct app *a, const struct gen *g, char *buf, size_t len);

@@ -19,6 +19,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #define DEFAULT_CONTROL_SOCKET "/run/baton/batond.sock"
@@ -30,7 +32,7 @@
  * SOCKET.notify/notify (notify.h), and one for each other user apps run as at
  * SOCKET.notify/notify-UID: each must fit in a unix socket address. */
 #define NOTIFY_SUFFIX ".notify/notify"
-#define MAX_OPTIONS   32
+#define MAX_OPTIONS   40
 
 struct load_error {
 	int line;
@@ -416,6 +418,17 @@ static void store_exec(struct section_state *st, const struct option *o,
 		       values[0].text);
 }
 
+static void store_health_exec(struct section_state *st, const struct option *o,
+			      const struct conf_value *values, size_t n, void *obj)
+{
+	struct app_cfg *app = obj;
+	ssize_t first = append_list(st, &app->health_argv, values, n);
+
+	if (first == 0 && n > 0 && app->health_argv[0] && app->health_argv[0][0] != '/')
+		report(st->ld, values[0].line, "%s: health-exec: \"%s\" is not an absolute path",
+		       st->what, values[0].text);
+}
+
 static void store_environment(struct section_state *st, const struct option *o,
 			      const struct conf_value *values, size_t n, void *obj)
 {
@@ -503,16 +516,46 @@ static void store_app_group(struct section_state *st, const struct option *o,
 
 /* capabilities(7), indexed by number (linux/capability.h, up to 40). */
 static const char *const cap_names[] = {
-    "CAP_CHOWN",	      "CAP_DAC_OVERRIDE",   "CAP_DAC_READ_SEARCH",    "CAP_FOWNER",
-    "CAP_FSETID",	      "CAP_KILL",	    "CAP_SETGID",	      "CAP_SETUID",
-    "CAP_SETPCAP",	      "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE",  "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",	      "CAP_NET_RAW",	    "CAP_IPC_LOCK",	      "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",	      "CAP_SYS_RAWIO",	    "CAP_SYS_CHROOT",	      "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",	      "CAP_SYS_ADMIN",	    "CAP_SYS_BOOT",	      "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",	      "CAP_SYS_TIME",	    "CAP_SYS_TTY_CONFIG",     "CAP_MKNOD",
-    "CAP_LEASE",	      "CAP_AUDIT_WRITE",    "CAP_AUDIT_CONTROL",      "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",	      "CAP_MAC_ADMIN",	    "CAP_SYSLOG",	      "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",      "CAP_AUDIT_READ",	    "CAP_PERFMON",	      "CAP_BPF",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 };
 
@@ -738,6 +781,11 @@ enum {
 	A_CPU_WEIGHT,
 	A_NOTIFY_ACCESS,
 	A_AMBIENT_CAPABILITIES,
+	A_HEALTH_EXEC,
+	A_HEALTH_URL,
+	A_HEALTH_INTERVAL,
+	A_HEALTH_TIMEOUT,
+	A_HEALTH_FAILURES,
 	N_APP_OPTIONS
 };
 static const struct option app_options[N_APP_OPTIONS] = {
@@ -865,6 +913,26 @@ static const struct option app_options[N_APP_OPTIONS] = {
 			 .store = store_choice,
 			 .offset = offsetof(struct app_cfg, notify_access),
 			 .choices = CHOICES("main", "all")},
+    [A_HEALTH_EXEC] = {.name = "health-exec", .list = true, .store = store_health_exec},
+    [A_HEALTH_URL] = {.name = "health-url",
+		      .store = store_string,
+		      .offset = offsetof(struct app_cfg, health_url)},
+    [A_HEALTH_INTERVAL] = {.name = "health-interval",
+			   .def = "1",
+			   .store = store_seconds,
+			   .offset = offsetof(struct app_cfg, health_interval_usec),
+			   SECONDS(false)},
+    [A_HEALTH_TIMEOUT] = {.name = "health-timeout",
+			  .def = "1",
+			  .store = store_seconds,
+			  .offset = offsetof(struct app_cfg, health_timeout_usec),
+			  SECONDS(false)},
+    [A_HEALTH_FAILURES] = {.name = "health-failures",
+			   .def = "3",
+			   .store = store_unsigned,
+			   .offset = offsetof(struct app_cfg, health_failures),
+			   .min = 1,
+			   .max = 1000},
 };
 
 enum { METRICS_ADDRESS, N_METRICS_OPTIONS };
@@ -1118,6 +1186,82 @@ static void user_groups(struct section_state *st, struct app_cfg *app)
 	}
 }
 
+/* health-url "http://HOST:PORT/PATH" names one of the app's tcp listeners
+ * (batond hands the probe to one worker as a connection of that listener,
+ * which needs dispatch mode); health-exec and health-url exclude each other. */
+static void check_health(struct section_state *st, const struct config *c, struct app_cfg *app)
+{
+	int exec_line = value_line(st, A_HEALTH_EXEC), url_line = value_line(st, A_HEALTH_URL);
+
+	app->health_line = st->last[A_HEALTH_EXEC] ? exec_line : url_line;
+	if (!st->last[A_HEALTH_EXEC]) {
+		free_list(app->health_argv); /* the empty list of the default */
+		app->health_argv = NULL;
+	}
+	if (st->last[A_HEALTH_EXEC] && !app->health_argv[0])
+		report(st->ld, exec_line, "%s: health-exec: the command is empty", st->what);
+	if (st->last[A_HEALTH_EXEC] && st->last[A_HEALTH_URL])
+		report(st->ld, url_line,
+		       "%s: health-url: health-exec is set too (line %d): use one", st->what,
+		       exec_line);
+	for (size_t i = A_HEALTH_INTERVAL; i <= A_HEALTH_FAILURES; i++)
+		if (st->last[i] && !st->last[A_HEALTH_EXEC] && !st->last[A_HEALTH_URL])
+			report(st->ld, value_line(st, i),
+			       "%s: %s: set health-exec or health-url too", st->what,
+			       app_options[i].name);
+	if (!app->health_url)
+		return;
+	const char *url = app->health_url;
+	const char *host = strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
+	size_t host_len = host ? strcspn(host, "/") : 0;
+	const char *path = host ? host + host_len : NULL;
+	char addr_text[128];
+	struct listen_addr addr;
+	char err[128] = "expected http://HOST:PORT/PATH";
+
+	if (!host || host_len == 0 || host_len > 100 ||
+	    strspn(path, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+			 "-._~:/?#[]@!$&'()*+,;=%") != strlen(path) ||
+	    (snprintf(addr_text, sizeof(addr_text), "tcp://%.*s", (int)host_len, host),
+	     listen_addr_parse(addr_text, &addr, err, sizeof(err)) < 0)) {
+		report(st->ld, url_line, "%s: health-url \"%s\": %s", st->what, url, err);
+		return;
+	}
+	if (app->mode != SERVE_DISPATCH) {
+		report(st->ld, url_line,
+		       "%s: health-url needs mode = dispatch: in inherit mode every generation "
+		       "accepts on the same listener, and a probe cannot choose one (use "
+		       "health-exec, which gets BATON_WORKER_PIDS)",
+		       st->what);
+		return;
+	}
+	for (size_t i = 0; i < app->n_listeners; i++) {
+		const struct listen_addr *l = &c->listeners[app->listener_idx[i]].addr;
+		const struct sockaddr_in *a4 = (const void *)&addr.sa, *l4 = (const void *)&l->sa;
+		const struct sockaddr_in6 *a6 = (const void *)&addr.sa, *l6 = (const void *)&l->sa;
+		bool same = l->family == addr.family && l->socktype == SOCK_STREAM &&
+			    (addr.family == AF_INET
+				 ? l4->sin_port == a4->sin_port &&
+				       (l4->sin_addr.s_addr == htonl(INADDR_ANY) ||
+					l4->sin_addr.s_addr == a4->sin_addr.s_addr)
+				 : l6->sin6_port == a6->sin6_port &&
+				       (IN6_IS_ADDR_UNSPECIFIED(&l6->sin6_addr) ||
+					IN6_ARE_ADDR_EQUAL(&l6->sin6_addr, &a6->sin6_addr)));
+		if (!same)
+			continue;
+		app->health_listener = i;
+		app->health_path = dup_or_oom(st->ld, *path ? path : "/");
+		app->health_host = strndup(host, host_len);
+		if (!app->health_host)
+			st->ld->oom = true;
+		return;
+	}
+	report(st->ld, url_line,
+	       "%s: health-url \"%s\": %.*s is not the address of one of the "
+	       "app's tcp listeners",
+	       st->what, url, (int)host_len, host);
+}
+
 static void load_app(struct loader *ld, const struct conf_section *sec, const struct config *c,
 		     struct app_cfg *app)
 {
@@ -1149,6 +1293,7 @@ static void load_app(struct loader *ld, const struct conf_section *sec, const st
 	if (app->canary_usec && !app->canary)
 		report(ld, value_line(&st, A_CANARY_TIME), "%s: canary-time: set canary too",
 		       st.what);
+	check_health(&st, c, app);
 	for (size_t i = 0; app->mode == SERVE_DISPATCH && i < app->n_listeners; i++) {
 		const struct listener_cfg *l = &c->listeners[app->listener_idx[i]];
 
@@ -1377,6 +1522,10 @@ void config_free(struct config *cfg)
 		free_list(app->supplementary_groups);
 		free(app->groups);
 		free(app->working_directory);
+		free_list(app->health_argv);
+		free(app->health_url);
+		free(app->health_path);
+		free(app->health_host);
 	}
 	free(cfg->listeners);
 	free(cfg->apps);
@@ -1421,10 +1570,12 @@ static bool reachable_by(const struct app_cfg *cfg, const char *path, char *why,
 		struct stat st;
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
 		if (stat(dir, &st) == 0 && !executable_by(cfg, &st)) {
-			snprintf(why, len, "directory %s is not searchable by user %s (mode %04o, owner %u:%u)",
-				 dir, cfg->user ? cfg->user : "of the app",
-				 (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
-				 (unsigned)st.st_gid);
+			snprintf(
+			    why, len,
+			    "directory %s is not searchable by user %s (mode %04o, owner %u:%u)",
+			    dir, cfg->user ? cfg->user : "of the app",
+			    (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+			    (unsigned)st.st_gid);
 			return false;
 		}
 	}
@@ -1447,7 +1598,8 @@ int config_check_programs(const struct config *cfg, FILE *errors)
 			snprintf(why, sizeof(why), "not a regular file");
 		else if (app->set_ids ? !executable_by(app, &st)
 				      : faccessat(AT_FDCWD, path, X_OK, AT_EACCESS) < 0)
-			snprintf(why, sizeof(why), "not executable by %s%s (mode %04o, owner %u:%u)",
+			snprintf(why, sizeof(why),
+				 "not executable by %s%s (mode %04o, owner %u:%u)",
 				 app->set_ids ? "user " : "batond's user",
 				 app->set_ids ? (app->user ? app->user : "of the app") : "",
 				 (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,

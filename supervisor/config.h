@@ -88,6 +88,21 @@ struct app_cfg {
 	/* ambient-capabilities: bit N for capability N (CAP_NET_BIND_SERVICE is
 	 * 10); 0: none. Only with user: a worker of batond's own user has its. */
 	uint64_t ambient_caps;
+	/* A health check (health.c), health-exec or health-url, at most one: a
+	 * new generation takes over only once a round passes, and is rolled back
+	 * after health_failures failed rounds in a row while it is tried (before
+	 * it takes over, as a canary, on probation). */
+	char **health_argv; /* NULL-terminated; NULL: no health-exec */
+	int health_line;    /* of health-exec or health-url */
+	char *health_url;   /* as written; NULL: no health-url */
+	/* health-url: the app's listener it names (index into listener_idx) and
+	 * the request's path and Host. */
+	size_t health_listener;
+	char *health_path;
+	char *health_host;
+	uint64_t health_interval_usec; /* from the end of one round to the next */
+	uint64_t health_timeout_usec;  /* of one probe */
+	unsigned health_failures;
 };
 
 struct config {

@@ -786,6 +786,13 @@ void dispatch_conn_done(struct dispatch *dp, unsigned gen_id, unsigned index, ui
 		slot->done = slot->delivered; /* a confused worker cannot make itself look idle */
 }
 
+void dispatch_sent_aside(struct dispatch *dp, unsigned gen_id, unsigned index)
+{
+	struct dgen *g = find_gen(dp, gen_id);
+	if (g && index < g->n_workers)
+		g->slots[index].delivered++;
+}
+
 int dispatch_park(struct dispatch *dp, int fd, const struct proto_conn *rec)
 {
 	const struct app_cfg *app = dp->app;

@@ -63,6 +63,9 @@ void dispatch_stop(struct dispatch *dp);
 /* Worker @index of generation @gen_id reported @n connections finished: the
  * least-loaded signal. */
 void dispatch_conn_done(struct dispatch *dp, unsigned gen_id, unsigned index, uint32_t n);
+/* A connection went to worker @index of generation @gen_id outside placement
+ * (a health probe): counted as delivered, as its CONN_DONE will be. */
+void dispatch_sent_aside(struct dispatch *dp, unsigned gen_id, unsigned index);
 /* A worker parks live connection @fd (taken: closed if refused) with its
  * record. Held until the next dispatch_kick. Returns 0, or -ENOENT (no such
  * listener in the app), -EMSGSIZE (state larger than PROTO_STATE_MAX),

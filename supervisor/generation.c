@@ -28,6 +28,25 @@
 #define LINGER_GRACE_USEC   (1000 * 1000)    /* after SIGKILL: zombies of a slow reaper */
 #define FINISH_GRACE_USEC   (1000 * 1000ULL) /* finished early: time to park, then SIGKILL */
 
+void gen_spawn_creds(const struct app_cfg *cfg, struct spawn_creds *ret)
+{
+	*ret = (struct spawn_creds){
+	    .set_ids = cfg->set_ids,
+	    .uid = cfg->uid,
+	    .gid = cfg->gid,
+	    .groups = cfg->groups,
+	    .n_groups = cfg->n_groups,
+	    .working_directory = cfg->working_directory,
+	    .set_umask = cfg->set_umask,
+	    .umask = cfg->umask,
+	    .no_new_privileges = cfg->no_new_privileges,
+	    .ambient_caps = cfg->ambient_caps,
+	    .limits = {{RLIMIT_NOFILE, cfg->limit_nofile.set, cfg->limit_nofile.value},
+		       {RLIMIT_CORE, cfg->limit_core.set, cfg->limit_core.value},
+		       {RLIMIT_NPROC, cfg->limit_nproc.set, cfg->limit_nproc.value}},
+	};
+}
+
 static void worker_spawn(struct worker *w);
 
 static const struct app_cfg *cfg_of(const struct gen *g)
@@ -624,21 +643,8 @@ static void worker_spawn(struct worker *w)
 	struct gen *g = w->gen;
 	const struct gen_env *env = g->env;
 	const struct app_cfg *cfg = env->cfg;
-	struct spawn_creds creds = {
-	    .set_ids = cfg->set_ids,
-	    .uid = cfg->uid,
-	    .gid = cfg->gid,
-	    .groups = cfg->groups,
-	    .n_groups = cfg->n_groups,
-	    .working_directory = cfg->working_directory,
-	    .set_umask = cfg->set_umask,
-	    .umask = cfg->umask,
-	    .no_new_privileges = cfg->no_new_privileges,
-	    .ambient_caps = cfg->ambient_caps,
-	    .limits = {{RLIMIT_NOFILE, cfg->limit_nofile.set, cfg->limit_nofile.value},
-		       {RLIMIT_CORE, cfg->limit_core.set, cfg->limit_core.value},
-		       {RLIMIT_NPROC, cfg->limit_nproc.set, cfg->limit_nproc.value}},
-	};
+	struct spawn_creds creds;
+	gen_spawn_creds(cfg, &creds);
 	struct spawn_req req = {
 	    .creds = &creds,
 	    .argv = cfg->argv,

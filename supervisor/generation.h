@@ -168,6 +168,8 @@ bool gen_notify(struct gen *g, pid_t pid, bool ready, bool stopping, const char 
  * the threads in its workers' cgroups. Returns false without a cgroup. */
 bool gen_cgroup_stats(const struct gen *g, uint64_t *ret_memory_bytes, uint64_t *ret_cpu_usec,
 		      uint64_t *ret_tasks);
+/* What @cfg's processes run as: its workers, its health-exec. */
+void gen_spawn_creds(const struct app_cfg *cfg, struct spawn_creds *ret);
 /* The channel of worker @i if it is ready to take connections, else NULL. */
 struct channel *gen_ready_channel(const struct gen *g, unsigned i);
 

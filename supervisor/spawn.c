@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
@@ -325,4 +326,71 @@ fail:
 	close(exec_pipe[0]);
 	close(exec_pipe[1]);
 	return r;
+}
+
+/* Runs in the child. Only async-signal-safe calls from here on. */
+static void __attribute__((noreturn))
+child_probe(char *const *argv, char *const *envp, const struct spawn_creds *creds, int null_fd,
+	    int out_fd)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	for (int sig = 1; sig < _NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	setpgid(0, 0); /* a timeout kills what it started too */
+	int step = SPAWN_FDS;
+	if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
+		goto fail;
+	if (creds && (step = child_become(creds)) >= 0)
+		goto fail;
+	step = SPAWN_EXEC;
+	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+	execve(argv[0], argv, envp);
+fail:;
+	int err = errno;
+	const char *what = spawn_step_name(step), *why = strerrordesc_np(err);
+	struct iovec iov[4] = {{(void *)what, strlen(what)},
+			       {": ", 2},
+			       {(void *)(why ? why : "error"), strlen(why ? why : "error")},
+			       {"\n", 1}};
+	ssize_t w = writev(2, iov, 4);
+	(void)w;
+	_exit(127);
+}
+
+int spawn_probe(char *const *argv, char *const *envp, const struct spawn_creds *creds,
+		pid_t *ret_pid, int *ret_output_fd)
+{
+	int out[2];
+	if (pipe2(out, O_CLOEXEC | O_NONBLOCK) < 0)
+		return -errno;
+	int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (null_fd < 0) {
+		int r = -errno;
+		close(out[0]);
+		close(out[1]);
+		return r;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(out[0]);
+		/* Writes to its output block, as a shell's would: batond reads it. */
+		int flags = fcntl(out[1], F_GETFL);
+		if (flags >= 0)
+			fcntl(out[1], F_SETFL, flags & ~O_NONBLOCK);
+		child_probe(argv, envp, creds, null_fd, out[1]);
+	}
+	int r = pid < 0 ? -errno : 0;
+	if (pid > 0)
+		setpgid(pid, pid); /* as spawn_worker: the group exists for kill(-pid) */
+	close(null_fd);
+	close(out[1]);
+	if (r < 0) {
+		close(out[0]);
+		return r;
+	}
+	*ret_pid = pid;
+	*ret_output_fd = out[0];
+	return 0;
 }

@@ -86,3 +86,12 @@ struct spawn_req {
  * All returned fds are O_CLOEXEC|O_NONBLOCK. Returns a negative errno if the
  * fork itself failed. */
 int spawn_worker(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel, int *ret_exec_fd);
+
+/* A health-exec probe (health.c): @argv with @envp, as @creds (may be NULL),
+ * in a process group of its own, stdin /dev/null, stdout and stderr to a pipe.
+ * Returns 0 with its pid and the pipe's read end (O_CLOEXEC|O_NONBLOCK) in
+ * *ret_output_fd; a set-up or exec that fails in the child writes
+ * "STEP: REASON" there and exits 127. Returns a negative errno if nothing
+ * could be started. */
+int spawn_probe(char *const *argv, char *const *envp, const struct spawn_creds *creds,
+		pid_t *ret_pid, int *ret_output_fd);

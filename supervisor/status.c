@@ -129,7 +129,8 @@ static double seconds_until(const struct daemon *d, uint64_t usec)
 	return usec > now ? (double)(usec - now) / 1e6 : 0;
 }
 
-/* What @g does for its app: starting, serving, canary (ready, takes its share
+/* What @g does for its app: starting, checking (ready, an upgrade's, its
+ * health check not passed yet), serving, canary (ready, takes its share
  * of new connections beside the serving one), overlapping (ready, serves on
  * until its drain, see overlap), draining, finishing (draining, finished
  * early by max-draining) or gone. */
@@ -139,7 +140,10 @@ static const char *gen_role(const struct app *a, const struct gen *g)
 	case GEN_STARTING:
 		return "starting";
 	case GEN_READY:
-		return g == a->serving ? "serving" : g == a->canary ? "canary" : "overlapping";
+		return g == a->serving	  ? "serving"
+		       : g == a->canary	  ? "canary"
+		       : g == a->starting ? "checking"
+					  : "overlapping";
 	case GEN_DRAINING:
 		return g->finishing ? "finishing" : "draining";
 	case GEN_GONE:
@@ -245,6 +249,9 @@ static struct json_object *json_generation(const struct daemon *d, const struct 
 		ok = add(o, "drain_in_s", json_seconds(seconds_until(d, g->drain_at_usec)));
 	if (ok && conns >= 0)
 		ok = add_uint(o, "connections", (uint64_t)conns);
+	char health[400];
+	if (ok && app_gen_health(a, g, health, sizeof(health)))
+		ok = add(o, "health", json_text(health));
 	uint64_t memory, cpu_usec, tasks;
 	if (ok && gen_cgroup_stats(g, &memory, &cpu_usec, &tasks)) {
 		ok = add(o, "cgroup", json_text(cgroup_path(g->cgroup))) &&
@@ -422,6 +429,11 @@ static void render_text(const struct daemon *d, FILE *f)
 					conns == 1 ? "" : "s");
 			if (g->parks)
 				fprintf(f, ", %u parked", g->parks);
+			char health[400];
+			if (app_gen_health(a, g, health, sizeof(health))) {
+				fputs(", health ", f);
+				put_text(f, health);
+			}
 			render_cgroup(g, f);
 			fputc('\n', f);
 			for (unsigned w = 0; w < g->n_workers; w++) {

@@ -475,6 +475,56 @@ static void a_canary_must_be_fewer_workers_than_the_app_has(void **state)
 		      "batond.conf:9: app \"b\": canary-time: set canary too\n");
 }
 
+static void a_health_check_is_one_probe_that_can_reach_one_generation(void **state)
+{
+	assert_errors(
+	    "listener l1 { address = \"tcp://127.0.0.1:8080\" }\n"
+	    "listener l2 { address = \"tcp://127.0.0.1:8081\" }\n"
+	    "listener l3 { address = \"tcp://*:9090\" }\n"
+	    "listener l4 { address = \"tcp://*:9091\" }\n"
+	    "listener l5 { address = \"tcp://*:9092\" }\n"
+	    "app inherit {\n"
+	    "  exec = { \"/bin/true\" } listeners = { \"l1\" }\n"
+	    "  health-url = \"http://127.0.0.1:8080/healthz\"\n"
+	    "}\n"
+	    "app both {\n"
+	    "  exec = { \"/bin/true\" } listeners = { \"l2\" } mode = dispatch\n"
+	    "  health-exec = { \"check\" }\n"
+	    "  health-url = \"http://127.0.0.1:8081/\"\n"
+	    "}\n"
+	    "app elsewhere {\n"
+	    "  exec = { \"/bin/true\" } listeners = { \"l3\" } mode = dispatch\n"
+	    "  health-url = \"http://127.0.0.1:8080/healthz\"\n"
+	    "  health-failures = 0\n"
+	    "}\n"
+	    "app bad {\n"
+	    "  exec = { \"/bin/true\" } listeners = { \"l4\" } mode = dispatch\n"
+	    "  health-url = \"https://127.0.0.1:9091/\"\n"
+	    "  health-interval = 5\n"
+	    "}\n"
+	    "app alone {\n"
+	    "  exec = { \"/bin/true\" } listeners = { \"l1\" }\n"
+	    "  health-interval = 5\n"
+	    "}\n"
+	    "app fine {\n"
+	    "  exec = { \"/bin/true\" } listeners = { \"l5\" } mode = dispatch\n"
+	    "  health-url = \"http://127.0.0.1:9092\"\n"
+	    "}\n",
+	    "batond.conf:8: app \"inherit\": health-url needs mode = dispatch: in inherit "
+	    "mode every generation accepts on the same listener, and a probe cannot "
+	    "choose one (use health-exec, which gets BATON_WORKER_PIDS)\n"
+	    "batond.conf:12: app \"both\": health-exec: \"check\" is not an absolute path\n"
+	    "batond.conf:13: app \"both\": health-url: health-exec is set too (line 12): use "
+	    "one\n"
+	    "batond.conf:17: app \"elsewhere\": health-url \"http://127.0.0.1:8080/healthz\": "
+	    "127.0.0.1:8080 is not the address of one of the app's tcp listeners\n"
+	    "batond.conf:18: app \"elsewhere\": health-failures: 0 is out of range 1..1000\n"
+	    "batond.conf:22: app \"bad\": health-url \"https://127.0.0.1:9091/\": expected "
+	    "http://HOST:PORT/PATH\n"
+	    "batond.conf:27: app \"alone\": health-interval: set health-exec or health-url "
+	    "too\n");
+}
+
 static void names_that_cannot_go_into_listen_fdnames_are_refused(void **state)
 {
 	assert_errors("listener \"a:b\" { address = \"tcp://127.0.0.1:80\" }\n"
@@ -981,6 +1031,7 @@ int main(void)
 	    T(a_choice_outside_its_list_names_the_valid_ones),
 	    T(numbers_out_of_range_or_malformed_are_refused),
 	    T(a_canary_must_be_fewer_workers_than_the_app_has),
+	    T(a_health_check_is_one_probe_that_can_reach_one_generation),
 	    T(names_that_cannot_go_into_listen_fdnames_are_refused),
 	    T(a_udp_listener_in_a_dispatch_app_is_refused),
 	    T(unix_only_options_on_a_tcp_listener_are_refused),
