@@ -786,13 +786,14 @@ int cgroup_join_fds(const struct cgroup *worker, int fds[CGROUP_JOIN_MAX])
 	int n = 0;
 	for (int i = -1; i < N_CTL; i++) {
 		if (i < 0)
-			snprintf(path, sizeof(path), "%s/%s/cgroup.procs", cgs->base, worker->path);
+			snprintf(path, sizeof(path), "%s/%s", cgs->base, worker->path);
 		else if (cgs->v1[i] && worker->gen && worker->gen->v1_used[i])
 			snprintf(path, sizeof(path), "%s/%s/cgroup.procs", cgs->v1[i],
 				 worker->gen->path);
 		else
 			continue;
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		int fd =
+		    open(path, i < 0 ? O_RDONLY | O_DIRECTORY | O_CLOEXEC : O_WRONLY | O_CLOEXEC);
 		if (fd < 0 && i >= 0) {
 			/* A v1 directory someone else removed (a systemd booted in a
 			 * namespace trims empty cgroups of the hierarchies it shares):

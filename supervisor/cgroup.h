@@ -58,9 +58,10 @@ int cgroup_gen_new(struct cgroups *cgs, const struct app_cfg *cfg, unsigned id,
  * loop when its processes come or go. */
 int cgroup_worker_new(struct cgroup *gen, unsigned index, cgroup_changed_t changed, void *userdata,
 		      struct cgroup **ret);
-/* Opens the cgroup.procs files a new worker of leaf @worker joins (the leaf's,
- * and its generation's in each v1 hierarchy), O_WRONLY|O_CLOEXEC, into @fds
- * (at most CGROUP_JOIN_MAX). Returns how many, or a negative errno. */
+/* Opens what a new worker of leaf @worker joins, into @fds (at most
+ * CGROUP_JOIN_MAX, O_CLOEXEC): first the leaf's directory (O_RDONLY, to be
+ * cloned into, spawn.h), then the cgroup.procs file of its generation in each
+ * v1 hierarchy (O_WRONLY). Returns how many, or a negative errno. */
 #define CGROUP_JOIN_MAX 4
 int cgroup_join_fds(const struct cgroup *worker, int fds[CGROUP_JOIN_MAX]);
 /* Some process is left in @c (read now, not cached). */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <linux/capability.h>
 #include <linux/close_range.h>
+#include <linux/sched.h>
 #include <sys/syscall.h>
 #include <syslog.h>
 #include <systemd/sd-journal.h>
@@ -176,9 +177,10 @@ static void child_journal_stream(const char *app)
 	close(fd);
 }
 
-/* Runs in the child. Only async-signal-safe calls from here on. */
-static void __attribute__((noreturn))
-child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, int exec_fd)
+/* Runs in the child. Only async-signal-safe calls from here on. @in_cgroup:
+ * it was born in its cgroup2 leaf. */
+static void __attribute__((noreturn)) child_exec(const struct spawn_req *req, struct child_env *ce,
+						 int channel_fd, int exec_fd, bool in_cgroup)
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -193,14 +195,21 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 	setpgid(0, 0);
 	int err = 0;
 	/* First, while the fds are where batond opened them: everything the worker
-	 * forks from now on is born in its cgroup. */
-	/* The first is its cgroup2 leaf, which batond tracks it by: that one must
-	 * take it. The others (v1 hierarchies, for limits only) may have been
-	 * removed by someone else meanwhile (a systemd that trims empty cgroups):
-	 * without them it runs unlimited there rather than not at all. */
-	for (size_t i = 0; i < req->n_cgroup_fds && !err; i++)
-		if (write(req->cgroup_fds[i], "0", 1) < 0 && i == 0)
+	 * forks from now on is born in its cgroups. Its cgroup2 leaf, which
+	 * batond tracks it by, must take it. The others (v1 hierarchies, for
+	 * limits only) may have been removed by someone else meanwhile (a systemd
+	 * that trims empty cgroups): without them it runs unlimited there rather
+	 * than not at all. */
+	if (req->n_cgroup_fds && !in_cgroup) {
+		int procs = openat(req->cgroup_fds[0], "cgroup.procs", O_WRONLY | O_CLOEXEC);
+		if (procs < 0 || write(procs, "0", 1) < 0)
 			err = errno;
+		if (procs >= 0)
+			close(procs);
+	}
+	for (size_t i = 1; i < req->n_cgroup_fds && !err; i++)
+		if (write(req->cgroup_fds[i], "0", 1) < 0)
+			continue;
 	if (err) {
 		struct spawn_failure failure = {.err = err, .step = SPAWN_CGROUP};
 		ssize_t w = write(exec_fd, &failure, sizeof(failure));
@@ -271,6 +280,33 @@ child_exec(const struct spawn_req *req, struct child_env *ce, int channel_fd, in
 	_exit(127);
 }
 
+/* fork(), with the child born in the cgroup2 directory @cgroup_dir_fd (-1:
+ * none) where the kernel can (clone3's CLONE_INTO_CGROUP, Linux 5.7): moving
+ * a running process into a cgroup, a write to cgroup.procs, takes the cgroup
+ * threadgroup lock for writing, which waits for an RCU grace period: 4-12 ms
+ * of every upgrade here (docs/benchmarks.md). Without clone3 (an older kernel,
+ * a seccomp filter), or if the kernel refuses that cgroup, a plain fork: the
+ * child then joins it itself and reports a failure as any set-up step.
+ * *ret_in_cgroup tells which, in both processes. As fork, batond goes on as
+ * soon as the child exists (no CLONE_VFORK). The raw syscall skips glibc's
+ * fork handlers, which a single-threaded batond has none of, and leaves the
+ * child's cached thread id wrong, which nothing before its exec reads. */
+static pid_t fork_into(int cgroup_dir_fd, bool *ret_in_cgroup)
+{
+	*ret_in_cgroup = false;
+	if (cgroup_dir_fd >= 0) {
+		struct clone_args args = {.flags = CLONE_INTO_CGROUP,
+					  .exit_signal = SIGCHLD,
+					  .cgroup = (uint64_t)cgroup_dir_fd};
+		pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+		if (pid >= 0) {
+			*ret_in_cgroup = true;
+			return pid;
+		}
+	}
+	return fork();
+}
+
 int spawn_worker(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel, int *ret_exec_fd)
 {
 	int pair[2], exec_pipe[2];
@@ -299,7 +335,8 @@ int spawn_worker(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel, 
 	if (r < 0)
 		goto fail;
 
-	pid_t pid = fork();
+	bool in_cgroup;
+	pid_t pid = fork_into(req->n_cgroup_fds ? req->cgroup_fds[0] : -1, &in_cgroup);
 	if (pid < 0) {
 		r = -errno;
 		child_env_free(&ce);
@@ -308,7 +345,7 @@ int spawn_worker(const struct spawn_req *req, pid_t *ret_pid, int *ret_channel, 
 	if (pid == 0) {
 		close(exec_pipe[0]);
 		close(pair[0]);
-		child_exec(req, &ce, pair[1], exec_pipe[1]);
+		child_exec(req, &ce, pair[1], exec_pipe[1], in_cgroup);
 	}
 	/* The child does the same; doing it here too means the group exists when
 	 * batond next signals it, whichever of the two runs first. */

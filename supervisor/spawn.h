@@ -65,9 +65,11 @@ struct spawn_req {
 	unsigned generation;
 	unsigned worker;
 	const struct spawn_creds *creds; /* NULL: as batond */
-	/* cgroup.procs files the child writes itself into before anything else
-	 * (borrowed, O_CLOEXEC): its cgroups (cgroup.c). Only the first must take
-	 * it (its cgroup2 leaf); the others are the v1 hierarchies' limits. */
+	/* Its cgroups (borrowed, O_CLOEXEC; cgroup_join_fds): first the directory
+	 * of its cgroup2 leaf, which it is cloned into (or, where clone3 cannot,
+	 * writes itself into before anything else) and must take it; then
+	 * cgroup.procs files of the v1 hierarchies' limits, which it writes
+	 * itself into. */
 	const int *cgroup_fds;
 	size_t n_cgroup_fds;
 	/* The worker's stdout and stderr (fds 1 and 2): @stdio_fd (borrowed; a
