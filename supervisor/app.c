@@ -549,23 +549,44 @@ static void drained_check(struct app *a)
 	}
 }
 
-/* @old served until @g became ready: it drains, now or after overlap. */
-static void retire(struct app *a, struct gen *old, char *what, size_t len)
+/* Whether @old, just replaced, serves on for overlap before it drains. */
+static bool retires_later(const struct app *a, const struct gen *old)
 {
-	uint64_t overlap = a->cfg->overlap_usec;
-	if (overlap && gen_drain_later(old, overlap) == 0) {
-		snprintf(what, len, "generation %u serves on for %.3g s (overlap), then drains",
-			 old->id, (double)overlap / 1e6);
-		return;
-	}
-	gen_drain(old);
-	snprintf(what, len, "generation %u draining (drain-timeout %.3g s)", old->id,
-		 (double)a->cfg->drain_timeout_usec / 1e6);
+	return a->cfg->overlap_usec && old->state == GEN_READY;
 }
 
-/* @g serves from now on, with every worker; the generation that served
- * retires (@what says how). */
-static void take_over(struct app *a, struct gen *g, char *what, size_t len)
+/* What retire() does to @old (NULL: nothing), for an outcome's text. */
+static void retire_text(const struct app *a, const struct gen *old, char *what, size_t len)
+{
+	if (!old)
+		snprintf(what, len, "nothing to drain");
+	else if (retires_later(a, old))
+		snprintf(what, len, "generation %u serves on for %.3g s (overlap), then drains",
+			 old->id, (double)a->cfg->overlap_usec / 1e6);
+	else
+		snprintf(what, len, "generation %u draining (drain-timeout %.3g s)", old->id,
+			 (double)a->cfg->drain_timeout_usec / 1e6);
+}
+
+/* @old served until its successor became ready: it drains, now or after
+ * overlap. */
+static void retire(struct app *a, struct gen *old)
+{
+	if (!old)
+		return;
+	if (retires_later(a, old)) {
+		int r = gen_drain_later(old, a->cfg->overlap_usec);
+		if (r == 0)
+			return;
+		log_warn("%s: generation %u drains now, without its overlap: %s", a->cfg->name,
+			 old->id, strerror(-r));
+	}
+	gen_drain(old);
+}
+
+/* @g serves from now on, with every worker. Returns the generation that
+ * served, for the caller to retire(). */
+static struct gen *take_over(struct app *a, struct gen *g)
 {
 	struct gen *old = a->serving;
 	a->serving = g;
@@ -582,10 +603,6 @@ static void take_over(struct app *a, struct gen *g, char *what, size_t len)
 	/* batonctl scale's count, or the file's if it changed meanwhile. */
 	gen_scale(g, a->scale ? a->scale : a->cfg->workers);
 	dispatch_serve(a->dispatch, g->id, g->n_workers); /* new connections go to it from now */
-	/* Only now, with the successor ready, may the old generation stop. */
-	snprintf(what, len, "nothing to drain");
-	if (old)
-		retire(a, old, what, len);
 	/* What it replaced is pinned for a rollback; after a rollback nothing is
 	 * (the generation rolled back from must not come back by itself). */
 	bool revert = g->id == a->revert_gen;
@@ -601,6 +618,7 @@ static void take_over(struct app *a, struct gen *g, char *what, size_t len)
 		a->probation_until_usec = now + a->cfg->probation_usec;
 		a->probation_restarts = 0;
 	}
+	return old;
 }
 
 /* The generation on probation goes back to the pinned one, as batonctl
@@ -811,8 +829,9 @@ static void gen_ready(struct app *a, struct gen *g)
 		become_canary(a, g);
 		return;
 	}
+	struct gen *old = take_over(a, g);
 	char what[160];
-	take_over(a, g, what, sizeof(what));
+	retire_text(a, old, what, sizeof(what));
 	if (a->upgrade_running && g->id == a->revert_gen) {
 		a->counters.rollbacks++;
 		const char *text =
@@ -820,17 +839,18 @@ static void gen_ready(struct app *a, struct gen *g)
 			    a->cfg->name, a->revert_reason, g->id,
 			    (unsigned long long)(g->ready_usec - g->started_usec) / 1000, what);
 		upgrade_done(a, g, text);
-		upgrade_settled(a);
 	} else if (a->upgrade_running) {
 		a->counters.upgrades++;
 		const char *text =
 		    outcome(a, "%s: generation %u ready in %llu ms; %s", a->cfg->name, g->id,
 			    (unsigned long long)(g->ready_usec - g->started_usec) / 1000, what);
 		upgrade_done(a, g, text);
-		upgrade_settled(a);
-	} else if (a->upgrade_queued) {
-		upgrade_settled(a);
 	}
+	/* Answered first: the old generation's DRAIN and stop signal, and its
+	 * workers waking up to act on them, are no part of the upgrade. */
+	retire(a, old);
+	if (a->upgrade_running || a->upgrade_queued)
+		upgrade_settled(a);
 }
 
 static void gen_failed(struct app *a, struct gen *g)
@@ -1042,8 +1062,10 @@ int app_promote(struct app *a, char *text, size_t len)
 	}
 	canary_end(a);
 	unsigned was = g->n_workers;
+	struct gen *old = take_over(a, g);
 	char what[160];
-	take_over(a, g, what, sizeof(what));
+	retire_text(a, old, what, sizeof(what));
+	retire(a, old);
 	a->counters.upgrades++;
 	snprintf(text, len, "%s",
 		 outcome(a, "%s: generation %u promoted from %u to %u workers; %s", a->cfg->name,
