@@ -6,7 +6,7 @@ PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build demo check check-asan bench bench-scale fuzz install uninstall deb rpm clean
+.PHONY: all deps build demo check check-asan bench bench-scale bench-gunicorn fuzz install uninstall deb rpm clean
 
 all: build
 
@@ -53,6 +53,11 @@ bench: deps build
 # BENCH_SCALE_SIZES, BENCH_SCALE_ROUNDS; docs/benchmarks.md.
 bench-scale: deps build
 	bench/scale.sh $(BUILD)
+
+# gunicorn upgraded under load, its own USR2 beside batond's with and without overlap
+# (about a minute): the longest stall of each; docs/benchmarks.md.
+bench-gunicorn: deps build
+	bench/gunicorn.sh $(BUILD)
 
 # Both libFuzzer targets (fuzz_proto, fuzz_config) side by side for FUZZ_SECONDS each,
 # then one line each: how many inputs ran. Needs clang with libFuzzer.
