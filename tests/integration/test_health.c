@@ -254,6 +254,41 @@ static void a_canary_failing_its_health_check_is_never_promoted(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* canary-time does not promote a canary whose last round failed: it waits
+ * for a round that passes. */
+static void canary_time_waits_for_a_passing_health_check(void **state)
+{
+	struct batond b;
+	char lg_out[400], out[2048];
+	/* Passes its first round (the upgrade's), fails the next ones until
+	 * @DIR@/healed exists. */
+	pid_t lg = start_under_load(
+	    &b,
+	    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+	    "app web {\n  exec = { \"@HELLO@\" }\n  listeners = { \"http\" }\n"
+	    "  mode = dispatch\n  workers = 2\n  canary = 1\n  canary-time = 1\n"
+	    "  health-exec = { \"/bin/sh\", \"-c\", \"test -e @DIR@/healed && exit 0; "
+	    "test -e @DIR@/once && exit 1; touch @DIR@/once\" }\n"
+	    "  health-interval = 0.1\n  health-failures = 1000\n}\n",
+	    2, lg_out, sizeof(lg_out));
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_non_null(strstr(out, " as a canary: 1 of 2 workers beside generation 1"));
+	assert_true(
+	    batond_wait_log(&b,
+			    "web: canary generation 2 not promoted: its last health check "
+			    "failed (health-exec /bin/sh exited with status 1) (canary-time: "
+			    "promoted once a health check passes)",
+			    10000));
+	assert_false(batond_log_contains(&b, "promoted from"));
+	touch(&b, "healed");
+	assert_true(batond_wait_log(
+	    &b, "web: generation 2 promoted from 1 to 2 workers; generation 1 ", 10000));
+	assert_true(batond_wait_log(&b, "web: generation 1 gone", 10000));
+	served_by(&b, 2);
+	no_request_failed(lg, lg_out);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 /* Health in status: "health" of the generation on probation. */
 static void expect_health_in_status(const struct batond *b, int gen, const char *prefix)
 {
@@ -311,6 +346,7 @@ int main(void)
 	    harness_test(health_exec_knows_the_generation_and_rolls_back_a_failing_one),
 	    harness_test(a_hanging_health_exec_is_killed_at_its_timeout),
 	    harness_test(a_canary_failing_its_health_check_is_never_promoted),
+	    harness_test(canary_time_waits_for_a_passing_health_check),
 	    harness_test(probation_reverts_a_generation_that_turns_unhealthy),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
