@@ -137,10 +137,13 @@ static void parked_connection_continues_in_the_next_generation(void **state)
 	}
 	char out[1024];
 	for (int gen = 2; gen <= 3; gen++) {
-		assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
-		/* Same TCP connections, no reconnect: the next generation continues
-		 * each count, from a state of BATON_STATE_MAX bytes, with the tag the
-		 * generation before gave. */
+		assert_int_equal(
+		    batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL), 0);
+		/* The upgrade is answered once the new generation serves; the old
+		 * one parks its connections as it drains, and --wait-drain waits
+		 * for that. Same TCP connections, no reconnect: the next
+		 * generation continues each count, from a state of BATON_STATE_MAX bytes, with the
+		 * tag the generation before gave. */
 		for (int i = 0; i < 3; i++) {
 			exchange(fd[i], reply, sizeof(reply));
 			snprintf(want, sizeof(want), "gen %d count %d from gen%d\n", gen, i + gen,
@@ -186,7 +189,8 @@ static void hundreds_of_parked_connections_go_over_in_batches_and_every_one_answ
 	}
 	char out[1024];
 	for (int gen = 2; gen <= 3; gen++) {
-		assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+		assert_int_equal(
+		    batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL), 0);
 		for (int i = 0; i < MANY_PARKED; i++) {
 			exchange(fd[i], reply, sizeof(reply));
 			snprintf(want, sizeof(want), "gen %d count %d from gen%d\n", gen,
@@ -238,7 +242,7 @@ static void more_parked_connections_than_batond_may_hold_all_go_over(void **stat
 		exchange(fd[i], reply, sizeof(reply));
 		assert_string_equal(reply, "gen 1 count 1 from -\n");
 	}
-	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
+	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "--wait-drain", "web", NULL), 0);
 	for (int i = 0; i < OVER_HELD; i++) {
 		exchange(fd[i], reply, sizeof(reply));
 		if (strcmp(reply, "gen 2 count 2 from gen1\n") != 0)
