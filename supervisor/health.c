@@ -28,8 +28,7 @@
 #define REASON_MAX  240
 #define OUTPUT_KEEP 200 /* of a health-exec's output, for the reason */
 
-/* A health-exec run. Its own allocation: a run still going when the check is
- * freed is killed and lives on (h NULL) until it is reaped. */
+/* A health-exec run: its process, its output, and the check it belongs to. */
 struct probe_proc {
 	struct health *h;
 	pid_t pid;
@@ -101,15 +100,27 @@ static void http_close(struct http_probe *p)
 	p->listen_fd = p->fd = -1;
 }
 
-/* A health-exec run that nobody waits for any more: killed, reaped later. */
-static void proc_orphan(struct probe_proc *p)
+/* Frees @p and its output; its child source is the caller's. */
+static void proc_free(struct probe_proc *p)
 {
-	p->h = NULL;
-	p->out_src = sd_event_source_disable_unref(p->out_src);
+	sd_event_source_disable_unref(p->out_src);
 	if (p->out_fd >= 0)
 		close(p->out_fd);
-	p->out_fd = -1;
+	free(p);
+}
+
+/* A health-exec run that nobody waits for any more (the check was freed):
+ * killed with its process group. Its child source goes to the event loop
+ * (floating), which reaps it when it exits, or at the loop's end. */
+static void proc_orphan(struct probe_proc *p)
+{
 	kill(-p->pid, SIGKILL);
+	sd_event_source_set_userdata(p->child_src, NULL);
+	if (sd_event_source_set_child_process_own(p->child_src, 1) < 0 ||
+	    sd_event_source_set_floating(p->child_src, 1) < 0)
+		log_warn("health-exec (pid %d): killed, but may stay a zombie", (int)p->pid);
+	sd_event_source_unref(p->child_src);
+	proc_free(p);
 }
 
 static void proc_read(struct probe_proc *p)
@@ -134,10 +145,6 @@ static void round_end(struct health *h, bool ok, const char *reason)
 	free(h->http);
 	h->http = NULL;
 	h->n_http = 0;
-	if (h->proc) {
-		proc_orphan(h->proc); /* timed out: killed; else already reaped */
-		h->proc = NULL;
-	}
 	h->rounds++;
 	if (ok) {
 		h->failed_in_row = 0;
@@ -170,12 +177,9 @@ static void first_line(char *text)
 static int on_proc_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
 {
 	struct probe_proc *p = userdata;
+	if (!p)
+		return 0; /* orphaned (proc_orphan): sd-event reaps it */
 	struct health *h = p->h;
-	p->child_src = sd_event_source_unref(p->child_src);
-	if (!h) {
-		free(p);
-		return 0;
-	}
 	proc_read(p);
 	first_line(p->out);
 	char reason[REASON_MAX];
@@ -193,9 +197,10 @@ static int on_proc_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
 	/* Its process group may live on (a daemon it started): not ours to
 	 * keep. It is still a zombie here (sd-event reaps it after this), so
 	 * its group's id is not anybody else's yet. */
+	kill(-p->pid, SIGKILL);
+	sd_event_source_unref(p->child_src);
+	proc_free(p);
 	h->proc = NULL;
-	proc_orphan(p);
-	free(p);
 	round_end(h, ok, reason);
 	return 0;
 }
@@ -282,8 +287,8 @@ static void exec_round(struct health *h)
 			kill(-p->pid, SIGKILL);
 			waitpid(p->pid, NULL, WNOHANG);
 			h->proc = NULL;
-			close(p->out_fd);
-			free(p);
+			sd_event_source_unref(p->child_src);
+			proc_free(p);
 			p = NULL;
 		} else if (sd_event_add_io(h->event, &p->out_src, p->out_fd, EPOLLIN,
 					   on_proc_output, p) < 0) {

@@ -184,16 +184,47 @@ static void health_exec_knows_the_generation_and_rolls_back_a_failing_one(void *
 
 /* A health-exec that hangs is killed at health-timeout, with what it
  * started, and counts as a failed round. */
+#define HANGING_CHECK(TIMEOUT)                                                                     \
+	"listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"                                 \
+	"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"                      \
+	"  health-exec = { \"/bin/sh\", \"-c\", \"sleep 60 & echo $! > @DIR@/sleeper.tmp; "        \
+	"mv @DIR@/sleeper.tmp @DIR@/sleeper; echo checking; wait\" }\n"                            \
+	"  health-timeout = " TIMEOUT "\n  health-failures = 1\n}\n"
+
+/* The pid of the check's background sleep, once it wrote it. */
+static pid_t sleeper_pid(const struct batond *b)
+{
+	char path[400], line[32] = "";
+	snprintf(path, sizeof(path), "%s/sleeper", b->dir);
+	FILE *f = NULL;
+	for (long long deadline = now_ms() + 10000; !f && now_ms() < deadline; usleep(10000))
+		f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(line, sizeof(line), f));
+	fclose(f);
+	pid_t pid = (pid_t)atoi(line);
+	assert_true(pid > 0);
+	return pid;
+}
+
+/* Orphaned when its shell was killed, the sleep is this test's (the
+ * subreaper's) to reap: reaped means killed. */
+static void killed(pid_t pid)
+{
+	long long deadline = now_ms() + 5000;
+	while (waitpid(pid, NULL, WNOHANG) != pid && now_ms() < deadline)
+		usleep(10000);
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+}
+
+/* A health-exec that hangs is killed at health-timeout, with what it
+ * started, and counts as a failed round. */
 static void a_hanging_health_exec_is_killed_at_its_timeout(void **state)
 {
 	struct batond b;
 	batond_prepare(&b);
-	batond_write_config(
-	    &b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-		"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
-		"  health-exec = { \"/bin/sh\", \"-c\", \"sleep 60 & echo $! > @DIR@/sleeper; "
-		"echo checking; wait\" }\n"
-		"  health-timeout = 0.3\n  health-failures = 1\n}\n");
+	batond_write_config(&b, HANGING_CHECK("0.3"));
 	batond_start(&b);
 	assert_true(wait_workers(&b, "ready", 1, 10000));
 	char out[2048];
@@ -201,22 +232,35 @@ static void a_hanging_health_exec_is_killed_at_its_timeout(void **state)
 	assert_non_null(strstr(out, "web: generation 2 failed 1 health check in a row: "
 				    "health-exec /bin/sh timed out after 0.3 s; generation 1 "
 				    "still serving"));
-	char path[400], line[32];
-	snprintf(path, sizeof(path), "%s/sleeper", b.dir);
-	FILE *f = fopen(path, "r");
-	assert_non_null(f);
-	assert_non_null(fgets(line, sizeof(line), f));
-	fclose(f);
-	pid_t sleeper = (pid_t)atoi(line);
-	assert_true(sleeper > 0);
-	/* Orphaned when its shell was killed, it is this test's (the subreaper's)
-	 * to reap: reaped means killed. */
-	long long deadline = now_ms() + 5000;
-	while (waitpid(sleeper, NULL, WNOHANG) != sleeper && now_ms() < deadline)
-		usleep(10000);
-	assert_int_equal(kill(sleeper, 0), -1);
-	assert_int_equal(errno, ESRCH);
+	killed(sleeper_pid(&b));
 	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* batond stopped while a health-exec runs: it is killed with what it
+ * started, the waiting upgrade is told, batond exits 0. */
+static void stopping_batond_kills_a_running_health_exec(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(&b, HANGING_CHECK("60"));
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	pid_t upgrade = fork();
+	assert_true(upgrade >= 0);
+	if (upgrade == 0) {
+		char out[2048];
+		_exit(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL) == 1 &&
+			      strstr(out, "batond is stopping")
+			  ? 0
+			  : 1);
+	}
+	pid_t sleeper = sleeper_pid(&b);
+	assert_int_equal(batond_stop(&b), 0);
+	int status;
+	assert_int_equal(waitpid(upgrade, &status, 0), upgrade);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	killed(sleeper);
 }
 
 /* A canary whose health check fails health-failures times is rolled back
@@ -345,6 +389,7 @@ int main(void)
 	    harness_test(a_release_failing_its_health_url_never_takes_traffic),
 	    harness_test(health_exec_knows_the_generation_and_rolls_back_a_failing_one),
 	    harness_test(a_hanging_health_exec_is_killed_at_its_timeout),
+	    harness_test(stopping_batond_kills_a_running_health_exec),
 	    harness_test(a_canary_failing_its_health_check_is_never_promoted),
 	    harness_test(canary_time_waits_for_a_passing_health_check),
 	    harness_test(probation_reverts_a_generation_that_turns_unhealthy),
