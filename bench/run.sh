@@ -483,11 +483,11 @@ report=$out/report.md
 		echo "$OWN_UPGRADES upgrades sent one after the other on one control connection"
 		echo "(bench/ctlupgrade, $IDLE_SPACING_MS ms apart), each paired with the new generation's"
 		echo "main() and READY=1 (examples/hello's log, CLOCK_MONOTONIC). *Request to main()*:"
-		echo "batond reads the request, forks, sets the child up (cgroup, fds, environment) and"
+		echo "batond reads the request, clones the child into its cgroup, sets it up (fds, environment) and"
 		echo "execs, and the app's dynamic linking runs; *a direct start*: the same app forked and"
 		echo "exec'd by bench/upgrader to its main() (the reuseport scenario, without load: $direct ms"
 		echo "median), so *batond to exec* is the difference; *READY=1 to reply*: batond reads the"
-		echo "notification, marks the generation ready, drains the old one and answers."
+		echo "notification, marks the generation ready and answers (the old one drains after)."
 		echo
 		echo "| mode | upgrades ok | request to main() median ms | p90 | batond to exec median ms | READY=1 to reply median ms | p90 | batond's own part median ms |"
 		echo "|---|---|---|---|---|---|---|---|"
