@@ -90,9 +90,11 @@ static const struct gen_ops app_gen_ops = {
     .restarted = on_gen_restarted,
 };
 
-static void on_health_changed(void *userdata)
+static void on_health_changed(void *userdata, bool ok)
 {
-	mark(userdata);
+	struct app *a = userdata;
+	a->counters.health_failures += !ok;
+	mark(a);
 }
 
 static void on_health_sent(void *userdata, unsigned gen_id, unsigned index)
@@ -1319,6 +1321,7 @@ struct json_object *app_save(const struct app *a, bool retired, struct reexec_sa
 	rx_set_int(counters, "restarts", a->counters.restarts);
 	rx_set_int(counters, "parks_refused", a->counters.parks_refused);
 	rx_set_int(counters, "finished_early", a->counters.finished_early);
+	rx_set_int(counters, "health_failures", a->counters.health_failures);
 	struct json_object *buckets = json_object_new_array();
 	for (size_t i = 0; i < APP_DRAIN_BUCKETS; i++)
 		json_object_array_add(buckets,
@@ -1404,6 +1407,7 @@ int app_restore(const struct app_env *env, const struct reexec_load *ld, struct 
 	a->counters.restarts = (unsigned)rx_int(c, "restarts", 0);
 	a->counters.parks_refused = (unsigned)rx_int(c, "parks_refused", 0);
 	a->counters.finished_early = (unsigned)rx_int(c, "finished_early", 0);
+	a->counters.health_failures = (unsigned)rx_int(c, "health_failures", 0);
 	struct json_object *buckets;
 	if (c && json_object_object_get_ex(c, "drain_buckets", &buckets) &&
 	    json_object_is_type(buckets, json_type_array))

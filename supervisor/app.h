@@ -82,6 +82,7 @@ struct app_counters {
 	unsigned restarts;	 /* crashed workers restarted */
 	unsigned parks_refused;	 /* parked connections batond closed instead */
 	unsigned finished_early; /* draining generations finished early (max-draining) */
+	unsigned health_failures; /* failed rounds of health checks */
 	/* Drains that took at most app_drain_bucket_seconds[i] (and more than the
 	 * bucket before); longer ones count only in drains. */
 	unsigned long long drain_buckets[APP_DRAIN_BUCKETS];

@@ -162,7 +162,7 @@ static void round_end(struct health *h, bool ok, const char *reason)
 	if (h->state != HEALTH_FAILED && arm(h, h->t.cfg->health_interval_usec, on_next_round) < 0)
 		log_err("%s: generation %u: cannot arm the next health check", h->t.cfg->name,
 			h->t.g->id);
-	h->ops->changed(h->userdata);
+	h->ops->changed(h->userdata, ok);
 }
 
 /* The first line of @text, control characters as spaces, for a reason. */

@@ -21,8 +21,9 @@ enum health_state {
 };
 
 struct health_ops {
-	/* A round ended. Only marks: the owner looks from its loop. */
-	void (*changed)(void *userdata);
+	/* A round ended (@ok: it passed). Only marks: the owner looks from its
+	 * loop. */
+	void (*changed)(void *userdata, bool ok);
 	/* health-url: a probe connection went to worker @index of generation
 	 * @gen_id outside dispatch's placement (its counters count it). */
 	void (*sent)(void *userdata, unsigned gen_id, unsigned index);

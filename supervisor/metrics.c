@@ -150,6 +150,8 @@ static void render_apps(const struct daemon *d, FILE *f)
 	     "Workers of the app restarted after they exited outside an upgrade."},
 	    {"baton_app_parked_connections_refused_total", "counter",
 	     "Live connections the app's workers parked that batond closed instead."},
+	    {"baton_app_health_checks_failed_total", "counter",
+	     "Rounds of the app's health checks (health-exec, health-url) that failed."},
 	};
 	for (size_t c = 0; c < sizeof(families) / sizeof(families[0]); c++) {
 		family(f, families[c].name, families[c].type, families[c].help);
@@ -163,6 +165,7 @@ static void render_apps(const struct daemon *d, FILE *f)
 			    a->counters.rollbacks,
 			    a->counters.restarts,
 			    a->counters.parks_refused,
+			    a->counters.health_failures,
 			};
 			_Static_assert(sizeof(values) / sizeof(values[0]) ==
 					   sizeof(families) / sizeof(families[0]),

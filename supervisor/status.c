@@ -281,6 +281,7 @@ static struct json_object *json_app(const struct daemon *d, const struct app *a)
 		  add_uint(o, "restarts", a->counters.restarts) &&
 		  add_uint(o, "parks_refused", a->counters.parks_refused) &&
 		  add_uint(o, "finished_early", a->counters.finished_early) &&
+		  add_uint(o, "health_failures", a->counters.health_failures) &&
 		  add_uint(o, "max_draining", a->cfg->max_draining) &&
 		  add_uint(o, "canary", a->canary ? a->canary->id : 0) &&
 		  add_bool(o, "config_current", !a->config_stale) &&

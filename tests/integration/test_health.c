@@ -127,6 +127,7 @@ static void a_release_failing_its_health_url_never_takes_traffic(void **state)
 	served_by(&b, 2);
 	assert_int_equal(delivered_to(&b, 3), 0);
 	assert_int_equal(app_status(&b, "web", "rollbacks"), 1);
+	assert_int_equal(app_status(&b, "web", "health_failures"), 3);
 	assert_int_equal(count_fds_when(b.pid, fds, 3000), fds);
 
 	no_request_failed(lg, lg_out);

@@ -116,6 +116,7 @@ static void assert_counts(const char *text)
 	assert_sample(text, "baton_app_serving_generation{app=\"web\"} 2");
 	assert_sample(text, "baton_app_upgrades_total{app=\"web\"} 1");
 	assert_sample(text, "baton_app_rollbacks_total{app=\"web\"} 0");
+	assert_sample(text, "baton_app_health_checks_failed_total{app=\"web\"} 0");
 	assert_sample(text, "baton_app_worker_restarts_total{app=\"web\"} 0");
 	/* Generation 1 drained (upgrade --wait-drain), in less than 60 s. */
 	assert_sample(text, "baton_app_drain_duration_seconds_count{app=\"web\"} 1");
