@@ -155,10 +155,12 @@ BATON_API int baton_fd(void);
 BATON_API int baton_next_event(struct baton_event *ev);
 
 /* Tells batond that @count connections it handed over are finished: its load
- * signal for dispatch. While connections remain open the counts are batched
- * (every 32 connections or 10 ms, and with the next baton_next_event()); when
- * none remains the count goes at once. Never blocks: when the channel is full
- * the count is kept for the next call of this or of baton_next_event(). Returns
+ * signal for dispatch. With a batond that gave this worker a shared counter
+ * (docs/protocol.md) the count is added there, at once and without a message.
+ * Otherwise, while connections remain open the counts are batched (every 32
+ * connections or 10 ms, and with the next baton_next_event()); when none
+ * remains the count goes at once. Never blocks: when the channel is full the
+ * count is kept for the next call of this or of baton_next_event(). Returns
  * 0, -ENXIO without a channel, -ECONNRESET/-EPIPE when batond is gone. */
 BATON_API int baton_conn_done(unsigned count);
 

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +74,7 @@ static struct {
 	bool park_many; /* batond's HELLO said PARK may carry a batch */
 	uint32_t last_request_id;
 	uint32_t done_pending;	   /* MSG_CONN_DONE count not sent yet */
+	uint64_t *done_counter;	   /* batond's MSG_DONE_COUNTER page, mapped: counts go there */
 	uint64_t conns_handed;	   /* connections returned by baton_next_event() */
 	uint64_t conns_done;	   /* connections reported by baton_conn_done() */
 	long long done_since_msec; /* when the oldest unsent count was reported */
@@ -219,12 +222,12 @@ static int wait_fd(int fd, short events, long long deadline_ms)
 }
 
 /* proto_send on the non-blocking channel, waiting a bounded time when it is full. */
-static int channel_send(int fd, uint8_t type, uint32_t id, const void *payload, size_t len,
-			const int *fds, size_t nfds, int timeout_ms)
+static int channel_send(int fd, uint8_t type, uint16_t flags, uint32_t id, const void *payload,
+			size_t len, const int *fds, size_t nfds, int timeout_ms)
 {
 	long long deadline = now_ms(CLOCK_MONOTONIC) + timeout_ms;
 	for (;;) {
-		int r = proto_send(fd, type, 0, id, payload, len, fds, nfds);
+		int r = proto_send(fd, type, flags, id, payload, len, fds, nfds);
 		if (r != -EAGAIN)
 			return r;
 		r = wait_fd(fd, POLLOUT, deadline);
@@ -238,7 +241,10 @@ static int send_hello(int fd)
 	char hello[64];
 	int len =
 	    snprintf(hello, sizeof(hello), "libbaton %s pid %d", BATON_VERSION, (int)getpid());
-	return channel_send(fd, MSG_HELLO, 0, hello, (size_t)len, NULL, 0, SEND_TIMEOUT_MS);
+	/* HELLO_DONE_COUNTER: a batond that knows it answers with a page to count
+	 * finished connections in; an older one ignores the flag. */
+	return channel_send(fd, MSG_HELLO, HELLO_DONE_COUNTER, 0, hello, (size_t)len, NULL, 0,
+			    SEND_TIMEOUT_MS);
 }
 
 int baton_init(unsigned flags)
@@ -314,6 +320,8 @@ void baton_close(void)
 		batch_free(b);
 	}
 	batch_free(st.retired);
+	if (st.done_counter)
+		munmap(st.done_counter, sizeof(*st.done_counter));
 	if (st.channel >= 0)
 		close(st.channel);
 	for (size_t i = 0; i < st.n_listeners; i++)
@@ -396,6 +404,25 @@ static int queue_conns(struct proto_msg *m)
 	return 1;
 }
 
+/* MSG_DONE_COUNTER: from now on baton_conn_done() adds to the page's first
+ * 8 bytes, and batond reads them when it places connections; what was kept
+ * for a MSG_CONN_DONE goes there too. A page that cannot be mapped leaves the
+ * worker on MSG_CONN_DONE. */
+static void take_counter(struct proto_msg *m)
+{
+	int fd = proto_msg_take_fd(m, 0);
+	struct stat sb;
+	if (!st.done_counter && fstat(fd, &sb) == 0 && sb.st_size >= (off_t)sizeof(uint64_t)) {
+		void *p = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p != MAP_FAILED) {
+			st.done_counter = p;
+			__atomic_fetch_add(st.done_counter, st.done_pending, __ATOMIC_RELEASE);
+			st.done_pending = 0;
+		}
+	}
+	close(fd);
+}
+
 static int queue_drain(uint16_t flags)
 {
 	struct batch *b = calloc(1, sizeof(*b));
@@ -458,6 +485,10 @@ static int channel_read_one(struct request *req)
 			st.park_many = true;
 		r = 0;
 		break;
+	case MSG_DONE_COUNTER:
+		take_counter(m);
+		r = 0;
+		break;
 	default: /* proto_recv refused every type a worker does not take */
 		r = 0;
 		break;
@@ -516,7 +547,8 @@ int baton_listener(const char *name)
 	struct request req = {.id = ++st.last_request_id, .name = name};
 	if (req.id == 0)
 		req.id = ++st.last_request_id; /* 0 means "no request" on the wire */
-	r = channel_send(st.channel, MSG_LISTENER_GET, req.id, name, len, NULL, 0, SEND_TIMEOUT_MS);
+	r = channel_send(st.channel, MSG_LISTENER_GET, 0, req.id, name, len, NULL, 0,
+			 SEND_TIMEOUT_MS);
 	if (r < 0)
 		return r;
 	long long deadline = now_ms(CLOCK_MONOTONIC) + REQUEST_TIMEOUT_MS;
@@ -609,11 +641,15 @@ int baton_conn_done(unsigned count)
 	int r = channel_usable();
 	if (r < 0)
 		return r;
+	st.conns_done += count;
+	if (st.done_counter) {
+		__atomic_fetch_add(st.done_counter, count, __ATOMIC_RELEASE);
+		return 0;
+	}
 	if (st.done_pending == 0)
 		st.done_since_msec = now_ms(CLOCK_MONOTONIC_COARSE);
 	st.done_pending =
 	    count > UINT32_MAX - st.done_pending ? UINT32_MAX : st.done_pending + count;
-	st.conns_done += count;
 	return flush_done();
 }
 
@@ -720,7 +756,7 @@ int baton_park_many(const struct baton_park_conn *conns, size_t n)
 		if (k == 0)
 			break;
 		uint32_t id = ++st.last_request_id;
-		r = channel_send(st.channel, MSG_PARK, id ? id : ++st.last_request_id, buf, len,
+		r = channel_send(st.channel, MSG_PARK, 0, id ? id : ++st.last_request_id, buf, len,
 				 fds, k, PARK_TIMEOUT_MS);
 		if (r < 0)
 			break;

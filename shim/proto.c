@@ -25,6 +25,7 @@ static const struct type_rule type_rules[MSG_TYPE_MAX] = {
     [MSG_CTL_RELOAD] = {0, 0, 0},   [MSG_CTL_SCALE] = {0, 0, 3},
     [MSG_CTL_METRICS] = {0, 0, 0},  [MSG_CTL_REEXEC] = {0, 0, 0},
     [MSG_CTL_PROMOTE] = {0, 0, 1},  [MSG_CTL_ROLLBACK] = {0, 0, 1},
+    [MSG_DONE_COUNTER] = {1, 1, 0},
 };
 
 #define BIT(t) (1u << (t))
@@ -36,8 +37,8 @@ static const uint32_t role_accepts[] = {
     [ROLE_CONTROL_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_CTL_REPLY) | BIT(MSG_ERROR),
     [ROLE_WORKER_SERVER] =
 	BIT(MSG_HELLO) | BIT(MSG_LISTENER_GET) | BIT(MSG_CONN_DONE) | BIT(MSG_PARK),
-    [ROLE_WORKER_CLIENT] =
-	BIT(MSG_HELLO) | BIT(MSG_ERROR) | BIT(MSG_LISTENER) | BIT(MSG_DRAIN) | BIT(MSG_CONN),
+    [ROLE_WORKER_CLIENT] = BIT(MSG_HELLO) | BIT(MSG_ERROR) | BIT(MSG_LISTENER) | BIT(MSG_DRAIN) |
+			   BIT(MSG_CONN) | BIT(MSG_DONE_COUNTER),
 };
 
 static int type_check(uint8_t type, size_t payload_bytes, size_t nfds)

@@ -17,6 +17,9 @@
 #define PROTO_NAME_MAX	  64  /* listener and app names, without NUL */
 #define PROTO_TAG_MAX	  64
 #define PROTO_STATE_MAX	  8192 /* state of a parked connection: fits a worker channel */
+/* MSG_DONE_COUNTER's memfd: its size (sealed), and the counter at offset 0, a
+ * uint64 the worker adds its finished connections to (docs/protocol.md). */
+#define PROTO_DONE_COUNTER_BYTES 4096
 
 /* Fixed header, host byte order (both ends are on one host), 16 bytes. */
 struct proto_hdr {
@@ -50,6 +53,8 @@ enum proto_type {
 			     empty */
 	MSG_CTL_PROMOTE,  /* batonctl -> batond: app name: its canary serves, with every worker */
 	MSG_CTL_ROLLBACK, /* batonctl -> batond: app name: its canary drains */
+	MSG_DONE_COUNTER, /* batond -> worker: 1 fd, the shared page of its finished-connection
+			     count (HELLO_DONE_COUNTER) */
 	MSG_TYPE_MAX,
 };
 
@@ -60,6 +65,7 @@ enum proto_type {
 #define CTL_WAIT_DRAIN	0x0010 /* MSG_CTL_UPGRADE: answer once the old generations are gone too */
 #define DRAIN_NOW	0x0020 /* MSG_DRAIN: finish now, park live connections; SIGKILL follows */
 #define HELLO_PARK_MANY 0x0040 /* batond's MSG_HELLO on a worker channel: PARK may carry 1..253 */
+#define HELLO_DONE_COUNTER 0x0080 /* a worker's MSG_HELLO: it takes MSG_DONE_COUNTER */
 #define CONN_ADOPTED	0x0001 /* conn record: parked by a previous generation */
 
 /* Text of one MSG_CTL_REPLY / MSG_ERROR frame, after the int32 code. */

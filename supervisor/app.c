@@ -5,6 +5,7 @@
  * to them; app_settle decides what it means. Nothing here touches a process
  * directly. */
 #include "app.h"
+#include "channel.h"
 #include "dispatch.h"
 #include "generation.h"
 #include "health.h"
@@ -1171,6 +1172,7 @@ long long app_gen_connections(const struct app *a, const struct gen *g)
 	long long n = 0;
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct dispatch_worker_stats st;
+		channel_poll_done(g->workers[i]->channel);
 		dispatch_worker_stats(a->dispatch, g->id, g->workers[i]->index, &st);
 		n += (long long)st.load;
 	}

@@ -7,11 +7,14 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHANNEL_MAX_ERRORS  3
@@ -31,6 +34,9 @@ struct channel {
 	bool said_hello;      /* the worker runs libbaton (it may park) */
 	bool paused;	      /* found the receive gate closed: EPOLLIN is not watched */
 	size_t payload_max;
+	int done_fd;		      /* the memfd of MSG_DONE_COUNTER, or -1 */
+	const uint64_t *done_counter; /* mapped read-only; the worker adds to it */
+	uint64_t done_seen;	      /* what of it was reported to conn_done */
 	char app[PROTO_NAME_MAX + 1]; /* copied: a reload may free the configuration */
 	char who[128];
 };
@@ -41,6 +47,76 @@ static struct proto_msg recv_msg;
 
 static struct channel *all_channels;
 static bool gate_closed; /* channel_receiving(false): batond holds what its fds allow */
+
+/* The worker's finished-connection counter (docs/protocol.md, "Completion
+ * counts"): a memfd batond creates, seals to its size (the worker cannot shrink
+ * it under batond's mapping: no SIGBUS) and maps read-only (batond never writes
+ * what the worker can). Also how a re-exec's counter is taken back. */
+static int counter_map(struct channel *ch, int fd)
+{
+	struct stat sb;
+	int seals = fcntl(fd, F_GET_SEALS);
+	if (fstat(fd, &sb) < 0 || seals < 0)
+		return -errno;
+	if (!(seals & F_SEAL_SHRINK) || sb.st_size < (off_t)sizeof(uint64_t))
+		return -EBADF;
+	void *p = mmap(NULL, sizeof(uint64_t), PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	ch->done_counter = p;
+	ch->done_fd = fd;
+	return 0;
+}
+
+static void counter_free(struct channel *ch)
+{
+	if (ch->done_counter)
+		munmap((void *)ch->done_counter, sizeof(uint64_t));
+	if (ch->done_fd >= 0)
+		close(ch->done_fd);
+	ch->done_counter = NULL;
+	ch->done_fd = -1;
+}
+
+/* A worker that asked for it (HELLO_DONE_COUNTER) counts its finished
+ * connections in a page batond reads when it places connections, instead of
+ * a MSG_CONN_DONE (a sendmsg, and a wake-up of batond) every few. Without it
+ * (no memory, a full channel) the worker goes on with MSG_CONN_DONE. */
+static void offer_counter(struct channel *ch)
+{
+	int fd = memfd_create("baton-done", MFD_CLOEXEC | MFD_ALLOW_SEALING), r = 0;
+	if (fd < 0)
+		r = -errno;
+	else if (ftruncate(fd, PROTO_DONE_COUNTER_BYTES) < 0 ||
+		 fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		r = -errno;
+	else
+		r = counter_map(ch, fd);
+	if (r == 0)
+		r = proto_send(ch->fd, MSG_DONE_COUNTER, 0, 0, NULL, 0, &fd, 1);
+	if (r < 0) {
+		if (r != -EAGAIN && r != -EPIPE && r != -ECONNRESET)
+			log_warn("%s: no shared completion counter, CONN_DONE it is: %s", ch->who,
+				 strerror(-r));
+		if (ch->done_fd != fd && fd >= 0)
+			close(fd);
+		counter_free(ch);
+	}
+}
+
+void channel_poll_done(struct channel *ch)
+{
+	if (!ch || !ch->done_counter)
+		return;
+	uint64_t now = __atomic_load_n(ch->done_counter, __ATOMIC_ACQUIRE);
+	/* The worker writes it: a count that went back is no news, and one far
+	 * ahead is bounded where it is used (never more done than delivered). */
+	if (now <= ch->done_seen)
+		return;
+	uint64_t n = now - ch->done_seen;
+	ch->done_seen = now;
+	ch->ops->conn_done(ch->userdata, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n);
+}
 
 static void channel_close(struct channel *ch)
 {
@@ -135,13 +211,14 @@ static bool handle_park(struct channel *ch, struct proto_msg *m)
 /* Our HELLO answers the worker's: it says what this batond takes (PARK in
  * batches). A worker that does not see it (full channel, an older batond)
  * parks one connection per message, which every batond takes. */
-static void reply_hello(struct channel *ch)
+static int reply_hello(struct channel *ch)
 {
 	static const char hello[] = "batond " BATON_VERSION;
 	int r =
 	    proto_send(ch->fd, MSG_HELLO, HELLO_PARK_MANY, 0, hello, sizeof(hello) - 1, NULL, 0);
 	if (r < 0 && r != -EAGAIN && r != -EPIPE && r != -ECONNRESET)
 		log_warn("%s: cannot answer HELLO: %s", ch->who, strerror(-r));
+	return r;
 }
 
 /* Returns false if the worker misbehaved. */
@@ -150,7 +227,9 @@ static bool handle(struct channel *ch, struct proto_msg *m)
 	switch (m->hdr.type) {
 	case MSG_HELLO:
 		ch->said_hello = true;
-		reply_hello(ch);
+		if (reply_hello(ch) == 0 && (m->hdr.flags & HELLO_DONE_COUNTER) &&
+		    !ch->done_counter)
+			offer_counter(ch);
 		break;
 	case MSG_LISTENER_GET:
 		reply_listener(ch, m);
@@ -231,6 +310,7 @@ void channel_flush_input(struct channel *ch)
 {
 	if (ch)
 		receive(ch, UINT_MAX, true);
+	channel_poll_done(ch);
 }
 
 /* Channel ids go on across a re-exec: a new image starts above the old one's. */
@@ -245,6 +325,7 @@ int channel_new(sd_event *event, int fd, const struct channel_ops *ops, void *us
 		return -ENOMEM;
 	}
 	ch->fd = fd;
+	ch->done_fd = -1;
 	ch->next = all_channels;
 	if (all_channels)
 		all_channels->prev = ch;
@@ -269,6 +350,7 @@ void channel_free(struct channel *ch)
 	if (!ch)
 		return;
 	channel_close(ch);
+	counter_free(ch);
 	if (ch->prev)
 		ch->prev->next = ch->next;
 	else
@@ -307,10 +389,16 @@ int channel_restore(sd_event *event, int fd, const struct channel_carry *carry,
 		next_id = carry->id + 1;
 	struct channel *ch;
 	int r = channel_new(event, fd, ops, userdata, app, who, &ch);
-	if (r < 0)
+	if (r == 0 && carry->done_fd >= 0 && (r = counter_map(ch, carry->done_fd)) < 0)
+		channel_free(ch);
+	if (r < 0) {
+		if (carry->done_fd >= 0)
+			close(carry->done_fd);
 		return r;
+	}
 	ch->id = carry->id;
 	ch->said_hello = carry->said_hello;
+	ch->done_seen = carry->done_seen;
 	if (carry->drain_pending)
 		channel_send_drain(ch, carry->drain_flags); /* the old image found it full */
 	*ret = ch;
@@ -375,4 +463,10 @@ void channel_send_drain(struct channel *ch, uint16_t flags)
 bool channel_said_hello(const struct channel *ch)
 {
 	return ch && ch->said_hello;
+}
+
+int channel_done_counter(const struct channel *ch, uint64_t *ret_seen)
+{
+	*ret_seen = ch->done_seen;
+	return ch->done_fd;
 }

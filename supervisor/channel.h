@@ -18,7 +18,8 @@ struct channel_ops {
 	 * it), or -ENOENT (not a listener of this worker's app), or -EOPNOTSUPP
 	 * (the app is in dispatch mode). */
 	int (*listener_fd)(void *userdata, const char *name);
-	/* MSG_CONN_DONE: the worker finished @n connections. */
+	/* MSG_CONN_DONE, or its shared counter moved (channel_poll_done): the
+	 * worker finished @n more connections. */
 	void (*conn_done)(void *userdata, uint32_t n);
 	/* MSG_PARK: a live connection; takes @fd (closed if refused). Returns 0,
 	 * or -EPERM when the worker may not park now (counted as a bad message:
@@ -59,11 +60,13 @@ void channel_restore_next_id(uint64_t id);
 struct channel_carry {
 	uint64_t id;
 	bool said_hello;
+	int done_fd;	    /* its completion counter's memfd, or -1 */
+	uint64_t done_seen; /* of that counter, what was reported */
 	bool drain_pending;
 	uint16_t drain_flags;
 };
 /* channel_new for a channel the image before this one had; sends the DRAIN
- * that was pending. Takes @fd (closed on failure too). */
+ * that was pending. Takes @fd and carry->done_fd (closed on failure too). */
 int channel_restore(sd_event *event, int fd, const struct channel_carry *carry,
 		    const struct channel_ops *ops, void *userdata, const char *app, const char *who,
 		    struct channel **ret);
@@ -82,3 +85,10 @@ int channel_send_conns(struct channel *ch, const void *payload, size_t len, cons
 void channel_send_drain(struct channel *ch, uint16_t flags);
 /* The worker sent HELLO: it runs libbaton, and may park its connections. */
 bool channel_said_hello(const struct channel *ch);
+/* A worker that took a shared completion counter (HELLO_DONE_COUNTER) sends
+ * no MSG_CONN_DONE: what it added there since the last call goes to
+ * ops->conn_done now. Called where the count is used (least-loaded placement,
+ * status) and before the channel goes. NULL is fine. */
+void channel_poll_done(struct channel *ch);
+/* Across a re-exec: the counter's memfd (-1: none) and what of it was reported. */
+int channel_done_counter(const struct channel *ch, uint64_t *ret_seen);

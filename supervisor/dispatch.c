@@ -264,12 +264,14 @@ static int pick(struct dispatch *dp, const struct dgen *g, const struct held *h,
 	uint64_t best_load = UINT64_MAX;
 	for (unsigned k = 0; k < n; k++) {
 		unsigned i = (dp->rr_next + k) % n;
-		if (!ready_channel(dp, g, i, true))
+		struct channel *ch = ready_channel(dp, g, i, true);
+		if (!ch)
 			continue;
 		if (dp->app->policy == POLICY_ROUND_ROBIN) {
 			best = (int)i;
 			break;
 		}
+		channel_poll_done(ch); /* a worker's shared counter is read when it counts */
 		uint64_t load = load_of(&g->slots[i]) + pending[i];
 		if (load < best_load) {
 			best = (int)i;

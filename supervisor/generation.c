@@ -1086,6 +1086,11 @@ static struct json_object *worker_save(const struct worker *w, struct reexec_sav
 		rx_set_int(j, "channel_fd", reexec_keep_fd(s, channel_fd(w->channel)));
 		rx_set_int(j, "channel_id", (int64_t)channel_id(w->channel));
 		rx_set_bool(j, "said_hello", channel_said_hello(w->channel));
+		uint64_t done_seen;
+		int done_fd = channel_done_counter(w->channel, &done_seen);
+		rx_set_int(j, "done_counter_fd",
+			   channel_fd(w->channel) >= 0 ? reexec_keep_fd(s, done_fd) : -1);
+		rx_set_int(j, "done_seen", (int64_t)done_seen);
 		rx_set_bool(j, "drain_pending", channel_drain_pending(w->channel, &flags));
 		rx_set_int(j, "drain_flags", flags);
 	}
@@ -1184,6 +1189,8 @@ static int worker_restore(struct worker *w, struct json_object *j)
 		struct channel_carry carry = {
 		    .id = (uint64_t)rx_int(j, "channel_id", 0),
 		    .said_hello = rx_bool(j, "said_hello"),
+		    .done_fd = (int)rx_int(j, "done_counter_fd", -1),
+		    .done_seen = (uint64_t)rx_int(j, "done_seen", 0),
 		    .drain_pending = rx_bool(j, "drain_pending"),
 		    .drain_flags = (uint16_t)rx_int(j, "drain_flags", 0),
 		};

@@ -4,6 +4,7 @@
 #include "app.h"
 #include "batond.h"
 #include "cgroup.h"
+#include "channel.h"
 #include "dispatch.h"
 #include "generation.h"
 
@@ -114,6 +115,7 @@ static bool dispatch_stats(const struct daemon *d, size_t i, struct dispatch_lis
 static struct dispatch_worker_stats worker_stats(const struct app *a, const struct worker *w)
 {
 	struct dispatch_worker_stats st;
+	channel_poll_done(w->channel);
 	dispatch_worker_stats(a->dispatch, w->gen->id, w->index, &st);
 	return st;
 }

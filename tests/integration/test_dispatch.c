@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -61,6 +62,24 @@ static void run_load(struct batond *b, int ms, long *ok)
 	assert_true(*ok > 0);
 }
 
+/* How many of @pid's fds are a worker's shared completion counter. */
+static int counter_pages(pid_t pid)
+{
+	char dir[64], path[400], target[128];
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		ssize_t len = readlink(path, target, sizeof(target) - 1);
+		target[len > 0 ? len : 0] = 0;
+		n += strncmp(target, "/memfd:baton-done", 17) == 0;
+	}
+	closedir(d);
+	return n;
+}
+
 static void dispatch_delivers_every_connection_exactly_once_without_leaking_fds(void **state)
 {
 	struct batond b;
@@ -68,6 +87,9 @@ static void dispatch_delivers_every_connection_exactly_once_without_leaking_fds(
 	assert_true(wait_workers(&b, "ready", 2, 10000));
 	pid_t workers[2];
 	assert_int_equal(worker_pids(&b, "ready", workers, 2), 2);
+	/* Each libbaton worker counts what it finished in a page batond reads
+	 * (least-loaded placement and "load" below), not in CONN_DONE messages. */
+	assert_int_equal(counter_pages(b.pid), 2);
 	int batond_fds = count_fds_settled(b.pid);
 	int worker_fds[2] = {count_fds_settled(workers[0]), count_fds_settled(workers[1])};
 
@@ -81,6 +103,39 @@ static void dispatch_delivers_every_connection_exactly_once_without_leaking_fds(
 	assert_int_equal(count_fds_when(b.pid, batond_fds, 3000), batond_fds);
 	assert_int_equal(count_fds_when(workers[0], worker_fds[0], 3000), worker_fds[0]);
 	assert_int_equal(count_fds_when(workers[1], worker_fds[1], 3000), worker_fds[1]);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
+/* A worker writes what it likes in its completion counter: batond believes
+ * no more finished than it sent, nothing that goes back, and never faults on
+ * the page (sealed: the worker can neither shrink nor grow it). */
+static void a_worker_lying_in_its_counter_is_bounded_by_what_batond_sent(void **state)
+{
+	struct batond b;
+	start_dispatch(&b, LIAR_PATH "\", \"@DIR@/liar.out", "");
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	int batond_fds = count_fds_settled(b.pid);
+	char body[256];
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(http_get(b.port, body, sizeof(body)), 200);
+		assert_string_equal(body, "liar\n");
+	}
+	char path[400], line[2][128];
+	snprintf(path, sizeof(path), "%s/liar.out", b.dir);
+	FILE *f = fopen(path, "re");
+	assert_non_null(f);
+	for (int i = 0; i < 2; i++)
+		assert_non_null(fgets(line[i], sizeof(line[i]), f));
+	fclose(f);
+	assert_string_equal(line[0], "shrink: Operation not permitted\n");
+	assert_string_equal(line[1], "grow: Operation not permitted\n");
+	assert_int_equal(status_sum(&b, "delivered"), 20);
+	/* Its first UINT64_MAX counted as every connection sent until then (1 to
+	 * 3, as the reads fell), and nothing after it: the liar looks busy, not
+	 * idle, and least-loaded would send it less. */
+	long long load = status_sum(&b, "load");
+	assert_true(load >= 15 && load <= 20);
+	assert_int_equal(count_fds_when(b.pid, batond_fds, 3000), batond_fds);
 	assert_int_equal(batond_stop(&b), 0);
 }
 
@@ -341,6 +396,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    harness_test(dispatch_delivers_every_connection_exactly_once_without_leaking_fds),
+	    harness_test(a_worker_lying_in_its_counter_is_bounded_by_what_batond_sent),
 	    harness_test(dispatch_survives_twenty_upgrades_under_load),
 	    harness_test(dispatch_holds_connections_while_every_worker_restarts),
 	    harness_test(sticky_policy_sends_a_peer_to_the_same_worker),

@@ -75,6 +75,10 @@ static void reexecs_under_load(const char *app)
 	assert_true((after[0] == before[0] && after[1] == before[1]) ||
 		    (after[0] == before[1] && after[1] == before[0]));
 	assert_int_equal(count_fds_when(b.pid, fds, 3000), fds);
+	/* Dispatch: each worker's completion counter came along (its workers count
+	 * there, and send no CONN_DONE): every connection is seen finished. */
+	if (strcmp(app, HELLO_PATH) == 0)
+		assert_true(wait_status_sum(&b, "load", 0, 5000));
 	assert_int_equal(app_status(&b, "web", "upgrades"), 0);
 	assert_int_equal(app_status(&b, "web", "restarts"), 0);
 	/* And what it restored works on: an upgrade, then the workers' exit. */

@@ -149,6 +149,8 @@ static void every_message_type_round_trips(void **state)
 	    {MSG_CONN, ROLE_WORKER_CLIENT, 0, (const char *)conn_rec, conn_len, 1},
 	    {MSG_CONN_DONE, ROLE_WORKER_SERVER, 0, S("\x03\0\0\0"), 0},
 	    {MSG_PARK, ROLE_WORKER_SERVER, 0, (const char *)conn_rec, conn_len, 1},
+	    {MSG_HELLO, ROLE_WORKER_SERVER, HELLO_DONE_COUNTER, S("libbaton 0.2.0 pid 1"), 0},
+	    {MSG_DONE_COUNTER, ROLE_WORKER_CLIENT, 0, S(""), 1},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const struct round_trip *t = &cases[i];
@@ -516,6 +518,14 @@ static void a_type_the_role_does_not_take_is_refused_and_its_fds_closed(void **s
 	assert_int_equal(proto_recv(f->sv[1], ROLE_WORKER_CLIENT, &msg), -EPROTO);
 	assert_int_equal(proto_send(f->sv[0], MSG_LISTENER_GET, 0, 0, "x", 1, NULL, 0), 0);
 	assert_int_equal(proto_recv(f->sv[1], ROLE_CONTROL_SERVER, &msg), -EPROTO);
+	/* A completion counter goes to a worker only: neither batond nor batonctl
+	 * takes a page from its peer. */
+	assert_int_equal(proto_send(f->sv[0], MSG_DONE_COUNTER, 0, 0, NULL, 0, &fd, 1), 0);
+	assert_int_equal(proto_recv(f->sv[1], ROLE_WORKER_SERVER, &msg), -EPROTO);
+	assert_int_equal(proto_send(f->sv[0], MSG_DONE_COUNTER, 0, 0, NULL, 0, &fd, 1), 0);
+	assert_int_equal(proto_recv(f->sv[1], ROLE_CONTROL_CLIENT, &msg), -EPROTO);
+	/* ...and it carries exactly one fd. */
+	assert_int_equal(proto_send(f->sv[0], MSG_DONE_COUNTER, 0, 0, NULL, 0, NULL, 0), -EINVAL);
 	close(fd);
 	close(keep);
 	assert_int_equal(proto_recv(f->sv[1], 99, &msg), -EINVAL);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -588,6 +589,52 @@ static void conn_done_is_batched_while_busy_and_sent_at_once_when_idle(void **st
 	close(batond);
 }
 
+/* batond's side of MSG_DONE_COUNTER: a sealed memfd, mapped. */
+static volatile uint64_t *send_counter(int batond)
+{
+	int fd = memfd_create("baton-done", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, PROTO_DONE_COUNTER_BYTES), 0);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), 0);
+	void *p = mmap(NULL, PROTO_DONE_COUNTER_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	assert_int_equal(proto_send(batond, MSG_DONE_COUNTER, 0, 0, NULL, 0, &fd, 1), 0);
+	close(fd);
+	return p;
+}
+
+static void conn_done_goes_to_the_shared_counter_once_batond_gives_one(void **state)
+{
+	int batond = make_channel();
+	assert_int_equal(baton_init(0), 0);
+	assert_int_equal(proto_recv(batond, ROLE_WORKER_SERVER, &msg), 1);
+	assert_int_equal(msg.hdr.type, MSG_HELLO);
+	assert_true(msg.hdr.flags & HELLO_DONE_COUNTER); /* it asks for one */
+	int peers[3];
+	send_conns(batond, 3, peers);
+	struct baton_event ev[3];
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(baton_next_event(&ev[i]), 1);
+	/* Finished before the counter came, busy: kept for a MSG_CONN_DONE. */
+	assert_int_equal(baton_conn_done(1), 0);
+	assert_int_equal(done_received(batond), 0);
+	volatile uint64_t *counter = send_counter(batond);
+	struct baton_event none;
+	assert_int_equal(baton_next_event(&none), 0);
+	assert_int_equal(*counter, 1); /* what was kept went there */
+	assert_int_equal(baton_conn_done(1), 0);
+	assert_int_equal(baton_conn_done(1), 0); /* idle: it would have been sent now */
+	assert_int_equal(*counter, 3);
+	assert_int_equal(done_received(batond), 0); /* and no message at all */
+	for (int i = 0; i < 3; i++) {
+		close(ev[i].fd);
+		close(peers[i]);
+	}
+	/* The page's fd was closed once mapped (the teardown counts fds). */
+	munmap((void *)counter, PROTO_DONE_COUNTER_BYTES);
+	close(batond);
+}
+
 /* A fake batond that reads what is parked while baton_park_many() waits for
  * it to be read: @want messages into msgs[]. */
 struct park_reader {
@@ -876,6 +923,7 @@ int main(void)
 	    T(a_bad_conn_message_is_dropped_with_its_fds),
 	    T(conn_done_counts_reach_batond_even_through_a_full_channel),
 	    T(conn_done_is_batched_while_busy_and_sent_at_once_when_idle),
+	    T(conn_done_goes_to_the_shared_counter_once_batond_gives_one),
 	    T(park_hands_the_connection_and_its_state_to_batond),
 	    T(park_many_sends_up_to_253_per_message_once_batond_says_it_takes_them),
 	    T(notify_sends_one_datagram_to_a_path_or_abstract_socket),
