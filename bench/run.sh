@@ -17,7 +17,9 @@
 # connections on the old generation, serialised against overlapping (issue 15), and what
 # a batond re-exec costs (bench/reexec.sh, issue 13).
 # Env: BENCH_UPGRADES (100), BENCH_SPACING_MS (240), BENCH_CONNECTIONS (8), BENCH_STEADY_MS (1500), BENCH_STEADY_RUNS ("1x8 2x64"), BENCH_STEADY_ROUNDS (4),
-#      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch"),
+#      BENCH_STARTUP_MS (100), BENCH_SCENARIOS ("baseline naive reuseport inherit dispatch";
+#      set and empty: none, for the steady comparison alone), BENCH_REEXECS (10; 0: no
+#      bench/reexec.sh at all),
 #      BENCH_IDLE_UPGRADES (10: upgrades timed without load before each scenario's run),
 #      BENCH_OWN_UPGRADES (20: upgrades without load sent by bench/ctlupgrade, no batonctl,
 #      for batond's own part),
@@ -51,7 +53,8 @@ IDLE_SPACING_MS=$((STARTUP_MS + 50))
 LL_CONNECTIONS=${BENCH_LL_CONNECTIONS:-1000}
 LL_UPGRADES=${BENCH_LL_UPGRADES:-3}
 LL_DRAIN_S=${BENCH_LL_DRAIN_S:-3}
-SCENARIOS=${BENCH_SCENARIOS:-baseline naive reuseport inherit dispatch}
+SCENARIOS=${BENCH_SCENARIOS-baseline naive reuseport inherit dispatch}
+REEXECS=${BENCH_REEXECS:-10}
 FIRST_MS=500
 TAIL_MS=600
 DURATION_MS=$((FIRST_MS + (UPGRADES - 1) * SPACING_MS + TAIL_MS))
@@ -280,8 +283,11 @@ say "fd passing"
 "$bin/fdpass" --ms 200 --rounds 5 >"$tmp/fdpass.out"
 sed 's/^/  /' "$tmp/fdpass.out" >&2
 
-say "batond re-exec (bench/reexec.sh)"
-"$BENCH_ROOT/bench/reexec.sh" "$build" "$tmp/reexec.md"
+: >"$tmp/reexec.md"
+if [ "$REEXECS" -gt 0 ]; then
+	say "batond re-exec (bench/reexec.sh)"
+	"$BENCH_ROOT/bench/reexec.sh" "$build" "$tmp/reexec.md"
+fi
 
 # run_longlived MODE: LL_UPGRADES upgrades of a line server (tests/apps/parksrv --hold:
 # it serves its open connections on while it drains), each after LL_CONNECTIONS idle
