@@ -26,7 +26,8 @@
 #define RESTART_STABLE_USEC (10 * 1000000ULL) /* a worker up this long resets its backoff */
 #define LINGER_POLL_USEC    (50 * 1000)
 #define LINGER_GRACE_USEC   (1000 * 1000)    /* after SIGKILL: zombies of a slow reaper */
-#define FINISH_GRACE_USEC   (1000 * 1000ULL) /* finished early: time to park, then SIGKILL */
+#define FINISH_GRACE_USEC   (1000 * 1000ULL) /* finished early: time to park or exit, then SIGKILL \
+					      */
 
 void gen_spawn_creds(const struct app_cfg *cfg, struct spawn_creds *ret)
 {
@@ -883,7 +884,7 @@ void gen_finish(struct gen *g)
 		return;
 	g->finishing = true;
 	g->parks_at_finish = g->parks;
-	unsigned parking = 0, killed = 0;
+	unsigned parking = 0, others = 0;
 	for (unsigned i = 0; i < g->n_workers; i++) {
 		struct worker *w = g->workers[i];
 		if (w->pid > 0 && channel_said_hello(w->channel) && channel_is_open(w->channel)) {
@@ -891,17 +892,18 @@ void gen_finish(struct gen *g)
 			channel_send_drain(w->channel, DRAIN_NOW);
 			parking++;
 		} else if (w->pid > 0 || w->state == WORKER_LINGERING) {
-			worker_signal_group(w, SIGKILL);
-			if (w->state == WORKER_LINGERING && !w->linger_killed_usec)
-				w->linger_killed_usec = now_usec(g);
-			killed++;
+			/* It has its stop signal already, and may be an instant from
+			 * its exit: several generations whose overlap ended in the
+			 * same turn start draining together, and killing the oldest at
+			 * once cut requests they would have finished. */
+			others++;
 		}
 	}
 	log_gen(g, LOG_WARNING,
 		"finished early (max-draining): %u worker%s told to park their connections "
-		"(DRAIN now), %u killed",
-		parking, parking == 1 ? "" : "s", killed);
-	if (parking && g->timer_usec > now_usec(g) + FINISH_GRACE_USEC &&
+		"(DRAIN now), %u other%s SIGKILL in 1 s unless gone",
+		parking, parking == 1 ? "" : "s", others, others == 1 ? "" : "s");
+	if ((parking || others) && g->timer_usec > now_usec(g) + FINISH_GRACE_USEC &&
 	    arm_timer(g, FINISH_GRACE_USEC, on_gen_timer) < 0) {
 		log_gen(g, LOG_ERR, "cannot arm its finish timer: killing it now");
 		for (unsigned i = 0; i < g->n_workers; i++)

@@ -10,7 +10,7 @@
  *   DRAINING --drain-timeout--> SIGKILL to what is left, still DRAINING
  *   READY --gen_drain_later, then its delay--> DRAINING (overlap)
  *   DRAINING --gen_finish--> DRAINING+finishing: DRAIN_NOW to libbaton workers
- *     (park now), SIGKILL to the others at once and to all after 1 s
+ *     (park now), SIGKILL to what is left after 1 s
  * A READY generation restarts a worker that exits, with backoff; a STARTING one
  * fails instead. GONE is final: its owner frees it. */
 #pragma once
@@ -155,8 +155,8 @@ void gen_drain(struct gen *g);
 int gen_drain_later(struct gen *g, uint64_t delay_usec);
 /* A draining generation is finished early (max-draining): DRAIN with
  * DRAIN_NOW to each worker that runs libbaton (park your live connections
- * now), SIGKILL to what is left of it 1 s later, or at once to the workers of
- * other programs. Idempotent. */
+ * now), SIGKILL to what is left of it 1 s later (the workers of other
+ * programs have their stop signal already). Idempotent. */
 void gen_finish(struct gen *g);
 void gen_free(struct gen *g);
 unsigned gen_live_workers(const struct gen *g);
