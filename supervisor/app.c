@@ -835,6 +835,13 @@ static void gen_ready(struct app *a, struct gen *g)
 	struct gen *old = take_over(a, g);
 	char what[160];
 	retire_text(a, old, what, sizeof(what));
+	/* Told before the answer: once batonctl upgrade returns, the generation
+	 * it replaced has its DRAIN and stop signal (or its overlap timer), and
+	 * a request sent then finds the new one, as scripts expect. Answering
+	 * first saved 0.6 ms of READY=1 to the reply (bench/ctlupgrade), and let
+	 * an old worker still accept, or answer on a connection it was about to
+	 * park, after the upgrade had returned. */
+	retire(a, old);
 	if (a->upgrade_running && g->id == a->revert_gen) {
 		a->counters.rollbacks++;
 		const char *text =
@@ -849,9 +856,6 @@ static void gen_ready(struct app *a, struct gen *g)
 			    (unsigned long long)(g->ready_usec - g->started_usec) / 1000, what);
 		upgrade_done(a, g, text);
 	}
-	/* Answered first: the old generation's DRAIN and stop signal, and its
-	 * workers waking up to act on them, are no part of the upgrade. */
-	retire(a, old);
 	if (a->upgrade_running || a->upgrade_queued)
 		upgrade_settled(a);
 }
