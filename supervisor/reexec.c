@@ -30,7 +30,7 @@
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
-#define STATE_MAX_BYTES	  (64 * 1024 * 1024)
+#define STATE_MAX_BYTES	   (64 * 1024 * 1024)
 #define CHECK_TIMEOUT_USEC (10 * 1000 * 1000ULL)
 #define CHECK_OUTPUT_MAX   1024
 
@@ -40,7 +40,7 @@ extern char **environ;
  * whatever replaces the path later) and the path a re-exec runs by default. */
 static int self_fd = -1;
 static char start_path[PATH_MAX];
-static char program[PATH_MAX]; /* the path this image was exec'd as */
+static char program[PATH_MAX];	   /* the path this image was exec'd as */
 static char config_path[PATH_MAX]; /* -c, for the fallback's command line */
 
 struct reexec {
@@ -147,8 +147,9 @@ static int state_write(struct daemon *d, const char *path, struct reexec_save *s
 	for (size_t i = 0; i < s->n_configs; i++) {
 		struct json_object *c = json_object_new_object();
 		rx_set_str(c, "path", s->configs[i]->cfg->path);
-		rx_set(c, "text", json_object_new_string_len(s->configs[i]->cfg->text,
-							     (int)s->configs[i]->cfg->text_len));
+		rx_set(c, "text",
+		       json_object_new_string_len(s->configs[i]->cfg->text,
+						  (int)s->configs[i]->cfg->text_len));
 		json_object_array_add(configs, c);
 	}
 	rx_set(st, "configs", configs);
@@ -281,8 +282,9 @@ static int on_check_exit(sd_event_source *s, const siginfo_t *si, void *userdata
 static int on_check_timeout(sd_event_source *s, uint64_t usec, void *userdata)
 {
 	struct daemon *d = userdata;
-	fail(d, ETIMEDOUT, "%s did not finish checking the state within %llu s; batond goes on "
-			   "unchanged",
+	fail(d, ETIMEDOUT,
+	     "%s did not finish checking the state within %llu s; batond goes on "
+	     "unchanged",
 	     d->reexec->path, CHECK_TIMEOUT_USEC / 1000000);
 	return 0;
 }
@@ -361,8 +363,12 @@ void reexec_request(struct daemon *d, const char *binary, reexec_done_t done, vo
 			done(userdata, ENOMEM, "out of memory");
 		return;
 	}
-	*rx = (struct reexec){.d = d, .done = done, .userdata = userdata, .check_out = -1,
-			      .exec_fd = -1, .requested_usec = daemon_now_usec(d)};
+	*rx = (struct reexec){.d = d,
+			      .done = done,
+			      .userdata = userdata,
+			      .check_out = -1,
+			      .exec_fd = -1,
+			      .requested_usec = daemon_now_usec(d)};
 	snprintf(rx->path, sizeof(rx->path), "%s", binary ? binary : start_path);
 	d->reexec = rx;
 	log_info("reexec: requested: checking %s", rx->path);
@@ -396,8 +402,9 @@ void reexec_settle(struct daemon *d)
 	char why[300];
 	const char *busy_why = busy(d, why, sizeof(why));
 	if (busy_why) {
-		fail(d, EBUSY, "cannot re-exec now: %s (it began during the check); try again once "
-			       "it is done",
+		fail(d, EBUSY,
+		     "cannot re-exec now: %s (it began during the check); try again once "
+		     "it is done",
 		     busy_why);
 		return;
 	}
@@ -474,12 +481,12 @@ static struct json_object *state_read(int fd, char *err, size_t err_len)
 		json_object_put(st_j);
 		return NULL;
 	}
-	if (st_j && version != REEXEC_VERSION) {
+	if (st_j && (version < REEXEC_VERSION_MIN || version > REEXEC_VERSION)) {
 		snprintf(err, err_len,
 			 "the state has version %lld, written by %s; this batond (%s) reads "
-			 "version %d",
+			 "versions %d to %d",
 			 (long long)version, rx_str(st_j, "written_by") ?: "?", BATON_VERSION,
-			 REEXEC_VERSION);
+			 REEXEC_VERSION_MIN, REEXEC_VERSION);
 		json_object_put(st_j);
 		return NULL;
 	}
@@ -498,7 +505,8 @@ static int configs_load(struct json_object *st, struct reexec_load *ld, char *er
 		const char *path = rx_str(c, "path");
 		struct config *cfg;
 		if (!path || !json_object_object_get_ex(c, "text", &text)) {
-			snprintf(err, err_len, "configuration %zu of the state has no path or text", i);
+			snprintf(err, err_len, "configuration %zu of the state has no path or text",
+				 i);
 			return -EBADMSG;
 		}
 		int r = config_parse(path, json_object_get_string(text),
@@ -532,7 +540,8 @@ int reexec_check(int fd)
 			int64_t c = rx_int(v, "config", -1);
 			if (c < 0 || (size_t)c >= ld.n_configs ||
 			    !config_find_app(ld.configs[c]->cfg, rx_str(v, "app") ?: "")) {
-				snprintf(err, sizeof(err), "app %s of the state is in no configuration",
+				snprintf(err, sizeof(err),
+					 "app %s of the state is in no configuration",
 					 rx_str(v, "app") ?: "?");
 				r = -EBADMSG;
 				break;
@@ -723,7 +732,8 @@ int reexec_restore(struct daemon *d, int fd, int prev_fd, const char *fallback_t
 		}
 		snprintf(fallback_reason, sizeof(fallback_reason), "--reexec-fallback=%s: %s",
 			 program, err);
-		log_err("reexec: going back to %s", rx_str(st, "previous_path") ?: "the previous batond");
+		log_err("reexec: going back to %s",
+			rx_str(st, "previous_path") ?: "the previous batond");
 		exec_previous();
 		log_err("reexec: cannot exec the previous batond: %s", strerror(errno));
 		return -1;
@@ -733,8 +743,8 @@ int reexec_restore(struct daemon *d, int fd, int prev_fd, const char *fallback_t
 	 * next exec but for what that one carries again. */
 	size_t n = rx_len(st, "fds");
 	for (size_t i = 0; i < n; i++) {
-		int kept = json_object_get_int(json_object_array_get_idx(
-		    json_object_object_get(st, "fds"), i));
+		int kept = json_object_get_int(
+		    json_object_array_get_idx(json_object_object_get(st, "fds"), i));
 		set_cloexec(&kept, 1, true);
 	}
 	if (previous_fd >= 0)
@@ -750,9 +760,10 @@ int reexec_restore(struct daemon *d, int fd, int prev_fd, const char *fallback_t
 			 "reexec failed: %s; batond %d went back to %s and serves on unchanged",
 			 fallback_text, (int)getpid(), program);
 	else
-		snprintf(text, sizeof(text),
-			 "batond %d now runs %s (batond %s), in %llu ms; it paused %.1f ms for the exec",
-			 (int)getpid(), program, BATON_VERSION, (unsigned long long)took, paused);
+		snprintf(
+		    text, sizeof(text),
+		    "batond %d now runs %s (batond %s), in %llu ms; it paused %.1f ms for the exec",
+		    (int)getpid(), program, BATON_VERSION, (unsigned long long)took, paused);
 	log_info("reexec: %s", text);
 	if (d->service.ready_sent)
 		sd_notify(0, "READY=1");

@@ -24,8 +24,12 @@
 struct config_ref;
 struct daemon;
 
-#define REEXEC_FORMAT  "baton-reexec-state"
-#define REEXEC_VERSION 1
+#define REEXEC_FORMAT "baton-reexec-state"
+/* Written; a reader takes REEXEC_VERSION_MIN to REEXEC_VERSION. 2: a worker's
+ * completion counter (a memfd a reader must not ignore: an older batond would
+ * keep it open unread, and the worker's load would only grow). */
+#define REEXEC_VERSION	   2
+#define REEXEC_VERSION_MIN 1
 
 /* Writing the state: the fds it names (kept open across exec) and the
  * configurations it carries (each once, by index). */

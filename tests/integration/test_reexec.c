@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -104,9 +106,10 @@ static void a_broken_new_batond_leaves_the_running_one_serving(void **state)
 {
 	struct batond b;
 	batond_prepare(&b);
-	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
-				"  workers = 2\n}\n");
+	batond_write_config(&b,
+			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			    "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+			    "  workers = 2\n}\n");
 	batond_start(&b);
 	assert_true(wait_workers(&b, "ready", 2, 10000));
 	pid_t before[2], after[2];
@@ -145,7 +148,8 @@ static void a_broken_new_batond_leaves_the_running_one_serving(void **state)
 			batond_dump_log(&b);
 			fail_msg("reexec --binary %s: exit %d: %s", broken[i].path, rc, out);
 		}
-		assert_non_null(strstr(out, "batond goes on unchanged") ?: strstr(out, "serves on"));
+		assert_non_null(strstr(out, "batond goes on unchanged")
+				    ?: strstr(out, "serves on"));
 	}
 	long ok, failed;
 	loadgen_stop(lg, lg_out, &ok, &failed);
@@ -168,7 +172,7 @@ static void exchange(int fd, char *reply, size_t len)
 }
 
 /* Worker @index's pid once it is a ready process other than @not. */
-static pid_t ready_worker(const struct batond *b, unsigned index, pid_t not)
+static pid_t ready_worker(const struct batond *b, unsigned index, pid_t not )
 {
 	long long deadline = now_ms() + 20000;
 	for (;;) {
@@ -176,7 +180,7 @@ static pid_t ready_worker(const struct batond *b, unsigned index, pid_t not)
 		int n = worker_pids(b, "ready", pids, 4);
 		pid_t pid = app_worker_pid(b, "web", index);
 		for (int i = 0; i < n; i++)
-			if (pids[i] == pid && pid != not)
+			if (pids[i] == pid && pid != not )
 				return pid;
 		if (now_ms() > deadline)
 			fail_msg("worker %u not ready again", index);
@@ -282,8 +286,9 @@ static void a_reexec_keeps_what_rollback_goes_back_to(void **state)
 {
 	struct batond b;
 	batond_prepare(&b);
-	batond_write_config(&b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-				"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n");
+	batond_write_config(
+	    &b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n");
 	batond_start(&b);
 	assert_true(wait_workers(&b, "ready", 1, 10000));
 	char out[2048];
@@ -316,6 +321,46 @@ static void reexec_refuses_while_an_upgrade_runs(void **state)
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* A state newer than the program that reads it (a re-exec into an older
+ * batond) is refused with both versions: its members may be ones it must not
+ * ignore (a worker's completion counter). */
+static void a_state_newer_than_the_new_program_is_refused_with_its_version(void **state)
+{
+	char dir[] = "/tmp/baton-test.XXXXXX", path[64], err_path[64];
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state", dir);
+	snprintf(err_path, sizeof(err_path), "%s/err", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("{\"format\":\"baton-reexec-state\",\"version\":99,\"written_by\":\"batond 9.9\"}",
+	      f);
+	fclose(f);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(path, O_RDONLY), err = open(err_path, O_WRONLY | O_CREAT, 0600);
+		if (fd < 0 || err < 0 || dup2(fd, 3) < 0 || dup2(err, 2) < 0)
+			_exit(99);
+		execl(BATOND_PATH, "batond", "--reexec-check=3", (char *)NULL);
+		_exit(98);
+	}
+	int status;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	char text[1024] = "";
+	f = fopen(err_path, "r");
+	assert_non_null(f);
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	text[n] = '\0';
+	fclose(f);
+	assert_non_null(strstr(text, "reexec check: the state has version 99, written by batond "
+				     "9.9; this batond (" BATON_VERSION ") reads versions 1 to 2"));
+	unlink(path);
+	unlink(err_path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -326,6 +371,7 @@ int main(void)
 	    harness_test(a_generation_draining_during_a_reexec_drains_on),
 	    harness_test(a_reexec_keeps_what_rollback_goes_back_to),
 	    harness_test(reexec_refuses_while_an_upgrade_runs),
+	    harness_test(a_state_newer_than_the_new_program_is_refused_with_its_version),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
