@@ -35,7 +35,10 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/baton-bench-gunicorn.XXXXXX")
 started=()
 cleanup() {
-	for pid in "${started[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+	# An arbiter started by USR2 is the old one's child: by its pid file too.
+	for pid in "${started[@]}" $(cat "$tmp"/gunicorn.pid* 2>/dev/null); do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
 	wait 2>/dev/null || true
 	if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
