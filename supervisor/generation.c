@@ -25,9 +25,10 @@
 #define RESTART_MAX_USEC    (30 * 1000000ULL)
 #define RESTART_STABLE_USEC (10 * 1000000ULL) /* a worker up this long resets its backoff */
 #define LINGER_POLL_USEC    (50 * 1000)
-#define LINGER_GRACE_USEC   (1000 * 1000)    /* after SIGKILL: zombies of a slow reaper */
-#define FINISH_GRACE_USEC   (1000 * 1000ULL) /* finished early: time to park or exit, then SIGKILL \
-					      */
+#define LINGER_GRACE_USEC   (1000 * 1000) /* after SIGKILL: zombies of a slow reaper */
+#define FINISH_GRACE_USEC                                                                          \
+	(1000 * 1000ULL) /* finished early: time to park or exit, then SIGKILL                     \
+			  */
 
 void gen_spawn_creds(const struct app_cfg *cfg, struct spawn_creds *ret)
 {
@@ -510,6 +511,8 @@ static int on_child(sd_event_source *s, const siginfo_t *si, void *userdata)
 	describe_exit(si, how, sizeof(how));
 	if (w->exec_fd >= 0)
 		worker_read_exec(w);
+	/* What it wrote before it exited (why it failed, say) comes first. */
+	output_drain(w->output);
 	uint64_t lifetime = now_usec(g) - w->started_usec;
 	log_worker(w, LOG_INFO, "%s after %llu ms", how, (unsigned long long)lifetime / 1000);
 	/* Its exit may be seen before the last of its messages: it parked its

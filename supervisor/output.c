@@ -85,6 +85,12 @@ static int on_output(sd_event_source *s, int fd, uint32_t revents, void *userdat
 	return 0;
 }
 
+void output_drain(struct output *o)
+{
+	if (o)
+		output_read(o, 64 * 1024);
+}
+
 void output_flush(struct output *o)
 {
 	if (o && o->len > 0) {

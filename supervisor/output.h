@@ -21,6 +21,10 @@ int output_new(sd_event *event, const char *app, unsigned generation, unsigned w
  * and closes both ends. NULL is fine. */
 void output_free(struct output *o);
 
+/* Logs the lines the pipe holds now (what a pipe holds at most): a worker's
+ * last words before batond's line about its exit. NULL is fine. */
+void output_drain(struct output *o);
+
 /* The write end, for spawn_req.stdio_fd (borrowed: each process gets a copy). */
 int output_write_fd(const struct output *o);
 

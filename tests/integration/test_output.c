@@ -100,6 +100,41 @@ static void worker_output_is_logged_line_by_line_with_app_generation_and_worker(
 	assert_int_equal(batond_stop(&b), 0);
 }
 
+/* A worker's last words come before batond's line about its exit, and are
+ * in the log when the failed upgrade's answer arrives: why it failed. */
+static void a_failed_workers_last_words_come_before_its_exit(void **state)
+{
+	struct batond b;
+	batond_prepare(&b);
+	batond_write_config(
+	    &b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		"app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n}\n");
+	batond_start(&b);
+	assert_true(wait_workers(&b, "ready", 1, 10000));
+	batond_write_config(
+	    &b, "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+		"app web {\n  exec = { \"@TESTSRV@\", \"--exit-before-ready\", \"3\" }\n"
+		"  listeners = { \"http\" }\n}\n");
+	char out[1024];
+	assert_int_equal(batonctl(&b, out, sizeof(out), "reload", NULL), 1);
+	assert_non_null(strstr(out, "generation 2 exited with status 3 before READY=1"));
+	FILE *f = fopen(b.log, "r");
+	assert_non_null(f);
+	static char log[1 << 16];
+	size_t n = fread(log, 1, sizeof(log) - 1, f);
+	log[n] = '\0';
+	fclose(f);
+	const char *words = strstr(log, "]: exiting with 3 instead of becoming ready\n");
+	const char *exit = strstr(log, "web: generation 2 worker 0 (pid ");
+	exit = exit ? strstr(exit, ") exited with status 3") : NULL;
+	if (!words || !exit || words > exit)
+		batond_dump_log(&b);
+	assert_non_null(words);
+	assert_non_null(exit);
+	assert_true(words < exit);
+	assert_int_equal(batond_stop(&b), 0);
+}
+
 /* Under systemd (JOURNAL_STREAM names batond's stderr) each worker's stdout
  * and stderr are a journal stream of its own, identified by the app's name and
  * connected by the worker itself (the journal records its pid); none of it
@@ -156,6 +191,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    harness_test(worker_output_is_logged_line_by_line_with_app_generation_and_worker),
+	    harness_test(a_failed_workers_last_words_come_before_its_exit),
 	    harness_test(worker_output_goes_to_a_journal_stream_named_after_the_app),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
