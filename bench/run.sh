@@ -493,7 +493,7 @@ report=$out/report.md
 		echo "execs, and the app's dynamic linking runs; *a direct start*: the same app forked and"
 		echo "exec'd by bench/upgrader to its main() (the reuseport scenario, without load: $direct ms"
 		echo "median), so *batond to exec* is the difference; *READY=1 to reply*: batond reads the"
-		echo "notification, marks the generation ready and answers (the old one drains after)."
+		echo "notification, marks the generation ready, tells the old one to drain and answers."
 		echo
 		echo "| mode | upgrades ok | request to main() median ms | p90 | batond to exec median ms | READY=1 to reply median ms | p90 | batond's own part median ms |"
 		echo "|---|---|---|---|---|---|---|---|"
