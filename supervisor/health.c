@@ -62,7 +62,6 @@ struct health {
 	unsigned rounds, failed_in_row;
 	char reason[REASON_MAX];
 	sd_event_source *timer; /* the next round, or this round's timeout */
-	bool in_round;
 	struct probe_proc *proc;
 	struct http_probe *http;
 	unsigned n_http;
@@ -139,7 +138,6 @@ static void proc_read(struct probe_proc *p)
 /* The round is over: every probe ended (or the timeout ended them). */
 static void round_end(struct health *h, bool ok, const char *reason)
 {
-	h->in_round = false;
 	for (unsigned i = 0; i < h->n_http; i++)
 		http_close(&h->http[i]);
 	free(h->http);
@@ -183,17 +181,17 @@ static int on_proc_exit(sd_event_source *s, const siginfo_t *si, void *userdata)
 	proc_read(p);
 	first_line(p->out);
 	char reason[REASON_MAX];
-	bool ok = si->si_code == CLD_EXITED && si->si_status == 0;
+	bool ok = !p->timed_out && si->si_code == CLD_EXITED && si->si_status == 0;
 	if (p->timed_out)
 		snprintf(reason, sizeof(reason), "health-exec %s timed out after %.3g s",
 			 h->t.cfg->health_argv[0], (double)h->t.cfg->health_timeout_usec / 1e6);
 	else if (si->si_code == CLD_EXITED)
 		snprintf(reason, sizeof(reason), "health-exec %s exited with status %d%s%s",
-			 h->t.cfg->health_argv[0], si->si_status, p->out_len ? ": " : "", p->out);
+			 h->t.cfg->health_argv[0], si->si_status, *p->out ? ": " : "", p->out);
 	else
 		snprintf(reason, sizeof(reason), "health-exec %s was killed by signal %s%s%s",
 			 h->t.cfg->health_argv[0], sigabbrev_np(si->si_status) ?: "?",
-			 p->out_len ? ": " : "", p->out);
+			 *p->out ? ": " : "", p->out);
 	/* Its process group may live on (a daemon it started): not ours to
 	 * keep. It is still a zombie here (sd-event reaps it after this), so
 	 * its group's id is not anybody else's yet. */
@@ -514,7 +512,6 @@ static void http_round(struct health *h)
 
 static void round_start(struct health *h)
 {
-	h->in_round = true;
 	if (arm(h, h->t.cfg->health_timeout_usec, on_round_timeout) < 0) {
 		round_end(h, false, "cannot arm the health check's timeout");
 		return;
