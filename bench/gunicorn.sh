@@ -46,6 +46,7 @@ trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 duration_ms=$((500 + UPGRADES * SPACING_MS + 1500))
+SPACING_S=$(awk -v ms="$SPACING_MS" 'BEGIN { print ms / 1000 }')
 export GUIDE_IMPORT_DELAY=$IMPORT_S
 
 wait_for() { # tries command...: until it succeeds, 10 s at most
@@ -96,7 +97,7 @@ scenario_gunicorn() { # name upgrades
 		started+=("$new")
 		kill -TERM "$old"
 		wait_for 500 promoted "$new"
-		sleep "$(echo "$SPACING_MS" | awk '{print $1 / 1000}')"
+		sleep "$SPACING_S"
 	done
 	wait "$lg" || true
 	kill -TERM "$(cat "$tmp/gunicorn.pid")"
@@ -122,7 +123,7 @@ EOF
 	sleep 0.5
 	for _ in $(seq "$UPGRADES"); do
 		"$build/supervisor/batonctl" -s "$tmp/batond.sock" upgrade web >>"$tmp/$1.upgrades" 2>&1
-		sleep "$(echo "$SPACING_MS" | awk '{print $1 / 1000}')"
+		sleep "$SPACING_S"
 	done
 	wait "$lg" || true
 	"$build/supervisor/batonctl" -s "$tmp/batond.sock" stop >/dev/null 2>&1 || kill -TERM "$batond"

@@ -177,22 +177,29 @@ static void child_journal_stream(const char *app)
 	close(fd);
 }
 
+/* A child's signals as a service's: default dispositions, none blocked,
+ * SIGPIPE ignored (systemd's IgnoreSIGPIPE=yes: SIGPIPE is for shell
+ * pipelines; a worker whose stdout pipe lost its reader, batond killed until
+ * the next one takes it back (recover.c), gets EPIPE and serves on). And a
+ * process group of its own: a terminal's ^C reaches batond, which drains
+ * workers in order, and a signal to the group reaches what it starts. In the
+ * child; async-signal-safe. */
+static void child_reset(void)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	for (int sig = 1; sig < _NSIG; sig++)
+		signal(sig, sig == SIGPIPE ? SIG_IGN : SIG_DFL);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	setpgid(0, 0);
+}
+
 /* Runs in the child. Only async-signal-safe calls from here on. @in_cgroup:
  * it was born in its cgroup2 leaf. */
 static void __attribute__((noreturn)) child_exec(const struct spawn_req *req, struct child_env *ce,
 						 int channel_fd, int exec_fd, bool in_cgroup)
 {
-	sigset_t none;
-	sigemptyset(&none);
-	for (int sig = 1; sig < _NSIG; sig++)
-		signal(sig, SIG_DFL);
-	/* As systemd's IgnoreSIGPIPE=yes: SIGPIPE is for shell pipelines. A
-	 * worker whose stdout pipe lost its reader (batond killed, until the next
-	 * one takes it back, recover.c) gets EPIPE and serves on. */
-	signal(SIGPIPE, SIG_IGN);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Own process group: a terminal's ^C reaches batond, which drains workers in order. */
-	setpgid(0, 0);
+	child_reset();
 	int err = 0;
 	/* First, while the fds are where batond opened them: everything the worker
 	 * forks from now on is born in its cgroups. Its cgroup2 leaf, which
@@ -370,12 +377,7 @@ static void __attribute__((noreturn))
 child_probe(char *const *argv, char *const *envp, const struct spawn_creds *creds, int null_fd,
 	    int out_fd)
 {
-	sigset_t none;
-	sigemptyset(&none);
-	for (int sig = 1; sig < _NSIG; sig++)
-		signal(sig, SIG_DFL);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	setpgid(0, 0); /* a timeout kills what it started too */
+	child_reset(); /* its own group: a timeout kills what it started too */
 	int step = SPAWN_FDS;
 	if (dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		goto fail;

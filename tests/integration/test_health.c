@@ -155,16 +155,13 @@ static bool logged_pids(const struct batond *b, int gen, const char *pids)
 static void health_exec_knows_the_generation_and_rolls_back_a_failing_one(void **state)
 {
 	struct batond b;
-	batond_prepare(&b);
-	batond_write_config(&b,
-			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-			    "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
-			    "  workers = 2\n" SICK_CHECK "}\n");
-	batond_start(&b);
-	assert_true(wait_workers(&b, "ready", 2, 10000));
 	char lg_out[400], out[2048];
-	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
-	pid_t lg = loadgen_start(&b, 4, LOADGEN_CEILING_MS, lg_out);
+	pid_t lg =
+	    start_under_load(&b,
+			     "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			     "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+			     "  workers = 2\n" SICK_CHECK "}\n",
+			     2, lg_out, sizeof(lg_out));
 	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
 	assert_non_null(strstr(out, "web: generation 2 ready in "));
 	char pids[64];
@@ -357,16 +354,13 @@ static void expect_health_in_status(const struct batond *b, int gen, const char 
 static void probation_reverts_a_generation_that_turns_unhealthy(void **state)
 {
 	struct batond b;
-	batond_prepare(&b);
-	batond_write_config(&b,
-			    "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
-			    "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
-			    "  workers = 2\n  probation = 60\n" SICK_CHECK "}\n");
-	batond_start(&b);
-	assert_true(wait_workers(&b, "ready", 2, 10000));
 	char lg_out[400], out[2048];
-	snprintf(lg_out, sizeof(lg_out), "%s/loadgen.out", b.dir);
-	pid_t lg = loadgen_start(&b, 4, LOADGEN_CEILING_MS, lg_out);
+	pid_t lg =
+	    start_under_load(&b,
+			     "listener http { address = \"tcp://127.0.0.1:@PORT@\" }\n"
+			     "app web {\n  exec = { \"@TESTSRV@\" }\n  listeners = { \"http\" }\n"
+			     "  workers = 2\n  probation = 60\n" SICK_CHECK "}\n",
+			     2, lg_out, sizeof(lg_out));
 	assert_int_equal(batonctl(&b, out, sizeof(out), "upgrade", "web", NULL), 0);
 	assert_non_null(strstr(out, "web: generation 2 ready in "));
 	assert_int_equal(app_status(&b, "web", "probation"), 2);
